@@ -1,0 +1,1 @@
+//! Benchmarks and the load-test harness for Isthmus (criterion benches land with the performance issue).

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything the integration tests need beyond the Rust toolchain.
+# Idempotent and fast on repeat runs: each step checks before it installs,
+# because a CI machine may be fresh (nothing installed by hand survives) or reused.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+
+# Exact versions verified to install as cp311 manylinux wheels (no compiler needed).
+GRPCIO_VERSION="1.76.0"
+PROTOBUF_VERSION="6.33.1"
+
+# --- system tools -----------------------------------------------------------
+# curl: HTTP/1 + h2c probes; h2load/nghttp (nghttp2-client): HTTP/2 load and
+# frame-level checks; openssl: test certs; socat: raw TCP peers;
+# iproute2 (ss, ip) and iptables: socket/redirect tests.
+APT_PACKAGES=(curl nghttp2-client openssl socat iproute2 iptables)
+NEEDED_CMDS=(curl h2load nghttp openssl socat ss ip iptables)
+
+missing=()
+for cmd in "${NEEDED_CMDS[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "test-deps: system tools present, skipping apt"
+else
+    echo "test-deps: missing ${missing[*]}; installing ${APT_PACKAGES[*]} via apt"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+    echo "test-deps: apt install done"
+fi
+
+# --- Python venv for the gRPC peer (tests/peers/grpc_echo.py) -----------------
+# A venv keeps the pinned grpcio away from the system/pyenv site-packages.
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "test-deps: creating venv at $VENV"
+    python3 -m venv --clear "$VENV"
+else
+    echo "test-deps: venv exists at $VENV"
+fi
+
+# Reinstall only when grpcio is missing or not the pinned version.
+if "$VENV/bin/python" -c "import sys, grpc; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" >/dev/null 2>&1; then
+    echo "test-deps: grpcio $GRPCIO_VERSION already in venv, skipping pip"
+else
+    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
+        "grpcio==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION"
+    "$VENV/bin/python" -c "import grpc; print('test-deps: grpcio', grpc.__version__, 'importable')"
+fi
+
+# --- cargo-nextest ------------------------------------------------------------
+# Normally preinstalled; building it from crates.io takes a few minutes.
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "test-deps: $(cargo nextest --version 2>/dev/null | head -n1) present"
+else
+    echo "test-deps: cargo-nextest missing; cargo install cargo-nextest --locked"
+    cargo install cargo-nextest --locked
+fi
+
+echo "test-deps: done"

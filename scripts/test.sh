@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one command that runs the whole suite (README, and CI via .ci/run).
+# Extra arguments go to `cargo nextest run`, e.g. scripts/test.sh -E 'test(grpc)'.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+scripts/test-deps.sh
+
+# Integration tests spawn tests/peers/*.py with this interpreter (has grpcio).
+export ISTHMUS_PYTHON="$REPO/.venv/bin/python"
+
+# Build the binaries first: integration tests launch them as subprocesses.
+cargo build --workspace --bins
+exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -1,0 +1,103 @@
+//! Canonical proto3 JSON (and so Envoy's YAML) for the Envoy v3 protos.
+//!
+//! Envoy's bootstrap file is a `Bootstrap` message in proto3 JSON: durations as `"0.25s"`,
+//! `typed_config` as an `Any` with `"@type"`, enums by name, unknown fields rejected. The
+//! generated `envoy-types` structs have no serde support, so a descriptor pool compiled from the
+//! same `.proto` files at build time drives `prost-reflect`: JSON → dynamic message → wire bytes
+//! → the typed struct. The error names the field path, which is what an operator needs to fix
+//! a file.
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, DynamicMessage};
+
+static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+
+/// Why a JSON value could not become the requested proto.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// The value does not fit the message: wrong type, unknown field, bad duration, unknown
+    /// `@type`. `path` is dotted with `[i]` for list items, empty at the top level.
+    #[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+    Invalid {
+        /// Where in the document the problem is, e.g. `static_resources.clusters[2].connect_timeout`.
+        path: String,
+        /// What the decoder said.
+        message: String,
+    },
+    /// The message type is not in the compiled descriptor set (a bug in this crate's build).
+    #[error("proto type {0} is not in the compiled Envoy descriptor set")]
+    UnknownType(String),
+    /// The dynamic message did not re-decode as the typed struct (descriptor/codegen mismatch).
+    #[error("decoding {type_name} from its wire form failed: {source}")]
+    Decode {
+        /// The full proto name.
+        type_name: String,
+        /// The prost error.
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// The descriptor set compiled at build time is unreadable (a bug in this crate's build).
+    #[error("the compiled Envoy descriptor set is invalid: {0}")]
+    Descriptors(String),
+}
+
+/// The descriptor pool for every vendored Envoy type, built once.
+pub fn pool() -> Result<&'static DescriptorPool, JsonError> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| JsonError::Descriptors(e.clone()))
+}
+
+/// Decodes canonical proto3 JSON into the typed Envoy message `T`.
+pub fn from_json<T>(value: serde_json::Value) -> Result<T, JsonError>
+where
+    T: prost::Message + prost::Name + Default,
+{
+    let type_name = T::full_name();
+    let desc = pool()?
+        .get_message_by_name(&type_name)
+        .ok_or_else(|| JsonError::UnknownType(type_name.clone()))?;
+    let mut track = serde_path_to_error::Track::new();
+    let dynamic =
+        DynamicMessage::deserialize(desc, serde_path_to_error::Deserializer::new(value, &mut track))
+            .map_err(|e| JsonError::Invalid {
+                path: track.path().to_string().trim_start_matches('.').to_string(),
+                message: e.to_string(),
+            })?;
+    let bytes = prost::Message::encode_to_vec(&dynamic);
+    T::decode(bytes.as_slice()).map_err(|source| JsonError::Decode { type_name, source })
+}
+
+/// Decodes the payload of an `Any` whose type URL names `T`, for `typed_config` fields.
+pub fn unpack<T>(any: &crate::protos::google::protobuf::Any) -> Result<T, prost::DecodeError>
+where
+    T: prost::Message + Default,
+{
+    T::decode(any.value.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protos::envoy::config::bootstrap::v3::Bootstrap;
+
+    #[test]
+    fn parses_durations_and_typed_config() {
+        let v = serde_json::json!({
+            "static_resources": {"clusters": [{"name": "a", "connect_timeout": "0.25s"}]}
+        });
+        let b: Bootstrap = from_json(v).unwrap();
+        let c = &b.static_resources.unwrap().clusters[0];
+        assert_eq!(c.connect_timeout.as_ref().unwrap().nanos, 250_000_000);
+    }
+
+    #[test]
+    fn unknown_field_names_its_path() {
+        let v = serde_json::json!({"static_resources": {"clusters": [{"name": "a"}, {"nme": "b"}]}});
+        let err = from_json::<Bootstrap>(v).unwrap_err().to_string();
+        assert!(err.starts_with("static_resources.clusters[1]"), "{err}");
+        assert!(err.contains("nme"), "{err}");
+    }
+}
