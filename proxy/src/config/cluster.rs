@@ -1,0 +1,152 @@
+//! Upstream clusters: how endpoints are found, balanced, limited and spoken to.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::bootstrap::Locality;
+
+/// A named group of upstream endpoints.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Unique name, referenced by routes and tcp_proxy.
+    pub name: String,
+    /// How endpoints are found.
+    pub discovery: Discovery,
+    /// TCP connect limit per attempt.
+    pub connect_timeout: Duration,
+    /// Host selection policy.
+    pub lb_policy: LbPolicy,
+    /// Static endpoints (STATIC / DNS), grouped by locality and priority.
+    pub endpoints: Vec<LocalityEndpoints>,
+    /// `load_assignment.policy.overprovisioning_factor` (percent; default 140).
+    pub overprovisioning_factor: u32,
+    /// Limits (default priority thresholds).
+    pub circuit_breakers: CircuitBreakers,
+    /// Protocol towards HTTP upstreams.
+    pub upstream_protocol: UpstreamProtocol,
+    /// `common_lb_config.healthy_panic_threshold` (percent; default 50).
+    pub healthy_panic_threshold: f64,
+    /// How often DNS clusters re-resolve (default 5 s).
+    pub dns_refresh_rate: Duration,
+    /// Close pooled upstream connections idle for this long (default 1 h).
+    pub idle_timeout: Option<Duration>,
+    /// Least-request choice count (default 2).
+    pub choice_count: u32,
+}
+
+/// Endpoint discovery type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// Endpoints are addresses in the config.
+    Static,
+    /// Every address each hostname resolves to is a host; re-resolved periodically.
+    StrictDns,
+    /// One host per hostname: the first address it resolves to.
+    LogicalDns,
+    /// Endpoints come from EDS (`service_name`, or the cluster name).
+    Eds {
+        /// The ClusterLoadAssignment name to ask for.
+        service_name: String,
+    },
+    /// The connection's original destination is the host.
+    OriginalDst,
+}
+
+/// Host selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    /// Weighted round robin (earliest-deadline-first over weights).
+    RoundRobin,
+    /// Power of N choices by active requests.
+    LeastRequest,
+    /// Uniform random among (weighted) hosts.
+    Random,
+    /// The cluster's own rule (ORIGINAL_DST: the original destination).
+    ClusterProvided,
+}
+
+/// Connection and request limits, with overflow counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakers {
+    /// Open upstream connections (default 1024).
+    pub max_connections: u64,
+    /// Requests waiting for a connection (default 1024).
+    pub max_pending_requests: u64,
+    /// Requests in flight (default 1024).
+    pub max_requests: u64,
+    /// Retries in flight (default 3).
+    pub max_retries: u64,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        CircuitBreakers {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
+}
+
+/// HTTP version towards the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (Envoy default).
+    Http1,
+    /// HTTP/2 prior knowledge (h2c), required for gRPC upstreams.
+    Http2,
+    /// Whatever the downstream spoke (`use_downstream_protocol_config`).
+    Downstream,
+}
+
+/// Endpoints that share a locality and priority.
+#[derive(Debug, Clone)]
+pub struct LocalityEndpoints {
+    /// Where they run.
+    pub locality: Locality,
+    /// 0 is most preferred.
+    pub priority: u32,
+    /// `load_balancing_weight` for locality-weighted balancing.
+    pub weight: Option<u32>,
+    /// The endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One endpoint as configured.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Where it is.
+    pub address: EndpointAddress,
+    /// Relative weight (default 1).
+    pub weight: u32,
+    /// Health reported by the config source.
+    pub health: HealthStatus,
+    /// Hostname for logs (`endpoint.hostname`).
+    pub hostname: String,
+}
+
+/// An endpoint address before resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAddress {
+    /// A literal IP and port.
+    Socket(SocketAddr),
+    /// A name to resolve (DNS clusters).
+    Dns {
+        /// Hostname.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// Health as told by the control plane (`health_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum HealthStatus {
+    /// Serving (UNKNOWN and HEALTHY).
+    Healthy,
+    /// Serving, but preferred less.
+    Degraded,
+    /// Not serving (UNHEALTHY, DRAINING, TIMEOUT).
+    Unhealthy,
+}

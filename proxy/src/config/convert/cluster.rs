@@ -1,0 +1,286 @@
+//! `Cluster` (and its `ClusterLoadAssignment`) → model.
+
+use std::time::Duration;
+
+use xds_client::protos::envoy::config::cluster::v3 as proto;
+use xds_client::protos::envoy::config::core::v3 as core;
+use xds_client::protos::envoy::config::endpoint::v3 as ep;
+use xds_client::protos::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+
+use super::common::{duration, host_port, timeout};
+use super::fields::{check, FieldPolicy};
+use crate::config::bootstrap::Locality;
+use crate::config::cluster::*;
+use crate::config::error::{ConfigError, Path};
+
+const CLUSTER: FieldPolicy = FieldPolicy {
+    message: "envoy.config.cluster.v3.Cluster",
+    honoured: &[
+        "name",
+        "type",
+        "connect_timeout",
+        "lb_policy",
+        "load_assignment",
+        "eds_cluster_config",
+        "circuit_breakers",
+        "typed_extension_protocol_options",
+        "http2_protocol_options",
+        "common_lb_config",
+        "dns_refresh_rate",
+        "least_request_lb_config",
+    ],
+    ignored: &[
+        "alt_stat_name",
+        "per_connection_buffer_limit_bytes",
+        "dns_lookup_family",
+        "respect_dns_ttl",
+        "cleanup_interval",
+        "upstream_connection_options",
+        "metadata",
+        "track_cluster_stats",
+        "close_connections_on_host_health_failure",
+        "ignore_health_on_host_removal",
+        "track_timeout_budgets",
+    ],
+};
+
+const COMMON_LB: FieldPolicy = FieldPolicy {
+    message: "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+    honoured: &["healthy_panic_threshold"],
+    ignored: &["update_merge_window", "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change"],
+};
+
+const THRESHOLDS: FieldPolicy = FieldPolicy {
+    message: "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+    honoured: &["priority", "max_connections", "max_pending_requests", "max_requests", "max_retries"],
+    ignored: &["track_remaining", "max_connection_pools"],
+};
+
+const HTTP_OPTIONS: FieldPolicy = FieldPolicy {
+    message: "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    honoured: &["explicit_http_config", "use_downstream_protocol_config", "common_http_protocol_options"],
+    ignored: &["upstream_http_protocol_options"],
+};
+
+const LOCALITY_ENDPOINTS: FieldPolicy = FieldPolicy {
+    message: "envoy.config.endpoint.v3.LocalityLbEndpoints",
+    honoured: &["locality", "lb_endpoints", "load_balancing_weight", "priority"],
+    ignored: &["metadata", "proximity"],
+};
+
+const LB_ENDPOINT: FieldPolicy = FieldPolicy {
+    message: "envoy.config.endpoint.v3.LbEndpoint",
+    honoured: &["endpoint", "health_status", "load_balancing_weight"],
+    ignored: &["metadata"],
+};
+
+const ENDPOINT: FieldPolicy = FieldPolicy {
+    message: "envoy.config.endpoint.v3.Endpoint",
+    honoured: &["address", "hostname"],
+    ignored: &["health_check_config"],
+};
+
+const HTTP_OPTIONS_URL: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Converts a cluster; `path` names it (`static_resources.clusters[2] "web"`).
+pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> {
+    use proto::cluster::{ClusterDiscoveryType as T, DiscoveryType as D, LbPolicy as L};
+    check(c, &CLUSTER, path)?;
+    if c.name.is_empty() {
+        return Err(path.err_at("name", "is required"));
+    }
+    let discovery = match &c.cluster_discovery_type {
+        None => Discovery::Static,
+        Some(T::Type(t)) => match D::try_from(*t) {
+            Ok(D::Static) => Discovery::Static,
+            Ok(D::StrictDns) => Discovery::StrictDns,
+            Ok(D::LogicalDns) => Discovery::LogicalDns,
+            Ok(D::Eds) => Discovery::Eds {
+                service_name: c
+                    .eds_cluster_config
+                    .as_ref()
+                    .map(|e| e.service_name.clone())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| c.name.clone()),
+            },
+            Ok(D::OriginalDst) => Discovery::OriginalDst,
+            Err(_) => return Err(path.err_at("type", format!("unknown discovery type {t}"))),
+        },
+        Some(T::ClusterType(_)) => return Err(path.err_at("cluster_type", "custom cluster types are not supported")),
+    };
+    let lb_policy = match L::try_from(c.lb_policy) {
+        Ok(L::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(L::LeastRequest) => LbPolicy::LeastRequest,
+        Ok(L::Random) => LbPolicy::Random,
+        Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
+        Ok(other) => {
+            return Err(path.err_at("lb_policy", format!("{} is not supported", other.as_str_name())))
+        }
+        Err(_) => return Err(path.err_at("lb_policy", format!("unknown value {}", c.lb_policy))),
+    };
+    if discovery == Discovery::OriginalDst && lb_policy != LbPolicy::ClusterProvided {
+        return Err(path.err_at("lb_policy", "ORIGINAL_DST clusters need CLUSTER_PROVIDED"));
+    }
+    let connect_timeout = match &c.connect_timeout {
+        Some(d) => duration(d, &path.field("connect_timeout"))?,
+        None => Duration::from_secs(5),
+    };
+    let (endpoints, overprovisioning_factor) = match &c.load_assignment {
+        Some(la) => load_assignment(la, &path.field("load_assignment"))?,
+        None => (Vec::new(), 140),
+    };
+    let dns = matches!(discovery, Discovery::StrictDns | Discovery::LogicalDns);
+    for le in &endpoints {
+        for e in &le.endpoints {
+            if let EndpointAddress::Dns { host, .. } = &e.address {
+                if !dns {
+                    return Err(path.field("load_assignment").err(format!(
+                        "\"{host}\" is not an IP address; use STRICT_DNS or LOGICAL_DNS for names"
+                    )));
+                }
+            }
+        }
+    }
+    if discovery == Discovery::LogicalDns && endpoints.iter().map(|l| l.endpoints.len()).sum::<usize>() != 1 {
+        return Err(path.err_at("load_assignment", "LOGICAL_DNS clusters take exactly one endpoint"));
+    }
+    let healthy_panic_threshold = match &c.common_lb_config {
+        Some(lb) => {
+            check(lb, &COMMON_LB, &path.field("common_lb_config"))?;
+            lb.healthy_panic_threshold.map(|p| p.value).unwrap_or(50.0)
+        }
+        None => 50.0,
+    };
+    let (upstream_protocol, idle_timeout) = protocol(c, path)?;
+    Ok(Cluster {
+        name: c.name.clone(),
+        discovery,
+        connect_timeout,
+        lb_policy,
+        endpoints,
+        overprovisioning_factor,
+        circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref(), &path.field("circuit_breakers"))?,
+        upstream_protocol,
+        healthy_panic_threshold,
+        #[allow(deprecated)]
+        dns_refresh_rate: match &c.dns_refresh_rate {
+            Some(d) => duration(d, &path.field("dns_refresh_rate"))?.max(Duration::from_millis(1)),
+            None => Duration::from_secs(5),
+        },
+        idle_timeout,
+        choice_count: match &c.lb_config {
+            Some(proto::cluster::LbConfig::LeastRequestLbConfig(l)) => l.choice_count.map(|v| v.value).unwrap_or(2).max(2),
+            _ => 2,
+        },
+    })
+}
+
+fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option<Duration>), ConfigError> {
+    use xds_client::protos::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+        explicit_http_config::ProtocolConfig as P, UpstreamProtocolOptions as U,
+    };
+    #[allow(deprecated)]
+    let mut proto_choice = if c.http2_protocol_options.is_some() { UpstreamProtocol::Http2 } else { UpstreamProtocol::Http1 };
+    let mut idle = Some(Duration::from_secs(3600));
+    for (key, any) in &c.typed_extension_protocol_options {
+        let p = path.field("typed_extension_protocol_options").field(key);
+        if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" && !any.type_url.ends_with(HTTP_OPTIONS_URL) {
+            return Err(p.err("only envoy.extensions.upstreams.http.v3.HttpProtocolOptions is supported"));
+        }
+        let o: HttpProtocolOptions =
+            xds_client::json::unpack(any).map_err(|e| p.err(format!("cannot decode: {e}")))?;
+        check(&o, &HTTP_OPTIONS, &p)?;
+        proto_choice = match &o.upstream_protocol_options {
+            Some(U::ExplicitHttpConfig(e)) => match &e.protocol_config {
+                Some(P::Http2ProtocolOptions(_)) => UpstreamProtocol::Http2,
+                Some(P::HttpProtocolOptions(_)) | None => UpstreamProtocol::Http1,
+                Some(P::Http3ProtocolOptions(_)) => return Err(p.err("HTTP/3 upstreams are not supported")),
+            },
+            Some(U::UseDownstreamProtocolConfig(_)) => UpstreamProtocol::Downstream,
+            Some(U::AutoConfig(_)) => return Err(p.err_at("auto_config", "needs upstream TLS/ALPN, not supported yet")),
+            None => proto_choice,
+        };
+        if let Some(common) = &o.common_http_protocol_options {
+            idle = timeout(common.idle_timeout.as_ref(), idle, &p.field("common_http_protocol_options").field("idle_timeout"))?;
+        }
+    }
+    Ok((proto_choice, idle))
+}
+
+fn circuit_breakers(cb: Option<&proto::CircuitBreakers>, path: &Path) -> Result<CircuitBreakers, ConfigError> {
+    let mut out = CircuitBreakers::default();
+    let Some(cb) = cb else { return Ok(out) };
+    for (i, t) in cb.thresholds.iter().enumerate() {
+        let tp = path.field("thresholds").item(i, "");
+        check(t, &THRESHOLDS, &tp)?;
+        if t.priority != core::RoutingPriority::Default as i32 {
+            continue; // HIGH priority thresholds apply to priority routes, which are not modelled.
+        }
+        let v = |x: Option<u32>, d: u64| x.map(u64::from).unwrap_or(d);
+        out = CircuitBreakers {
+            max_connections: v(t.max_connections.map(|w| w.value), out.max_connections),
+            max_pending_requests: v(t.max_pending_requests.map(|w| w.value), out.max_pending_requests),
+            max_requests: v(t.max_requests.map(|w| w.value), out.max_requests),
+            max_retries: v(t.max_retries.map(|w| w.value), out.max_retries),
+        };
+    }
+    Ok(out)
+}
+
+/// `ClusterLoadAssignment` → endpoints grouped by locality and priority, plus the
+/// overprovisioning factor. Shared by static `load_assignment` and EDS.
+pub fn load_assignment(
+    la: &ep::ClusterLoadAssignment,
+    path: &Path,
+) -> Result<(Vec<LocalityEndpoints>, u32), ConfigError> {
+    let mut out = Vec::with_capacity(la.endpoints.len());
+    for (i, le) in la.endpoints.iter().enumerate() {
+        let lp = path.field("endpoints").item(i, "");
+        check(le, &LOCALITY_ENDPOINTS, &lp)?;
+        let mut endpoints = Vec::with_capacity(le.lb_endpoints.len());
+        for (j, lb) in le.lb_endpoints.iter().enumerate() {
+            endpoints.push(lb_endpoint(lb, &lp.field("lb_endpoints").item(j, ""))?);
+        }
+        let locality = le
+            .locality
+            .as_ref()
+            .map(|l| Locality { region: l.region.clone(), zone: l.zone.clone(), sub_zone: l.sub_zone.clone() })
+            .unwrap_or_default();
+        out.push(LocalityEndpoints {
+            locality,
+            priority: le.priority,
+            weight: le.load_balancing_weight.map(|w| w.value),
+            endpoints,
+        });
+    }
+    let opf = la.policy.as_ref().and_then(|p| p.overprovisioning_factor).map(|v| v.value).unwrap_or(140);
+    Ok((out, opf))
+}
+
+fn lb_endpoint(lb: &ep::LbEndpoint, path: &Path) -> Result<Endpoint, ConfigError> {
+    use ep::lb_endpoint::HostIdentifier as H;
+    check(lb, &LB_ENDPOINT, path)?;
+    let e = match &lb.host_identifier {
+        Some(H::Endpoint(e)) => e,
+        Some(H::EndpointName(_)) => return Err(path.err_at("endpoint_name", "named endpoints are not supported")),
+        None => return Err(path.err_at("endpoint", "is required")),
+    };
+    let epath = path.field("endpoint");
+    check(e, &ENDPOINT, &epath)?;
+    let Some(addr) = &e.address else { return Err(epath.err_at("address", "is required")) };
+    let (host, port) = host_port(addr, &epath.field("address"))?;
+    let address = match host.parse() {
+        Ok(ip) => EndpointAddress::Socket(std::net::SocketAddr::new(ip, port)),
+        Err(_) => EndpointAddress::Dns { host, port },
+    };
+    let health = match core::HealthStatus::try_from(lb.health_status) {
+        Ok(core::HealthStatus::Unknown | core::HealthStatus::Healthy) => HealthStatus::Healthy,
+        Ok(core::HealthStatus::Degraded) => HealthStatus::Degraded,
+        _ => HealthStatus::Unhealthy,
+    };
+    let weight = lb.load_balancing_weight.map(|w| w.value).unwrap_or(1);
+    if weight == 0 {
+        return Err(path.err_at("load_balancing_weight", "must be at least 1"));
+    }
+    Ok(Endpoint { address, weight, health, hostname: e.hostname.clone() })
+}

@@ -1,0 +1,180 @@
+//! Conversions shared by listeners, routes and clusters: durations, addresses, matchers,
+//! header edits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use xds_client::protos::envoy::config::core::v3 as core;
+use xds_client::protos::envoy::r#type::matcher::v3 as matcher;
+use xds_client::protos::google::protobuf;
+
+use super::fields::{check, FieldPolicy};
+use crate::config::error::{ConfigError, Path};
+use crate::config::listener::CidrRange;
+use crate::config::route::{AppendAction, HeaderAdd, ValueMatch};
+
+/// A proto duration as a std duration; negative or out-of-range values are refused.
+pub fn duration(d: &protobuf::Duration, path: &Path) -> Result<Duration, ConfigError> {
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return Err(path.err("duration must be non-negative"));
+    }
+    Ok(Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs()))
+}
+
+/// An optional duration where zero means "disabled", as for Envoy's timeouts.
+pub fn timeout(
+    d: Option<&protobuf::Duration>,
+    default: Option<Duration>,
+    path: &Path,
+) -> Result<Option<Duration>, ConfigError> {
+    match d {
+        None => Ok(default),
+        Some(d) => {
+            let d = duration(d, path)?;
+            Ok(if d.is_zero() { None } else { Some(d) })
+        }
+    }
+}
+
+const SOCKET_ADDRESS: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.SocketAddress",
+    honoured: &["address", "port_value", "protocol"],
+    ignored: &["ipv4_compat", "resolver_name"],
+};
+
+/// A socket address whose host may be a name (DNS clusters) or must be an IP.
+pub fn host_port(a: &core::Address, path: &Path) -> Result<(String, u16), ConfigError> {
+    let Some(core::address::Address::SocketAddress(sa)) = &a.address else {
+        return Err(path.err("only socket_address is supported (no pipe or internal addresses)"));
+    };
+    let path = path.field("socket_address");
+    check(sa, &SOCKET_ADDRESS, &path)?;
+    if sa.protocol != 0 {
+        return Err(path.err_at("protocol", "only TCP is supported"));
+    }
+    let port = match &sa.port_specifier {
+        Some(core::socket_address::PortSpecifier::PortValue(p)) => u16::try_from(*p)
+            .map_err(|_| path.err_at("port_value", format!("{p} is not a port")))?,
+        Some(core::socket_address::PortSpecifier::NamedPort(_)) => {
+            return Err(path.err_at("named_port", "named ports are not supported"))
+        }
+        None => 0,
+    };
+    if sa.address.is_empty() {
+        return Err(path.err_at("address", "must not be empty"));
+    }
+    Ok((sa.address.clone(), port))
+}
+
+/// A socket address that must be a literal IP.
+pub fn socket_addr(a: &core::Address, path: &Path) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = host_port(a, path)?;
+    let ip: IpAddr = host.parse().map_err(|_| {
+        path.field("socket_address")
+            .err_at("address", format!("\"{host}\" is not an IP address"))
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// `CidrRange` → model.
+pub fn cidr(c: &core::CidrRange, path: &Path) -> Result<CidrRange, ConfigError> {
+    let addr: IpAddr = c
+        .address_prefix
+        .parse()
+        .map_err(|_| path.err_at("address_prefix", format!("\"{}\" is not an IP", c.address_prefix)))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = c.prefix_len.map(|v| v.value).unwrap_or(max);
+    if len > max {
+        return Err(path.err_at("prefix_len", format!("{len} exceeds {max}")));
+    }
+    Ok(CidrRange { addr, len: u8::try_from(len).unwrap_or(128) })
+}
+
+/// A header name from config; must be a valid lower-case HTTP header name.
+pub fn header_name(name: &str, path: &Path) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| path.err(format!("\"{name}\" is not a valid header name")))
+}
+
+/// A whole-string regex with RE2-like anchoring (Envoy matches the full value).
+pub fn regex(m: &matcher::RegexMatcher, path: &Path) -> Result<regex::Regex, ConfigError> {
+    regex::Regex::new(&format!("^(?:{})$", m.regex))
+        .map_err(|e| path.err_at("regex", format!("invalid regex: {e}")))
+}
+
+const STRING_MATCHER: FieldPolicy = FieldPolicy {
+    message: "envoy.type.matcher.v3.StringMatcher",
+    honoured: &["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"],
+    ignored: &[],
+};
+
+/// `StringMatcher` → value test.
+pub fn string_matcher(m: &matcher::StringMatcher, path: &Path) -> Result<ValueMatch, ConfigError> {
+    use matcher::string_matcher::MatchPattern as P;
+    check(m, &STRING_MATCHER, path)?;
+    let test = match &m.match_pattern {
+        Some(P::Exact(s)) => ValueMatch::Exact(s.clone()),
+        Some(P::Prefix(s)) => ValueMatch::Prefix(s.clone()),
+        Some(P::Suffix(s)) => ValueMatch::Suffix(s.clone()),
+        Some(P::Contains(s)) => ValueMatch::Contains(s.clone()),
+        Some(P::SafeRegex(r)) => return Ok(ValueMatch::Regex(regex(r, &path.field("safe_regex"))?)),
+        Some(P::Custom(_)) => return Err(path.err_at("custom", "custom matchers are not supported")),
+        None => return Err(path.err("a match pattern is required")),
+    };
+    Ok(if m.ignore_case { ValueMatch::IgnoreCase(Box::new(lower(test))) } else { test })
+}
+
+/// Lower-cases the needle of a string test for case-insensitive comparison.
+pub fn lower(v: ValueMatch) -> ValueMatch {
+    match v {
+        ValueMatch::Exact(s) => ValueMatch::Exact(s.to_lowercase()),
+        ValueMatch::Prefix(s) => ValueMatch::Prefix(s.to_lowercase()),
+        ValueMatch::Suffix(s) => ValueMatch::Suffix(s.to_lowercase()),
+        ValueMatch::Contains(s) => ValueMatch::Contains(s.to_lowercase()),
+        other => other,
+    }
+}
+
+const HEADER_VALUE_OPTION: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.HeaderValueOption",
+    honoured: &["header", "append", "append_action"],
+    ignored: &["keep_empty_value"],
+};
+
+/// `request_headers_to_add` & co → header additions. Values are literal: Envoy's `%…%`
+/// substitutions are refused rather than sent verbatim.
+pub fn header_adds(opts: &[core::HeaderValueOption], path: &Path) -> Result<Vec<HeaderAdd>, ConfigError> {
+    let mut out = Vec::with_capacity(opts.len());
+    for (i, o) in opts.iter().enumerate() {
+        let p = path.item(i, "");
+        check(o, &HEADER_VALUE_OPTION, &p)?;
+        let Some(h) = &o.header else { return Err(p.err_at("header", "is required")) };
+        let hp = p.field("header");
+        let name = header_name(&h.key, &hp.field("key"))?;
+        let raw = if h.raw_value.is_empty() { h.value.as_bytes().to_vec() } else { h.raw_value.clone() };
+        if raw.windows(1).any(|w| w == b"%") && raw.iter().filter(|b| **b == b'%').count() >= 2 {
+            return Err(hp.err_at("value", "%-substitution formatters are not supported"));
+        }
+        let value = HeaderValue::from_bytes(&raw).map_err(|_| hp.err_at("value", "not a valid header value"))?;
+        #[allow(deprecated)]
+        let action = match o.append {
+            Some(a) if a.value => AppendAction::Append,
+            Some(_) => AppendAction::OverwriteOrAdd,
+            None => match o.append_action {
+                0 => AppendAction::Append,
+                1 => AppendAction::AddIfAbsent,
+                2 => AppendAction::OverwriteOrAdd,
+                3 => AppendAction::OverwriteIfExists,
+                n => return Err(p.err_at("append_action", format!("unknown value {n}"))),
+            },
+        };
+        out.push(HeaderAdd { name, value, action });
+    }
+    Ok(out)
+}
+
+/// Header names to remove.
+pub fn header_removes(names: &[String], path: &Path) -> Result<Vec<HeaderName>, ConfigError> {
+    names.iter().enumerate().map(|(i, n)| header_name(n, &path.item(i, ""))).collect()
+}

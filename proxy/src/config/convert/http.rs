@@ -1,0 +1,137 @@
+//! `HttpConnectionManager` → model: codec, routes, HTTP filters (router only), options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use xds_client::protos::envoy::extensions::filters::network::http_connection_manager::v3 as proto;
+
+use super::common::timeout;
+use super::fields::{check, FieldPolicy};
+use super::{route, Resources};
+use crate::config::error::{ConfigError, Path};
+use crate::config::listener::{CodecType, HttpConnectionManager};
+
+const HCM: FieldPolicy = FieldPolicy {
+    message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    honoured: &[
+        "stat_prefix",
+        "codec_type",
+        "route_config",
+        "http_filters",
+        "use_remote_address",
+        "generate_request_id",
+        "access_log",
+        "common_http_protocol_options",
+        "request_timeout",
+        "upgrade_configs",
+    ],
+    ignored: &[
+        "server_name",
+        "http_protocol_options",
+        "http2_protocol_options",
+        "stream_idle_timeout",
+        "drain_timeout",
+        "delayed_close_timeout",
+        "normalize_path",
+        "merge_slashes",
+        "path_with_escaped_slashes_action",
+        "xff_num_trusted_hops",
+        "skip_xff_append",
+        "forward_client_cert_details",
+        "set_current_client_cert_details",
+        "internal_address_config",
+        "preserve_external_request_id",
+        "always_set_request_id_in_response",
+        "add_user_agent",
+        "strip_any_host_port",
+        "strip_matching_host_port",
+    ],
+};
+
+const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+/// Converts an HTTP connection manager.
+pub fn connection_manager(
+    h: &proto::HttpConnectionManager,
+    path: &Path,
+    res: &Resources,
+) -> Result<HttpConnectionManager, ConfigError> {
+    use proto::http_connection_manager::{CodecType as C, RouteSpecifier as R};
+    check(h, &HCM, path)?;
+    let codec = match C::try_from(h.codec_type) {
+        Ok(C::Auto) => CodecType::Auto,
+        Ok(C::Http1) => CodecType::Http1,
+        Ok(C::Http2) => CodecType::Http2,
+        _ => return Err(path.err_at("codec_type", "only AUTO, HTTP1 and HTTP2 are supported")),
+    };
+    let route_config = match &h.route_specifier {
+        Some(R::RouteConfig(rc)) => Arc::new(route::route_config(rc, &path.field("route_config"), res)?),
+        Some(R::Rds(_)) => return Err(path.err_at("rds", "RDS is served with xDS support, not yet")),
+        Some(R::ScopedRoutes(_)) => return Err(path.err_at("scoped_routes", "scoped routes are not supported")),
+        None => return Err(path.err("route_config is required")),
+    };
+    http_filters(&h.http_filters, &path.field("http_filters"))?;
+    let mut websocket = false;
+    for (i, u) in h.upgrade_configs.iter().enumerate() {
+        if u.upgrade_type.eq_ignore_ascii_case("websocket") {
+            websocket = u.enabled.map(|e| e.value).unwrap_or(true);
+        } else {
+            return Err(path
+                .field("upgrade_configs")
+                .item(i, "")
+                .err_at("upgrade_type", format!("\"{}\" is not supported (websocket only)", u.upgrade_type)));
+        }
+    }
+    let idle = h.common_http_protocol_options.as_ref().and_then(|o| o.idle_timeout.as_ref());
+    Ok(HttpConnectionManager {
+        stat_prefix: h.stat_prefix.clone(),
+        codec,
+        route_config,
+        use_remote_address: h.use_remote_address.map(|b| b.value).unwrap_or(false),
+        generate_request_id: h.generate_request_id.map(|b| b.value).unwrap_or(true),
+        access_log: !h.access_log.is_empty(),
+        idle_timeout: timeout(
+            idle,
+            Some(Duration::from_secs(3600)),
+            &path.field("common_http_protocol_options").field("idle_timeout"),
+        )?,
+        request_timeout: timeout(h.request_timeout.as_ref(), None, &path.field("request_timeout"))?,
+        websocket,
+    })
+}
+
+/// Only the router is supported; it must be last. Unknown optional filters are skipped as
+/// Envoy does with `is_optional`; unknown required ones are refused.
+fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), ConfigError> {
+    use proto::http_filter::ConfigType;
+    let Some(last) = filters.last() else {
+        return Err(path.err("envoy.filters.http.router is required as the last HTTP filter"));
+    };
+    for (i, f) in filters.iter().enumerate() {
+        let url = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => any.type_url.as_str(),
+            _ => "",
+        };
+        let is_router = url == ROUTER || (url.is_empty() && f.name == "envoy.filters.http.router");
+        let is_last = std::ptr::eq(f, last);
+        if is_router && is_last {
+            continue;
+        }
+        if is_router {
+            return Err(path.item(i, &f.name).err("the router must be the last HTTP filter"));
+        }
+        if f.is_optional {
+            continue;
+        }
+        return Err(path.item(i, &f.name).err(format!(
+            "HTTP filter {} is not supported (mark it is_optional to skip it)",
+            if url.is_empty() { &f.name } else { url }
+        )));
+    }
+    if !matches!(&last.config_type, Some(ConfigType::TypedConfig(a)) if a.type_url == ROUTER)
+        && last.name != "envoy.filters.http.router"
+    {
+        return Err(path.err("envoy.filters.http.router must be the last HTTP filter"));
+    }
+    Ok(())
+}

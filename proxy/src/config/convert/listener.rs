@@ -1,0 +1,213 @@
+//! `Listener` → model: address, listener filters, filter chains and their terminal filter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use xds_client::protos::envoy::config::listener::v3 as proto;
+use xds_client::protos::envoy::extensions::filters::network::{
+    http_connection_manager::v3::HttpConnectionManager, tcp_proxy::v3::TcpProxy,
+};
+use xds_client::protos::google::protobuf::Any;
+
+use super::common::{cidr, duration, socket_addr};
+use super::fields::{check, FieldPolicy};
+use super::{http, tcp, Resources};
+use crate::config::error::{ConfigError, Path};
+use crate::config::listener::{ChainMatch, FilterChain, Listener, NetworkFilter};
+
+const LISTENER: FieldPolicy = FieldPolicy {
+    message: "envoy.config.listener.v3.Listener",
+    honoured: &[
+        "name",
+        "address",
+        "filter_chains",
+        "default_filter_chain",
+        "listener_filters",
+        "listener_filters_timeout",
+        "continue_on_listener_filters_timeout",
+        "tcp_backlog_size",
+    ],
+    ignored: &[
+        "stat_prefix",
+        "metadata",
+        "traffic_direction",
+        "per_connection_buffer_limit_bytes",
+        "drain_type",
+        "enable_reuse_port",
+        "connection_balance_config",
+        "access_log",
+    ],
+};
+
+const FILTER_CHAIN: FieldPolicy = FieldPolicy {
+    message: "envoy.config.listener.v3.FilterChain",
+    honoured: &["filter_chain_match", "filters", "name"],
+    ignored: &["metadata", "transport_socket_connect_timeout"],
+};
+
+const CHAIN_MATCH: FieldPolicy = FieldPolicy {
+    message: "envoy.config.listener.v3.FilterChainMatch",
+    honoured: &[
+        "destination_port",
+        "prefix_ranges",
+        "server_names",
+        "transport_protocol",
+        "application_protocols",
+        "source_prefix_ranges",
+        "source_ports",
+    ],
+    ignored: &[],
+};
+
+/// Listener filters that only feed chain matching; Isthmus inspects the first bytes itself.
+const INSPECTORS: &[&str] = &[
+    "envoy.filters.listener.tls_inspector",
+    "envoy.filters.listener.http_inspector",
+    "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+];
+
+/// Converts one listener. `res` knows the clusters, so references are checked here.
+pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Listener, ConfigError> {
+    check(l, &LISTENER, path)?;
+    if l.name.is_empty() {
+        return Err(path.err_at("name", "is required"));
+    }
+    let address = match &l.address {
+        Some(a) => socket_addr(a, &path.field("address"))?,
+        None => return Err(path.err_at("address", "is required")),
+    };
+    let mut inspect = false;
+    for (i, f) in l.listener_filters.iter().enumerate() {
+        let url = match &f.config_type {
+            Some(proto::listener_filter::ConfigType::TypedConfig(any)) => any.type_url.as_str(),
+            _ => "",
+        };
+        if INSPECTORS.contains(&f.name.as_str()) || INSPECTORS.contains(&url) {
+            inspect = true;
+        } else {
+            return Err(path
+                .item(i, &f.name)
+                .err(format!("listener filter {} is not supported", if url.is_empty() { &f.name } else { url })));
+        }
+    }
+    let mut filter_chains = Vec::with_capacity(l.filter_chains.len());
+    for (i, fc) in l.filter_chains.iter().enumerate() {
+        let chain = filter_chain(fc, i, &path.field("filter_chains").item(i, &fc.name), res)?;
+        inspect |= needs_inspection(&chain.matcher);
+        filter_chains.push(Arc::new(chain));
+    }
+    let default_filter_chain = match &l.default_filter_chain {
+        Some(fc) => Some(Arc::new(filter_chain(fc, usize::MAX, &path.field("default_filter_chain"), res)?)),
+        None => None,
+    };
+    if filter_chains.is_empty() && default_filter_chain.is_none() {
+        return Err(path.err_at("filter_chains", "at least one filter chain is required"));
+    }
+    let inspect_timeout = match &l.listener_filters_timeout {
+        Some(d) => duration(d, &path.field("listener_filters_timeout"))?,
+        None => Duration::from_secs(15),
+    };
+    Ok(Listener {
+        name: l.name.clone(),
+        address,
+        filter_chains,
+        default_filter_chain,
+        inspect,
+        inspect_timeout,
+        continue_on_inspect_timeout: l.continue_on_listener_filters_timeout,
+        backlog: l.tcp_backlog_size.map(|v| v.value).unwrap_or(1024),
+    })
+}
+
+fn needs_inspection(m: &ChainMatch) -> bool {
+    !m.server_names.is_empty() || m.transport_protocol.is_some() || !m.application_protocols.is_empty()
+}
+
+fn filter_chain(
+    fc: &proto::FilterChain,
+    index: usize,
+    path: &Path,
+    res: &Resources,
+) -> Result<FilterChain, ConfigError> {
+    check(fc, &FILTER_CHAIN, path)?;
+    if fc.transport_socket.is_some() {
+        return Err(path.err_at("transport_socket", "TLS on listeners is not supported yet"));
+    }
+    let matcher = match &fc.filter_chain_match {
+        Some(m) => chain_match(m, &path.field("filter_chain_match"))?,
+        None => ChainMatch::default(),
+    };
+    let fpath = path.field("filters");
+    let Some((last, rest)) = fc.filters.split_last() else {
+        return Err(fpath.err("a terminal network filter (tcp_proxy or http_connection_manager) is required"));
+    };
+    if let Some((i, f)) = rest.iter().enumerate().next() {
+        return Err(fpath.item(i, &f.name).err(format!(
+            "network filter {} is not supported (only one terminal filter per chain)",
+            f.name
+        )));
+    }
+    let lpath = fpath.item(fc.filters.len() - 1, &last.name);
+    let any = match &last.config_type {
+        Some(proto::filter::ConfigType::TypedConfig(any)) => any,
+        _ => return Err(lpath.err_at("typed_config", "is required")),
+    };
+    let filter = network_filter(any, &lpath.field("typed_config"), res)?;
+    let name = if !fc.name.is_empty() {
+        fc.name.clone()
+    } else if index == usize::MAX {
+        "default".to_string()
+    } else {
+        format!("chain-{index}")
+    };
+    Ok(FilterChain { name, matcher, filter })
+}
+
+fn network_filter(any: &Any, path: &Path, res: &Resources) -> Result<NetworkFilter, ConfigError> {
+    let bad = |e: prost::DecodeError| path.err(format!("cannot decode {}: {e}", any.type_url));
+    match any.type_url.as_str() {
+        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
+            let t: TcpProxy = xds_client::json::unpack(any).map_err(bad)?;
+            Ok(NetworkFilter::TcpProxy(tcp::tcp_proxy(&t, path, res)?))
+        }
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+            let h: HttpConnectionManager = xds_client::json::unpack(any).map_err(bad)?;
+            Ok(NetworkFilter::Http(Arc::new(http::connection_manager(&h, path, res)?)))
+        }
+        other => Err(path.err(format!("network filter type {other} is not supported"))),
+    }
+}
+
+fn chain_match(m: &proto::FilterChainMatch, path: &Path) -> Result<ChainMatch, ConfigError> {
+    check(m, &CHAIN_MATCH, path)?;
+    let destination_port = match m.destination_port {
+        Some(p) => Some(
+            u16::try_from(p.value)
+                .map_err(|_| path.err_at("destination_port", format!("{} is not a port", p.value)))?,
+        ),
+        None => None,
+    };
+    let ranges = |v: &[xds_client::protos::envoy::config::core::v3::CidrRange], f: &str| {
+        v.iter().enumerate().map(|(i, c)| cidr(c, &path.field(f).item(i, ""))).collect::<Result<Vec<_>, _>>()
+    };
+    let source_ports = m
+        .source_ports
+        .iter()
+        .map(|p| u16::try_from(*p).map_err(|_| path.err_at("source_ports", format!("{p} is not a port"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let transport_protocol = match m.transport_protocol.as_str() {
+        "" => None,
+        t @ ("tls" | "raw_buffer") => Some(t.to_string()),
+        other => return Err(path.err_at("transport_protocol", format!("\"{other}\": expected tls or raw_buffer"))),
+    };
+    Ok(ChainMatch {
+        destination_port,
+        prefix_ranges: ranges(&m.prefix_ranges, "prefix_ranges")?,
+        server_names: m.server_names.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        transport_protocol,
+        application_protocols: m.application_protocols.clone(),
+        source_prefix_ranges: ranges(&m.source_prefix_ranges, "source_prefix_ranges")?,
+        source_ports,
+    })
+}

@@ -1,0 +1,162 @@
+//! Listeners, their filter chains and the network filters the proxy runs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::route::RouteConfig;
+
+/// A bound address and the chains that decide what a connection on it becomes.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Unique name (metrics, logs, config dump).
+    pub name: String,
+    /// Where to bind.
+    pub address: SocketAddr,
+    /// Candidate chains, matched with Envoy's precedence.
+    pub filter_chains: Vec<Arc<FilterChain>>,
+    /// Used when no chain matches; without it such a connection is closed.
+    pub default_filter_chain: Option<Arc<FilterChain>>,
+    /// Whether chain matching needs the first bytes (TLS SNI/ALPN, HTTP sniffing). Set when a
+    /// chain matches on `server_names`, `transport_protocol` or `application_protocols`, or
+    /// the listener lists a TLS/HTTP inspector.
+    pub inspect: bool,
+    /// How long inspection may wait for the first bytes (`listener_filters_timeout`, default
+    /// 15 s); on expiry the connection goes on with what was seen, as Envoy's
+    /// `continue_on_listener_filters_timeout` does when set (default: closed).
+    pub inspect_timeout: Duration,
+    /// On timeout, continue matching without inspection data instead of closing.
+    pub continue_on_inspect_timeout: bool,
+    /// Accept-queue length.
+    pub backlog: u32,
+}
+
+/// What a connection must look like to use a chain. An empty field matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct ChainMatch {
+    /// The local (original) destination port.
+    pub destination_port: Option<u16>,
+    /// The local (original) destination address ranges.
+    pub prefix_ranges: Vec<CidrRange>,
+    /// TLS SNI: exact names or `*.suffix` wildcards, lower case.
+    pub server_names: Vec<String>,
+    /// `tls` or `raw_buffer`.
+    pub transport_protocol: Option<String>,
+    /// ALPN (TLS) or sniffed HTTP (`http/1.1`, `h2c`).
+    pub application_protocols: Vec<String>,
+    /// Peer address ranges.
+    pub source_prefix_ranges: Vec<CidrRange>,
+    /// Peer ports.
+    pub source_ports: Vec<u16>,
+}
+
+/// An address range such as `10.0.0.0/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrRange {
+    /// The network address.
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+impl CidrRange {
+    /// Whether `ip` falls in the range (v4 ranges never match v6 peers and vice versa).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len.min(32))).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.len.min(128))).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One way of handling a connection.
+#[derive(Debug, Clone)]
+pub struct FilterChain {
+    /// Chain name (`filter_chains[i].name`, or its index).
+    pub name: String,
+    /// Selection criteria.
+    pub matcher: ChainMatch,
+    /// The terminal network filter. Non-terminal filters are not supported (rejected).
+    pub filter: NetworkFilter,
+}
+
+/// The terminal network filter of a chain.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    /// `envoy.filters.network.tcp_proxy`.
+    TcpProxy(TcpProxy),
+    /// `envoy.filters.network.http_connection_manager`.
+    Http(Arc<HttpConnectionManager>),
+}
+
+/// L4 proxying to one cluster or a weighted set.
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    /// Metric prefix.
+    pub stat_prefix: String,
+    /// Where bytes go.
+    pub target: ClusterTarget,
+    /// Close after this long with no bytes either way (Envoy default 1 h; `0s` disables).
+    pub idle_timeout: Option<Duration>,
+    /// Whether to write JSON access log lines for connections.
+    pub access_log: bool,
+}
+
+/// One cluster, or a weighted choice between several (canary splits).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterTarget {
+    /// Always this cluster.
+    Single(String),
+    /// Choose by weight; weights are relative.
+    Weighted(Vec<WeightedCluster>),
+}
+
+/// A cluster with a relative weight and its own header edits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedCluster {
+    /// Cluster name.
+    pub name: String,
+    /// Relative weight (> 0 to receive traffic).
+    pub weight: u32,
+}
+
+/// Which HTTP versions downstream clients may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecType {
+    /// HTTP/1.1 or HTTP/2 (prior knowledge), detected per connection.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
+/// An HTTP listener's behaviour.
+#[derive(Debug, Clone)]
+pub struct HttpConnectionManager {
+    /// Metric prefix.
+    pub stat_prefix: String,
+    /// Downstream protocols.
+    pub codec: CodecType,
+    /// The routes (inline `route_config`; RDS comes with xDS).
+    pub route_config: Arc<RouteConfig>,
+    /// Set `x-forwarded-for` from the peer address (Envoy `use_remote_address`).
+    pub use_remote_address: bool,
+    /// Generate `x-request-id` when absent (Envoy default true).
+    pub generate_request_id: bool,
+    /// Write JSON access log lines to stdout.
+    pub access_log: bool,
+    /// Close idle keep-alive connections after this long (`common_http_protocol_options.idle_timeout`, default 1 h).
+    pub idle_timeout: Option<Duration>,
+    /// Time allowed for a whole request stream (`stream_idle_timeout` is not modelled separately).
+    pub request_timeout: Option<Duration>,
+    /// Whether `Upgrade: websocket` is allowed through (`upgrade_configs`).
+    pub websocket: bool,
+}

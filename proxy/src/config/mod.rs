@@ -1,0 +1,19 @@
+//! The proxy's configuration: immutable, validated types, and the one conversion path from
+//! Envoy v3 protos that the bootstrap file and (later) xDS share.
+//!
+//! Nothing on the request path reads a proto: the model below is what listeners, routes and
+//! clusters run on. A [`Bootstrap`] is built once per config version and shared behind `Arc`.
+
+pub mod bootstrap;
+pub mod cluster;
+pub mod convert;
+pub mod error;
+pub mod listener;
+pub mod load;
+pub mod route;
+
+pub use bootstrap::{Admin, Bootstrap, Node};
+pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LocalityEndpoints};
+pub use error::ConfigError;
+pub use listener::{FilterChain, Listener, NetworkFilter};
+pub use route::{RouteConfig, VirtualHost};

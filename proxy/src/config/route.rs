@@ -1,0 +1,261 @@
+//! Route tables: virtual hosts by domain, routes by path/header/query, and their actions.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use super::listener::ClusterTarget;
+
+/// A route table (`RouteConfiguration`).
+#[derive(Debug, Clone, Default)]
+pub struct RouteConfig {
+    /// Name (for RDS and config dump).
+    pub name: String,
+    /// Virtual hosts, in config order.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Headers edits applied to every request / response that this table routes.
+    pub edits: HeaderEdits,
+}
+
+/// A set of domains with their routes.
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    /// Name.
+    pub name: String,
+    /// Host patterns.
+    pub domains: Vec<DomainPattern>,
+    /// Routes, first match wins.
+    pub routes: Vec<Route>,
+    /// Header edits for this virtual host.
+    pub edits: HeaderEdits,
+    /// Retry policy used by routes that have none.
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+/// How a `domains` entry matches the `Host`/`:authority` (port stripped unless given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    /// `example.com`.
+    Exact(String),
+    /// `*.example.com` / `*-bar.example.com`: the stored text is the suffix after `*`.
+    Suffix(String),
+    /// `foo.*`: the stored text is the prefix before `*`.
+    Prefix(String),
+    /// `*`.
+    Any,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name (optional in Envoy; used in logs).
+    pub name: String,
+    /// When it applies.
+    pub matcher: RouteMatch,
+    /// What it does.
+    pub action: RouteAction,
+    /// Header edits for this route.
+    pub edits: HeaderEdits,
+}
+
+/// Conditions on a request.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// Path condition.
+    pub path: PathMatch,
+    /// Compare the path case-sensitively (Envoy default true).
+    pub case_sensitive: bool,
+    /// All must hold.
+    pub headers: Vec<HeaderMatcher>,
+    /// All must hold.
+    pub query_parameters: Vec<QueryMatcher>,
+    /// Only gRPC requests (`content-type: application/grpc…`).
+    pub grpc: bool,
+}
+
+/// Path conditions (query string excluded).
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Starts with.
+    Prefix(String),
+    /// Equals.
+    Exact(String),
+    /// Whole-path regex (RE2 semantics, anchored).
+    Regex(regex::Regex),
+    /// Path-segment prefix (`/api` matches `/api` and `/api/x`, not `/apix`).
+    PathSeparatedPrefix(String),
+}
+
+/// A condition on one header.
+#[derive(Debug, Clone)]
+pub struct HeaderMatcher {
+    /// Header name (lower case).
+    pub name: HeaderName,
+    /// The test.
+    pub test: ValueMatch,
+    /// Negate the result.
+    pub invert: bool,
+}
+
+/// A condition on one query parameter.
+#[derive(Debug, Clone)]
+pub struct QueryMatcher {
+    /// Parameter name.
+    pub name: String,
+    /// The test on its (first) value.
+    pub test: ValueMatch,
+}
+
+/// Tests on a string value.
+#[derive(Debug, Clone)]
+pub enum ValueMatch {
+    /// Present at all.
+    Present(bool),
+    /// Exact equality.
+    Exact(String),
+    /// Starts with.
+    Prefix(String),
+    /// Ends with.
+    Suffix(String),
+    /// Contains.
+    Contains(String),
+    /// Whole-value regex.
+    Regex(regex::Regex),
+    /// Case-insensitive variants of the string tests.
+    IgnoreCase(Box<ValueMatch>),
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// Proxy to a cluster.
+    Forward(Box<Forward>),
+    /// Answer locally.
+    Direct {
+        /// Status code.
+        status: StatusCode,
+        /// Body (inline string/bytes).
+        body: Option<bytes::Bytes>,
+    },
+    /// Answer with a redirect.
+    Redirect(Redirect),
+}
+
+/// Proxying details.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Destination cluster(s).
+    pub target: ClusterTarget,
+    /// Replace the matched prefix (prefix matches only).
+    pub prefix_rewrite: Option<String>,
+    /// Replace the `Host`/`:authority`.
+    pub host_rewrite: Option<String>,
+    /// Whole-request timeout until the response headers (default 15 s; `0s` disables).
+    pub timeout: Option<Duration>,
+    /// Retries.
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+/// A redirect response.
+#[derive(Debug, Clone, Default)]
+pub struct Redirect {
+    /// New scheme (`https`), else the request's.
+    pub scheme: Option<String>,
+    /// New host, else the request's.
+    pub host: Option<String>,
+    /// New port.
+    pub port: Option<u16>,
+    /// New path (whole).
+    pub path: Option<String>,
+    /// Replace the matched prefix.
+    pub prefix_rewrite: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    pub status: StatusCode,
+    /// Drop the query string.
+    pub strip_query: bool,
+}
+
+/// When and how often to retry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryPolicy {
+    /// Which failures retry.
+    pub on: RetryOn,
+    /// Extra statuses for `retriable-status-codes`.
+    pub retriable_status_codes: Vec<u16>,
+    /// Retries after the first try (Envoy default 1).
+    pub num_retries: u32,
+    /// Limit per try until response headers.
+    pub per_try_timeout: Option<Duration>,
+    /// Back-off base (default 25 ms).
+    pub base_interval: Duration,
+    /// Back-off cap (default 10 × base).
+    pub max_interval: Duration,
+    /// Avoid hosts already tried (`envoy.retry_host_predicates.previous_hosts`).
+    pub avoid_previous_hosts: bool,
+    /// How many times to re-pick a host to avoid previous ones (`host_selection_retry_max_attempts`).
+    pub host_selection_attempts: u32,
+}
+
+/// The `retry_on` conditions this proxy honours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryOn {
+    /// Any 5xx, connect failure or reset.
+    pub server_error: bool,
+    /// 502/503/504, connect failure or reset.
+    pub gateway_error: bool,
+    /// Connection could not be established.
+    pub connect_failure: bool,
+    /// Upstream reset before response headers.
+    pub reset: bool,
+    /// Status in `retriable_status_codes`.
+    pub retriable_status_codes: bool,
+    /// HTTP/2 REFUSED_STREAM.
+    pub refused_stream: bool,
+}
+
+/// Header edits at one level of the route table.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    /// Added to the upstream request.
+    pub request_add: Vec<HeaderAdd>,
+    /// Removed from the upstream request.
+    pub request_remove: Vec<HeaderName>,
+    /// Added to the downstream response.
+    pub response_add: Vec<HeaderAdd>,
+    /// Removed from the downstream response.
+    pub response_remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    /// Whether there is nothing to do (lets the request path skip work).
+    pub fn is_empty(&self) -> bool {
+        self.request_add.is_empty()
+            && self.request_remove.is_empty()
+            && self.response_add.is_empty()
+            && self.response_remove.is_empty()
+    }
+}
+
+/// One header to add, with Envoy's append semantics.
+#[derive(Debug, Clone)]
+pub struct HeaderAdd {
+    /// Name.
+    pub name: HeaderName,
+    /// Value (literal; `%…%` formatters are not expanded).
+    pub value: HeaderValue,
+    /// What to do when the header exists.
+    pub action: AppendAction,
+}
+
+/// Envoy's `HeaderValueOption.append_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendAction {
+    /// Add another value.
+    Append,
+    /// Replace existing values, or add.
+    OverwriteOrAdd,
+    /// Add only when absent.
+    AddIfAbsent,
+    /// Replace only when present.
+    OverwriteIfExists,
+}
