@@ -6,3 +6,14 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod balance;
+pub mod cluster;
+pub mod detect;
+pub mod telemetry;
+pub mod l7;
+pub mod l4;
+pub mod listener;
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod demo;

@@ -1,1 +1,72 @@
-fn main() {}
+//! The `isthmus` binary: parse Envoy-style flags, load the bootstrap, serve (or validate, or
+//! run the demo).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use proxy::app::{self, Options};
+use proxy::cli::{Cli, Command, Mode};
+use proxy::config::{load, Bootstrap};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    proxy::telemetry::logging::init(&cli.log_level);
+    if let Some(Command::Demo { seconds, rate }) = cli.command {
+        return runtime(cli.concurrency).map_or(ExitCode::FAILURE, |rt| rt.block_on(proxy::demo::run(seconds, rate)));
+    }
+    let bootstrap = match load_config(&cli) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.mode == Mode::Validate {
+        println!("configuration '{}' OK", cli.config_path.as_ref().map_or("--config-yaml".into(), |p| p.display().to_string()));
+        return ExitCode::SUCCESS;
+    }
+    let Some(rt) = runtime(cli.concurrency) else { return ExitCode::FAILURE };
+    let opts = Options { drain_time: Duration::from_secs(cli.drain_time_s), readiness: cli.readiness_address };
+    rt.block_on(async move {
+        match app::start(bootstrap, opts).await {
+            Ok(running) => {
+                running.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn load_config(cli: &Cli) -> Result<Bootstrap, proxy::config::ConfigError> {
+    if cli.config_path.is_none() && cli.config_yaml.is_none() {
+        return Err(proxy::config::ConfigError::field("command line", "a config is required: -c <file> or --config-yaml <text>"));
+    }
+    let mut b = load::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())?;
+    if let Some(n) = &cli.service_node {
+        b.node.id = n.clone();
+    }
+    if let Some(c) = &cli.service_cluster {
+        b.node.cluster = c.clone();
+    }
+    if let Some(z) = &cli.service_zone {
+        b.node.locality.zone = z.clone();
+    }
+    Ok(b)
+}
+
+fn runtime(concurrency: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let workers = concurrency.filter(|n| *n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}

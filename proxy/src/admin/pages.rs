@@ -1,0 +1,118 @@
+//! The admin pages themselves.
+
+use std::sync::atomic::Ordering;
+
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use serde_json::json;
+
+use super::{text, AdminState};
+use crate::telemetry::access_log::rfc3339;
+
+/// Dispatches an admin request by path.
+pub fn route<B>(st: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
+    let query = req.uri().query().unwrap_or("");
+    match req.uri().path() {
+        "/ready" | "/healthz/ready" => {
+            if st.ready.load(Ordering::Acquire) {
+                text(200, "LIVE\n", "text/plain")
+            } else {
+                text(503, "PRE_INITIALIZING\n", "text/plain")
+            }
+        }
+        "/stats/prometheus" | "/metrics" => match &st.prometheus {
+            Some(h) => text(200, h.render(), "text/plain; version=0.0.4"),
+            None => text(503, "metrics recorder not installed\n", "text/plain"),
+        },
+        "/config_dump" => text(200, config_dump(st), "application/json"),
+        "/clusters" => {
+            if query.contains("format=json") {
+                text(200, clusters_json(st), "application/json")
+            } else {
+                text(200, clusters_text(st), "text/plain")
+            }
+        }
+        "/logging" => logging(query),
+        "/quitquitquit" => {
+            st.shutdown.cancel();
+            text(200, "OK\n", "text/plain")
+        }
+        _ => text(404, "admin paths: /ready /healthz/ready /stats/prometheus /config_dump /clusters /logging?level= /quitquitquit\n", "text/plain"),
+    }
+}
+
+fn logging(query: &str) -> Response<Full<Bytes>> {
+    let level = query.split('&').find_map(|kv| kv.strip_prefix("level="));
+    match level {
+        Some(l) if crate::telemetry::logging::set_level(l) => text(200, format!("active level: {l}\n"), "text/plain"),
+        Some(l) => text(400, format!("unknown level \"{l}\"; use trace, debug, info, warning, error, critical, off\n"), "text/plain"),
+        None => text(400, "usage: /logging?level=<trace|debug|info|warning|error|critical|off>\n", "text/plain"),
+    }
+}
+
+/// Envoy-shaped config dump: the bootstrap, then static listeners and clusters, each with its
+/// source (`static`), version and apply time.
+fn config_dump(st: &AdminState) -> String {
+    let when = rfc3339(st.applied);
+    let src = &st.bootstrap.source;
+    let pick = |key: &str| src.pointer(&format!("/static_resources/{key}")).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let listeners: Vec<_> = pick("listeners")
+        .into_iter()
+        .map(|l| json!({"listener": l, "source": "static", "version_info": "static", "last_updated": when}))
+        .collect();
+    let clusters: Vec<_> = pick("clusters")
+        .into_iter()
+        .map(|c| json!({"cluster": c, "source": "static", "version_info": "static", "last_updated": when}))
+        .collect();
+    let dump = json!({"configs": [
+        {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": src, "last_updated": when},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": listeners},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": clusters},
+    ]});
+    serde_json::to_string_pretty(&dump).unwrap_or_default()
+}
+
+fn clusters_text(st: &AdminState) -> String {
+    let mut out = String::new();
+    for c in st.clusters.all() {
+        let name = &c.config.name;
+        for h in c.hosts().all.iter() {
+            let p = format!("{name}::{}", h.addr);
+            out.push_str(&format!("{p}::health_flags::{}\n", if h.health == crate::config::cluster::HealthStatus::Unhealthy { "/failed_eds_health" } else { "healthy" }));
+            out.push_str(&format!("{p}::weight::{}\n", h.weight));
+            out.push_str(&format!("{p}::region::{}\n{p}::zone::{}\n{p}::sub_zone::{}\n", h.locality.region, h.locality.zone, h.locality.sub_zone));
+            out.push_str(&format!("{p}::priority::{}\n", h.priority));
+            out.push_str(&format!("{p}::rq_active::{}\n", h.active_requests()));
+            out.push_str(&format!("{p}::rq_total::{}\n", h.rq_total.load(Ordering::Relaxed)));
+            out.push_str(&format!("{p}::rq_error::{}\n", h.rq_error.load(Ordering::Relaxed)));
+            out.push_str(&format!("{p}::hostname::{}\n", h.hostname));
+        }
+    }
+    out
+}
+
+fn clusters_json(st: &AdminState) -> String {
+    let clusters: Vec<_> = st
+        .clusters
+        .all()
+        .iter()
+        .map(|c| {
+            let hosts: Vec<_> = c
+                .hosts()
+                .all
+                .iter()
+                .map(|h| {
+                    json!({
+                        "address": h.addr.to_string(), "hostname": h.hostname, "health": h.health,
+                        "locality": h.locality, "priority": h.priority, "weight": h.weight,
+                        "rq_active": h.active_requests(), "rq_total": h.rq_total.load(Ordering::Relaxed),
+                        "rq_error": h.rq_error.load(Ordering::Relaxed),
+                    })
+                })
+                .collect();
+            json!({"name": c.config.name, "host_statuses": hosts})
+        })
+        .collect();
+    serde_json::to_string_pretty(&json!({"cluster_statuses": clusters})).unwrap_or_default()
+}

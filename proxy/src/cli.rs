@@ -1,0 +1,69 @@
+//! The command line: Envoy's flags where they overlap, so scripts written for Envoy start
+//! Isthmus too; plus `demo`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Isthmus: a locality-aware L4/L7 sidecar and edge proxy configured in Envoy's language.
+#[derive(Debug, Parser)]
+#[command(name = "isthmus", version, about)]
+pub struct Cli {
+    /// Bootstrap file (Envoy v3 `Bootstrap`, YAML or JSON).
+    #[arg(short = 'c', long = "config-path")]
+    pub config_path: Option<PathBuf>,
+    /// Bootstrap text merged over the file (objects merge, lists append).
+    #[arg(long = "config-yaml")]
+    pub config_yaml: Option<String>,
+    /// `serve` (default) or `validate` (check the config, bind nothing, exit 0/1).
+    #[arg(long, value_enum, default_value_t = Mode::Serve)]
+    pub mode: Mode,
+    /// Worker threads (default: the CPUs this process may use, cgroup quota included).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Seconds to let in-flight work finish on shutdown.
+    #[arg(long = "drain-time-s", default_value_t = 5)]
+    pub drain_time_s: u64,
+    /// Log level: trace, debug, info, warning, error, critical, off.
+    #[arg(short = 'l', long = "log-level", default_value = "info")]
+    pub log_level: String,
+    /// Overrides `node.id`.
+    #[arg(long = "service-node")]
+    pub service_node: Option<String>,
+    /// Overrides `node.cluster`.
+    #[arg(long = "service-cluster")]
+    pub service_cluster: Option<String>,
+    /// Overrides `node.locality.zone`.
+    #[arg(long = "service-zone")]
+    pub service_zone: Option<String>,
+    /// Serve `/healthz/ready` on this address too (Istio uses 0.0.0.0:15021).
+    #[arg(long = "readiness-address")]
+    pub readiness_address: Option<std::net::SocketAddr>,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do with the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Run the proxy.
+    Serve,
+    /// Check the config and exit.
+    Validate,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start local upstreams and the proxy on an embedded config, drive a bounded load through
+    /// it and print a live per-second table.
+    Demo {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
+}

@@ -1,0 +1,146 @@
+//! The upstream connector for pooled HTTP clients: TCP connect with the cluster's timeout,
+//! under the cluster's connection limit, counted.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::limits::{Gauge, Permit};
+use super::stats::ClusterStats;
+
+/// Why an upstream connection was not made; the request path maps these to response flags.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URI did not carry a socket address (a bug: pickers always put one there).
+    #[error("upstream URI {0} has no IP:port authority")]
+    BadUri(String),
+    /// `connect_timeout` elapsed.
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    /// The kernel refused or failed the connect.
+    #[error("connect to {addr} failed: {source}")]
+    Io {
+        /// The host.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// `circuit_breakers.max_connections` reached.
+    #[error("cluster connection limit reached")]
+    Overflow,
+}
+
+/// Connects to the IP:port in the request URI (the picked host).
+#[derive(Clone, Debug)]
+pub struct Connector {
+    /// Per-attempt limit.
+    pub timeout: Duration,
+    /// Open connections of the cluster.
+    pub limit: Arc<Gauge>,
+    /// Where counts go.
+    pub stats: Arc<ClusterStats>,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = Counted;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Counted, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let addr: SocketAddr = uri
+                .authority()
+                .and_then(|a| a.as_str().parse().ok())
+                .ok_or_else(|| ConnectError::BadUri(uri.to_string()))?;
+            let Some(permit) = this.limit.try_acquire() else {
+                this.stats.cx_overflow.increment(1);
+                return Err(ConnectError::Overflow);
+            };
+            let stream = connect(addr, this.timeout, &this.stats).await?;
+            this.stats.cx_total.increment(1);
+            this.stats.cx_active.increment(1.0);
+            Ok(Counted { io: TokioIo::new(stream), _permit: permit, stats: this.stats.clone() })
+        })
+    }
+}
+
+/// A TCP connect with timeout, counting failures on the cluster.
+pub async fn connect(addr: SocketAddr, timeout: Duration, stats: &ClusterStats) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(source)) => {
+            stats.cx_connect_fail.increment(1);
+            Err(ConnectError::Io { addr, source })
+        }
+        Err(_) => {
+            stats.cx_connect_fail.increment(1);
+            stats.cx_connect_timeout.increment(1);
+            Err(ConnectError::Timeout(addr))
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A pooled upstream connection that holds its share of the connection limit.
+    pub struct Counted {
+        #[pin]
+        io: TokioIo<TcpStream>,
+        _permit: Permit,
+        stats: Arc<ClusterStats>,
+    }
+
+    impl PinnedDrop for Counted {
+        fn drop(this: Pin<&mut Self>) {
+            this.stats.cx_active.decrement(1.0);
+        }
+    }
+}
+
+impl Connection for Counted {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl Read for Counted {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl Write for Counted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}

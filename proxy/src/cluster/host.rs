@@ -1,0 +1,74 @@
+//! One upstream host at run time: its address, weight, locality and live counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::config::bootstrap::Locality;
+use crate::config::cluster::HealthStatus;
+
+/// A resolved endpoint. Shared by pickers, requests and the admin `/clusters` page.
+#[derive(Debug)]
+pub struct Host {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Relative weight.
+    pub weight: u32,
+    /// Where it runs.
+    pub locality: Locality,
+    /// Priority level (0 = most preferred).
+    pub priority: u32,
+    /// Health from the config source.
+    pub health: HealthStatus,
+    /// `endpoint.hostname`, or the DNS name it was resolved from.
+    pub hostname: String,
+    active: AtomicU64,
+    /// Requests sent (admin `/clusters` `rq_total`).
+    pub rq_total: AtomicU64,
+    /// Requests that failed (5xx, reset, connect failure).
+    pub rq_error: AtomicU64,
+}
+
+impl Host {
+    /// A host as listed in config.
+    pub fn new(addr: SocketAddr, weight: u32, locality: Locality, priority: u32, health: HealthStatus, hostname: String) -> Self {
+        Host {
+            addr,
+            weight: weight.max(1),
+            locality,
+            priority,
+            health,
+            hostname,
+            active: AtomicU64::new(0),
+            rq_total: AtomicU64::new(0),
+            rq_error: AtomicU64::new(0),
+        }
+    }
+
+    /// A healthy host with no locality (unit tests).
+    pub fn for_test(addr: SocketAddr, weight: u32) -> Self {
+        Host::new(addr, weight, Locality::default(), 0, HealthStatus::Healthy, String::new())
+    }
+
+    /// Requests in flight to this host.
+    pub fn active_requests(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as active until the guard drops.
+    pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.rq_total.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+}
+
+/// RAII guard: the request is active until dropped.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<Host>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}

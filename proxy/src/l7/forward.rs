@@ -1,0 +1,259 @@
+//! Sending a routed request upstream: cluster choice, host pick, tries with per-try and
+//! route timeouts, retries with jittered back-off and a replayable body.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{request, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use rand::Rng;
+use tracing::debug;
+
+use super::record::Record;
+use super::replay::ReplayBody;
+use super::reply::{self, Flag};
+use crate::cluster::connector::ConnectError;
+use crate::cluster::host::Host;
+use crate::cluster::{ClusterManager, ClusterRuntime, ProxyBody};
+use crate::config::cluster::UpstreamProtocol;
+use crate::config::listener::ClusterTarget;
+use crate::config::route::{Forward, RetryPolicy};
+
+/// The result of one try.
+enum Outcome {
+    Response(Response<Incoming>),
+    ConnectFailure,
+    Overflow,
+    Reset,
+    PerTryTimeout,
+    RouteTimeout,
+}
+
+/// Picks the cluster for a target: the single one, or by weight.
+pub fn choose_cluster(t: &ClusterTarget) -> Option<&str> {
+    match t {
+        ClusterTarget::Single(c) => Some(c),
+        ClusterTarget::Weighted(ws) => {
+            let total: u64 = ws.iter().map(|w| u64::from(w.weight)).sum();
+            if total == 0 {
+                return None;
+            }
+            let mut r = rand::rng().random_range(0..total);
+            for w in ws {
+                if r < u64::from(w.weight) {
+                    return Some(&w.name);
+                }
+                r -= u64::from(w.weight);
+            }
+            None
+        }
+    }
+}
+
+/// Proxies the request; always returns a response (a local reply on failure) and fills in
+/// the record's upstream fields and flags.
+pub async fn forward(
+    clusters: &ClusterManager,
+    original_dst: SocketAddr,
+    parts: request::Parts,
+    body: ProxyBody,
+    fwd: &Forward,
+    retry: Option<&RetryPolicy>,
+    rec: &mut Record,
+) -> Response<ProxyBody> {
+    let Some(name) = choose_cluster(&fwd.target) else { return fail(rec, Flag::NoCluster) };
+    rec.entry.upstream_cluster = Some(name.to_string());
+    let Some(cluster) = clusters.get(name) else { return fail(rec, Flag::NoCluster) };
+    let Some(_rq) = cluster.requests.try_acquire() else {
+        cluster.stats.rq_pending_overflow.increment(1);
+        return fail(rec, Flag::Overflow);
+    };
+    let deadline = fwd.timeout.map(|t| Instant::now() + t);
+    let policy = retry.cloned().unwrap_or(RetryPolicy { num_retries: 0, ..RetryPolicy::default() });
+    let (replay, mut body) =
+        if policy.num_retries > 0 { (Some(ReplayBody::new(body)), None) } else { (None, Some(body)) };
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut attempt = 0u32;
+    loop {
+        let avoid = |h: &Host| policy.avoid_previous_hosts && tried.contains(&h.addr);
+        let Some(host) = cluster.pick(Some(original_dst), &avoid, policy.host_selection_attempts) else {
+            return fail(rec, Flag::NoHealthyUpstream);
+        };
+        tried.push(host.addr);
+        rec.entry.upstream_host = Some(host.addr.to_string());
+        let this_body = match (&replay, body.take()) {
+            (_, Some(b)) => b,
+            (Some(r), None) => match r.replay() {
+                Some(b) => b.boxed_unsync(),
+                None => return fail(rec, Flag::UpstreamReset),
+            },
+            (None, None) => return fail(rec, Flag::UpstreamReset),
+        };
+        let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol);
+        let started = Instant::now();
+        let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
+        let retriable = retriable(&policy, &outcome);
+        let can_retry = retriable
+            && attempt < policy.num_retries
+            && replay.as_ref().is_some_and(|r| r.replay().is_some())
+            && deadline.is_none_or(|d| Instant::now() < d);
+        if can_retry {
+            if let Some(_permit) = cluster.retries.try_acquire() {
+                attempt += 1;
+                cluster.stats.rq_retry.increment(1);
+                debug!(cluster = %cluster.config.name, attempt, "retrying");
+                backoff(&policy, attempt, deadline).await;
+                continue;
+            }
+            cluster.stats.rq_retry_overflow.increment(1);
+        }
+        if retriable && attempt > 0 {
+            rec.flags.push(Flag::RetryLimitExceeded);
+        }
+        return finish(rec, &cluster, outcome, started);
+    }
+}
+
+fn fail(rec: &mut Record, flag: Flag) -> Response<ProxyBody> {
+    rec.flags.push(flag);
+    reply::local(flag, rec.grpc)
+}
+
+fn upstream_request(parts: &request::Parts, body: ProxyBody, addr: SocketAddr, proto: UpstreamProtocol) -> Request<ProxyBody> {
+    let h2 = match proto {
+        UpstreamProtocol::Http2 => true,
+        UpstreamProtocol::Http1 => false,
+        UpstreamProtocol::Downstream => parts.version == Version::HTTP_2,
+    };
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://{addr}{pq}").parse().unwrap_or_else(|_| Uri::from_static("/"));
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    *req.headers_mut() = parts.headers.clone();
+    if h2 {
+        // hyper's h2 client takes :authority from the URI; carry the original host instead of
+        // the endpoint address, as Envoy does.
+        req.headers_mut().remove(http::header::HOST);
+    }
+    req
+}
+
+async fn try_once(
+    cluster: &ClusterRuntime,
+    host: &Arc<Host>,
+    req: Request<ProxyBody>,
+    per_try: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Outcome {
+    let _active = host.start_request();
+    cluster.stats.rq_total.increment(1);
+    let client = if req.version() == Version::HTTP_2 { &cluster.h2 } else { &cluster.h1 };
+    let try_deadline = per_try.map(|p| Instant::now() + p);
+    let limit = match (try_deadline, deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let fut = client.request(req);
+    let res = match limit {
+        Some(at) => match tokio::time::timeout_at(at.into(), fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                host.rq_error.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return if deadline.is_some_and(|d| at >= d) {
+                    cluster.stats.rq_timeout.increment(1);
+                    Outcome::RouteTimeout
+                } else {
+                    cluster.stats.rq_per_try_timeout.increment(1);
+                    Outcome::PerTryTimeout
+                };
+            }
+        },
+        None => fut.await,
+    };
+    match res {
+        Ok(resp) => {
+            if resp.status().is_server_error() {
+                host.rq_error.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Outcome::Response(resp)
+        }
+        Err(e) => {
+            host.rq_error.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(upstream = %host.addr, error = %e, "upstream request failed");
+            classify(&e)
+        }
+    }
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(c) = s.downcast_ref::<ConnectError>() {
+            return match c {
+                ConnectError::Overflow => Outcome::Overflow,
+                _ => Outcome::ConnectFailure,
+            };
+        }
+        src = s.source();
+    }
+    if e.is_connect() {
+        Outcome::ConnectFailure
+    } else {
+        Outcome::Reset
+    }
+}
+
+fn retriable(p: &RetryPolicy, o: &Outcome) -> bool {
+    let on = p.on;
+    match o {
+        Outcome::Response(r) => {
+            let s = r.status().as_u16();
+            (on.server_error && s >= 500)
+                || (on.gateway_error && matches!(s, 502..=504))
+                || (on.retriable_status_codes && p.retriable_status_codes.contains(&s))
+        }
+        Outcome::ConnectFailure => on.connect_failure || on.server_error || on.gateway_error,
+        Outcome::Reset => on.reset || on.server_error || on.gateway_error,
+        Outcome::PerTryTimeout => on.server_error || on.gateway_error,
+        Outcome::Overflow | Outcome::RouteTimeout => false,
+    }
+}
+
+/// Fully jittered exponential back-off, never past the route deadline.
+async fn backoff(p: &RetryPolicy, attempt: u32, deadline: Option<Instant>) {
+    let cap = p.base_interval.saturating_mul(1u32 << attempt.min(16)).min(p.max_interval);
+    let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
+    let mut wait = Duration::from_millis(rand::rng().random_range(0..ms));
+    if let Some(d) = deadline {
+        wait = wait.min(d.saturating_duration_since(Instant::now()));
+    }
+    tokio::time::sleep(wait).await;
+}
+
+fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started: Instant) -> Response<ProxyBody> {
+    let flag = match outcome {
+        Outcome::Response(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            cluster.stats.response(parts.status.as_u16());
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            rec.entry.upstream_service_time = Some(ms);
+            parts.headers.insert("x-envoy-upstream-service-time", HeaderValue::from(ms));
+            if let Some(s) = parts.headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+                rec.grpc_status = Some(s.to_string());
+            }
+            if parts.status != StatusCode::SWITCHING_PROTOCOLS {
+                super::headers::strip_hop_by_hop(&mut parts.headers);
+            }
+            return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+        }
+        Outcome::ConnectFailure => Flag::UpstreamConnectFailure,
+        Outcome::Overflow => Flag::Overflow,
+        Outcome::Reset => Flag::UpstreamReset,
+        Outcome::PerTryTimeout | Outcome::RouteTimeout => Flag::UpstreamTimeout,
+    };
+    fail(rec, flag)
+}

@@ -1,0 +1,198 @@
+//! The per-request record: counts bytes both ways and, when the response body is done (or
+//! dropped), writes Istio metrics and the access log line exactly once.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use metrics::{counter, histogram};
+
+use super::reply::Flag;
+use crate::cluster::BoxError;
+use crate::telemetry::access_log::{self, Entry};
+
+/// What is known about a request by the time its response starts.
+#[derive(Debug)]
+pub struct Record {
+    /// When the request arrived.
+    pub start: Instant,
+    /// The access log entry being filled in.
+    pub entry: Entry,
+    /// Response flags.
+    pub flags: Vec<Flag>,
+    /// gRPC status from response headers (trailers-only) or trailers.
+    pub grpc_status: Option<String>,
+    /// Whether the request was gRPC.
+    pub grpc: bool,
+    /// Write the access log line.
+    pub log: bool,
+    /// `source_workload` label.
+    pub source: Arc<str>,
+    /// Request body bytes, shared with the request body wrapper.
+    pub received: Arc<AtomicU64>,
+    sent: u64,
+}
+
+impl Record {
+    /// A record for a request that just arrived.
+    pub fn new(log: bool, source: Arc<str>) -> Self {
+        Record {
+            start: Instant::now(),
+            entry: Entry { start_time: access_log::rfc3339(SystemTime::now()), ..Entry::default() },
+            flags: Vec::new(),
+            grpc_status: None,
+            grpc: false,
+            log,
+            source,
+            received: Arc::new(AtomicU64::new(0)),
+            sent: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.entry.bytes_received = self.received.load(Ordering::Relaxed);
+        self.entry.bytes_sent = self.sent;
+        self.entry.duration = access_log::millis_since(self.start);
+        self.entry.response_flags =
+            if self.flags.is_empty() { "-".into() } else { self.flags.iter().map(|f| f.code()).collect::<Vec<_>>().join(",") };
+        let labels = [
+            ("reporter", "source".to_string()),
+            ("source_workload", self.source.to_string()),
+            ("destination_service_name", self.entry.upstream_cluster.clone().unwrap_or_else(|| "unknown".into())),
+            ("request_protocol", if self.grpc { "grpc".into() } else { "http".into() }),
+            ("response_code", self.entry.response_code.to_string()),
+            ("grpc_response_status", self.grpc_status.clone().unwrap_or_default()),
+            ("response_flags", self.entry.response_flags.clone()),
+        ];
+        counter!("istio_requests_total", &labels).increment(1);
+        histogram!("istio_request_duration_milliseconds", &labels).record(self.start.elapsed().as_secs_f64() * 1000.0);
+        histogram!("istio_request_bytes", &labels).record(self.entry.bytes_received as f64);
+        histogram!("istio_response_bytes", &labels).record(self.sent as f64);
+        if self.log {
+            access_log::write(&self.entry);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body sent downstream: counts bytes, notes gRPC trailers, and finishes the
+    /// record when done or dropped (client went away: flag DC).
+    pub struct Tracked<B> {
+        #[pin]
+        inner: B,
+        record: Option<Record>,
+    }
+
+    impl<B> PinnedDrop for Tracked<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(mut r) = this.record.take() {
+                r.flags.push(Flag::DownstreamTerminated);
+                r.finish();
+            }
+        }
+    }
+}
+
+impl<B> Tracked<B> {
+    /// Wraps a response body; `record` is finished exactly once.
+    pub fn new(inner: B, record: Record) -> Self {
+        Tracked { inner, record: Some(record) }
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = BoxError>> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let res = this.inner.poll_frame(cx);
+        match &res {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(r) = this.record.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        r.sent += d.len() as u64;
+                    } else if let Some(t) = f.trailers_ref() {
+                        if let Some(s) = t.get("grpc-status").and_then(|v| v.to_str().ok()) {
+                            r.grpc_status = Some(s.to_string());
+                        }
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(mut r) = this.record.take() {
+                    r.finish();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(mut r) = this.record.take() {
+                    r.flags.push(Flag::UpstreamReset);
+                    r.finish();
+                }
+            }
+            Poll::Pending => {}
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The request body sent upstream: counts bytes received from downstream.
+    pub struct Counting<B> {
+        #[pin]
+        inner: B,
+        count: Arc<AtomicU64>,
+    }
+}
+
+impl<B> Counting<B> {
+    /// Counts `inner`'s data bytes into `count`.
+    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        Counting { inner, count }
+    }
+}
+
+impl<B> Body for Counting<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,193 @@
+//! The per-request handler: route, then forward, answer locally, or redirect; header edits
+//! and the request record around it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use super::headers::{append_forwarded_for, edit_request, edit_response, ensure_request_id, strip_hop_by_hop};
+use super::record::{Counting, Record, Tracked};
+use super::reply::{self, Flag};
+use super::{forward, router, upgrade};
+use crate::cluster::{ClusterManager, ProxyBody};
+use crate::config::listener::HttpConnectionManager;
+use crate::config::route::{HeaderEdits, Redirect, RouteAction};
+
+/// What every request on one downstream connection shares.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// The HTTP config of the chain that accepted the connection.
+    pub hcm: Arc<HttpConnectionManager>,
+    /// Clusters.
+    pub clusters: Arc<ClusterManager>,
+    /// Downstream peer.
+    pub peer: SocketAddr,
+    /// Local (original destination) address.
+    pub local: SocketAddr,
+    /// `source_workload` label (node cluster).
+    pub source: Arc<str>,
+}
+
+/// Handles one request. Never fails: errors become local replies.
+pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Tracked<ProxyBody>>, std::convert::Infallible> {
+    let span = tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), client.addr = %ctx.peer);
+    Ok(handle_inner(ctx, req).instrument(span).await)
+}
+
+async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tracked<ProxyBody>> {
+    let mut rec = Record::new(ctx.hcm.access_log, ctx.source.clone());
+    rec.grpc = router::is_grpc(req.headers());
+    let host = authority(&req).unwrap_or_default();
+    fill_entry(&mut rec, &ctx, &req, &host);
+    let resp = route_and_send(&ctx, req, &host, &mut rec).await;
+    rec.entry.response_code = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Tracked::new(body, rec))
+}
+
+async fn route_and_send(ctx: &ConnCtx, mut req: Request<Incoming>, host: &str, rec: &mut Record) -> Response<ProxyBody> {
+    let rc = &ctx.hcm.route_config;
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let Some(vh) = router::virtual_host(rc, host) else {
+        rec.flags.push(Flag::NoRoute);
+        return reply::local(Flag::NoRoute, rec.grpc);
+    };
+    let Some(route) = router::route(vh, &pq, req.headers()) else {
+        rec.flags.push(Flag::NoRoute);
+        return reply::local(Flag::NoRoute, rec.grpc);
+    };
+    rec.entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
+    let levels: [&HeaderEdits; 3] = [&route.edits, &vh.edits, &rc.edits];
+    let mut resp = match &route.action {
+        RouteAction::Direct { status, body } => {
+            rec.flags.push(Flag::DirectResponse);
+            let mut r = Response::new(body.clone().map_or_else(reply::empty, reply::full));
+            *r.status_mut() = *status;
+            if body.is_some() {
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            r
+        }
+        RouteAction::Redirect(rd) => redirect(rd, &req, host, &route.matcher.path),
+        RouteAction::Forward(fwd) => {
+            let upgrade = ctx.hcm.websocket && upgrade::is_websocket(&req);
+            let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+            let (mut parts, body) = req.into_parts();
+            prepare_headers(ctx, &mut parts, fwd, &route.matcher.path, &levels, rec);
+            if upgrade {
+                upgrade::restore_headers(&mut parts.headers);
+            }
+            let body = Counting::new(body, rec.received.clone()).boxed_unsync();
+            let retry = fwd.retry_policy.as_ref().or(vh.retry_policy.as_ref());
+            let mut resp = forward::forward(&ctx.clusters, ctx.local, parts, body, fwd, retry, rec).await;
+            if let Some(down) = downstream_upgrade {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    upgrade::splice_later(down, &mut resp);
+                }
+            }
+            resp
+        }
+    };
+    for e in levels {
+        edit_response(resp.headers_mut(), e);
+    }
+    resp
+}
+
+fn authority<B>(req: &Request<B>) -> Option<String> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+}
+
+fn fill_entry<B>(rec: &mut Record, ctx: &ConnCtx, req: &Request<B>, host: &str) {
+    let e = &mut rec.entry;
+    e.method = req.method().to_string();
+    e.path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    e.protocol = match req.version() {
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+    .into();
+    e.authority = (!host.is_empty()).then(|| host.to_string());
+    let hv = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    e.user_agent = hv("user-agent");
+    e.x_forwarded_for = hv("x-forwarded-for");
+    e.downstream_remote_address = ctx.peer.to_string();
+    e.downstream_local_address = ctx.local.to_string();
+}
+
+fn prepare_headers(
+    ctx: &ConnCtx,
+    parts: &mut http::request::Parts,
+    fwd: &crate::config::route::Forward,
+    path_match: &crate::config::route::PathMatch,
+    levels: &[&HeaderEdits; 3],
+    rec: &mut Record,
+) {
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    if ctx.hcm.use_remote_address {
+        append_forwarded_for(h, ctx.peer.ip());
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    rec.entry.request_id = ensure_request_id(h, ctx.hcm.generate_request_id);
+    if let Some(host) = &fwd.host_rewrite {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(header::HOST, v);
+        }
+    } else if parts.version == Version::HTTP_2 && !h.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            h.insert(header::HOST, a);
+        }
+    }
+    if let (Some(new), crate::config::route::PathMatch::Prefix(old)) = (&fwd.prefix_rewrite, path_match) {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Some(rest) = pq.get(old.len()..) {
+            if let Ok(uri) = format!("{new}{rest}").parse() {
+                parts.uri = uri;
+            }
+        }
+    }
+    for e in levels {
+        edit_request(h, e);
+    }
+}
+
+fn redirect<B>(rd: &Redirect, req: &Request<B>, host: &str, pm: &crate::config::route::PathMatch) -> Response<ProxyBody> {
+    let scheme = rd.scheme.clone().unwrap_or_else(|| "http".into());
+    let mut authority = rd.host.clone().unwrap_or_else(|| host.split(':').next().unwrap_or_default().to_string());
+    if let Some(p) = rd.port {
+        authority = format!("{authority}:{p}");
+    } else if rd.host.is_none() && rd.scheme.is_none() {
+        authority = host.to_string();
+    }
+    let (path, query) = {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let (p, q) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
+        (p.to_string(), q.map(str::to_string))
+    };
+    let mut new_path = match (&rd.path, &rd.prefix_rewrite, pm) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(newp), crate::config::route::PathMatch::Prefix(old)) => format!("{newp}{}", path.get(old.len()..).unwrap_or("")),
+        _ => path,
+    };
+    if let (false, Some(q)) = (rd.strip_query, query) {
+        if !new_path.contains('?') {
+            new_path = format!("{new_path}?{q}");
+        }
+    }
+    let mut r = Response::new(reply::empty());
+    *r.status_mut() = rd.status;
+    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{authority}{new_path}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}

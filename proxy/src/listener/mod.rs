@@ -1,0 +1,146 @@
+//! Listeners: bind, accept, inspect the first bytes when chains need it, pick the filter
+//! chain, and hand the connection to L4 or L7.
+
+pub mod chain_match;
+mod prefixed;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use metrics::counter;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, Instrument};
+
+use self::chain_match::ConnInfo;
+use self::prefixed::Prefixed;
+use crate::cluster::ClusterManager;
+use crate::config::{Listener, NetworkFilter};
+use crate::detect::{self, Detected};
+use crate::l7::service::ConnCtx;
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("listener \"{name}\": cannot bind {addr}: {source}")]
+pub struct BindError {
+    /// Listener name.
+    pub name: String,
+    /// Address.
+    pub addr: SocketAddr,
+    /// The OS error (e.g. address in use).
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds the listener's socket (SO_REUSEADDR, configured backlog).
+pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
+    let err = |source| BindError { name: l.name.clone(), addr: l.address, source };
+    let domain = socket2::Domain::for_address(l.address);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP)).map_err(err)?;
+    s.set_reuse_address(true).map_err(err)?;
+    s.set_nonblocking(true).map_err(err)?;
+    s.bind(&l.address.into()).map_err(err)?;
+    s.listen(i32::try_from(l.backlog).unwrap_or(1024)).map_err(err)?;
+    TcpListener::from_std(s.into()).map_err(err)
+}
+
+/// Everything a connection task needs.
+#[derive(Clone)]
+pub struct Shared {
+    /// Clusters.
+    pub clusters: Arc<ClusterManager>,
+    /// Stops accept loops and drains connections.
+    pub drain: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// `source_workload` label.
+    pub source: Arc<str>,
+}
+
+/// Accepts until drain; every connection runs in its own tracked task.
+pub async fn serve(listener: Arc<Listener>, socket: TcpListener, shared: Shared) {
+    let accepted = counter!("isthmus_downstream_cx_total", "listener" => listener.name.clone());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shared.drain.cancelled() => break,
+            r = socket.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(listener = %listener.name, error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        accepted.increment(1);
+        let _ = stream.set_nodelay(true);
+        let l = listener.clone();
+        let sh = shared.clone();
+        let span = tracing::debug_span!("conn", listener = %l.name, client.addr = %peer);
+        shared.tracker.spawn(async move { connection(l, stream, peer, sh).await }.instrument(span));
+    }
+    debug!(listener = %listener.name, "stopped accepting");
+}
+
+async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let local = stream.local_addr().unwrap_or(l.address);
+    let mut info = ConnInfo { local: Some(local), peer: Some(peer), transport: "raw_buffer", ..ConnInfo::default() };
+    let mut prefix = BytesMut::new();
+    if l.inspect {
+        match tokio::time::timeout(l.inspect_timeout, inspect(&mut stream, &mut prefix, &mut info)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "connection closed during inspection");
+                return;
+            }
+            Err(_) if l.continue_on_inspect_timeout => {}
+            Err(_) => {
+                debug!("listener filter timeout");
+                return;
+            }
+        }
+    }
+    let Some(chain) = chain_match::select(&l, &info) else {
+        counter!("isthmus_downstream_cx_no_chain_match", "listener" => l.name.clone()).increment(1);
+        debug!("no filter chain matched; closing");
+        return;
+    };
+    let prefix = prefix.freeze();
+    match &chain.filter {
+        NetworkFilter::TcpProxy(t) => {
+            crate::l4::tcp_proxy::proxy(Prefixed::new(prefix, stream), Bytes::new(), t, &shared.clusters, peer, local).await
+        }
+        NetworkFilter::Http(hcm) => {
+            let ctx = Arc::new(ConnCtx { hcm: hcm.clone(), clusters: shared.clusters.clone(), peer, local, source: shared.source.clone() });
+            crate::l7::server::serve(Prefixed::new(prefix, stream), ctx, shared.drain.clone()).await
+        }
+    }
+}
+
+/// Reads until the detector decides (TLS hello, h2 preface, HTTP/1 line, or other).
+async fn inspect(stream: &mut TcpStream, buf: &mut BytesMut, info: &mut ConnInfo) -> std::io::Result<()> {
+    loop {
+        match detect::detect(buf) {
+            Detected::NeedMore if buf.len() < detect::MAX_PEEK => {}
+            Detected::NeedMore => return Ok(()),
+            Detected::Tls(hello) => {
+                info.transport = "tls";
+                info.sni = hello.sni;
+                info.alpn = hello.alpn;
+                return Ok(());
+            }
+            Detected::Plaintext(http) => {
+                if let Some(kind) = http {
+                    info.alpn = vec![kind.alpn().to_string()];
+                }
+                return Ok(());
+            }
+        }
+        buf.reserve(4096);
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Telemetry: Prometheus metrics with Istio's standard names, JSON access logs, and the
+//! runtime-adjustable log level.
+
+pub mod access_log;
+pub mod logging;
+pub mod metrics;
