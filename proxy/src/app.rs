@@ -79,6 +79,9 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
     let admin_addrs: Vec<SocketAddr> = bootstrap.admin.iter().map(|a| a.address).chain(opts.readiness).collect();
     let admin = admin::start(&admin_addrs, state.clone())
         .map_err(|source| StartError::Admin { addr: format!("{admin_addrs:?}"), source })?;
+    for a in &admin {
+        info!(addr = %a, "admin listening");
+    }
     clusters.resolve_all(&drain).await;
     let shared = Shared { clusters, drain: drain.clone(), tracker: tracker.clone(), source: Arc::from(bootstrap.node.cluster.as_str()) };
     let mut listeners = Vec::new();

@@ -1,1 +1,61 @@
-//! Helpers for the cross-crate integration tests that start the real `isthmus` binary.
+//! Helpers for the cross-crate integration tests: start the real `isthmus` binary on a
+//! bootstrap, real upstream servers on 127.0.0.1, and independent peers (curl, h2load,
+//! Python grpcio). Everything binds port 0 and reports the address it got, so tests run in
+//! parallel without port races.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod proxy;
+pub mod upstream;
+pub mod yaml;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The built `isthmus` binary (`cargo build --bins` runs before the suite).
+pub fn isthmus_bin() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    let bin = target.join("debug").join("isthmus");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// The Python with grpcio installed by scripts/test-deps.sh.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("ISTHMUS_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    assert!(p.exists(), "{} is missing: run scripts/test-deps.sh", p.display());
+    p
+}
+
+/// Requires an external tool (installed by scripts/test-deps.sh); fails loudly if absent.
+pub fn tool(name: &str) -> PathBuf {
+    let out = std::process::Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
+    assert!(out.status.success(), "`{name}` is not installed: run scripts/test-deps.sh");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Polls `f` until it returns Some or the deadline passes (for events with no notification,
+/// such as a port closing).
+pub async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "condition not met within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A unique scratch file path for this process.
+pub fn scratch(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!("isthmus-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
+}

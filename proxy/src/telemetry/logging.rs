@@ -25,7 +25,11 @@ pub fn filter_for(level: &str) -> Option<EnvFilter> {
 pub fn init(level: &str) {
     let filter = filter_for(level).unwrap_or_else(|| EnvFilter::new("info"));
     let (layer, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     if tracing_subscriber::registry().with(layer).with(fmt).try_init().is_ok() {
         let _ = RELOAD.set(handle);
     }

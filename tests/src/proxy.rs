@@ -1,0 +1,153 @@
+//! The real `isthmus` process under test.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running proxy; killed on drop.
+pub struct Proxy {
+    child: Child,
+    listeners: HashMap<String, SocketAddr>,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// Everything the proxy wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Everything written to stdout (access logs).
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// Starts `isthmus -c <file>` with `yaml` and waits until it logs its listeners and admin
+    /// address (it logs them after binding, right before it reports ready).
+    pub fn start(yaml: &str) -> Proxy {
+        Self::start_with(yaml, &[])
+    }
+
+    /// Same, with extra command-line flags.
+    pub fn start_with(yaml: &str, args: &[&str]) -> Proxy {
+        let path = crate::scratch("bootstrap.yaml");
+        std::fs::write(&path, yaml).expect("write bootstrap");
+        let mut child = Command::new(crate::isthmus_bin())
+            .arg("-c")
+            .arg(&path)
+            .args(["-l", "info", "--concurrency", "2"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn isthmus");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let err_pipe = child.stderr.take().expect("stderr");
+        let err_lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                err_lines.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let out_pipe = child.stdout.take().expect("stdout");
+        let out_lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                out_lines.lock().unwrap().push(line);
+            }
+        });
+        let mut listeners = HashMap::new();
+        let mut admin = None;
+        let expected = yaml.matches("filter_chains:").count();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while admin.is_none() || listeners.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => panic!("isthmus did not start; stderr:\n{}", stderr.lock().unwrap().join("\n")),
+            };
+            if line.contains("admin listening") {
+                admin = field(&line, "addr").and_then(|a| a.parse().ok());
+            } else if line.contains(" listening ") {
+                if let (Some(n), Some(a)) = (field(&line, "listener"), field(&line, "addr")) {
+                    listeners.insert(n, a.parse().expect("listener addr"));
+                }
+            }
+        }
+        Proxy { child, listeners, admin: admin.expect("admin addr"), stderr, stdout }
+    }
+
+    /// A listener's bound address.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        *self.listeners.get(name).unwrap_or_else(|| panic!("no listener {name}: {:?}", self.listeners))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits for exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(Instant::now() < end, "isthmus did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GETs an admin path.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let (s, _, b) = crate::upstream::get(self.admin, path, &[]).await.expect("admin request");
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// The value of a Prometheus counter line starting with `prefix` (name and labels).
+    pub async fn metric(&self, name: &str, label_part: &str) -> f64 {
+        let (_, text) = self.admin_get("/stats/prometheus").await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(label_part))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` from a tracing line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("{key}=");
+    let start = line.find(&pat)? + pat.len();
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
+}
+
+/// Runs `isthmus` with `args` to completion (validation, bad configs).
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(crate::isthmus_bin()).args(args).output().expect("run isthmus")
+}
