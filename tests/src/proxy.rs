@@ -117,17 +117,23 @@ impl Proxy {
         }
     }
 
-    /// GETs an admin path.
-    pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        let (s, _, b) = crate::upstream::get(self.admin, path, &[]).await.expect("admin request");
-        (s, String::from_utf8_lossy(&b).into_owned())
+    /// GETs an admin path (plain HTTP/1.0 over std, usable from any context).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.admin).expect("admin connect");
+        write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").expect("admin write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("admin read");
+        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
     }
 
-    /// The value of a Prometheus counter line starting with `prefix` (name and labels).
-    pub async fn metric(&self, name: &str, label_part: &str) -> f64 {
-        let (_, text) = self.admin_get("/stats/prometheus").await;
+    /// The sum of Prometheus samples named `name` whose line contains `label_part`.
+    pub fn metric(&self, name: &str, label_part: &str) -> f64 {
+        let (_, text) = self.admin_get("/stats/prometheus");
         text.lines()
-            .filter(|l| l.starts_with(name) && l.contains(label_part))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(label_part))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }

@@ -60,7 +60,7 @@ async fn h2load_2000_requests_without_errors() {
     assert!(text.contains("2000 succeeded, 0 failed, 0 errored"), "{text}");
     assert!(text.contains("status codes: 2000 2xx"), "{text}");
     assert_eq!(up.hits(), 2000);
-    assert_eq!(proxy.metric("istio_requests_total", "response_code=\"200\"").await, 2000.0);
+    assert_eq!(proxy.metric("istio_requests_total", "response_code=\"200\""), 2000.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -64,10 +64,19 @@ where
         DynamicMessage::deserialize(desc, serde_path_to_error::Deserializer::new(value, &mut track))
             .map_err(|e| JsonError::Invalid {
                 path: track.path().to_string().trim_start_matches('.').to_string(),
-                message: e.to_string(),
+                message: explain(e.to_string()),
             })?;
     let bytes = prost::Message::encode_to_vec(&dynamic);
     T::decode(bytes.as_slice()).map_err(|source| JsonError::Decode { type_name, source })
+}
+
+/// Rewords the decoder's "message 'X' not found" (an `@type` outside the compiled set) so the
+/// operator learns the extension is unsupported rather than misspelt.
+fn explain(message: String) -> String {
+    match message.strip_prefix("message '").and_then(|m| m.strip_suffix("' not found")) {
+        Some(t) => format!("type {t} is not supported by Isthmus"),
+        None => message,
+    }
 }
 
 /// Decodes the payload of an `Any` whose type URL names `T`, for `typed_config` fields.

@@ -111,16 +111,25 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for Tracked<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let res = this.inner.poll_frame(cx);
+        let mut inner = this.inner;
+        let res = inner.as_mut().poll_frame(cx);
         match &res {
             Poll::Ready(Some(Ok(f))) => {
+                let mut done = inner.is_end_stream();
                 if let Some(r) = this.record.as_mut() {
                     if let Some(d) = f.data_ref() {
                         r.sent += d.len() as u64;
                     } else if let Some(t) = f.trailers_ref() {
+                        // Trailers are the last frame; hyper may not poll again after them.
+                        done = true;
                         if let Some(s) = t.get("grpc-status").and_then(|v| v.to_str().ok()) {
                             r.grpc_status = Some(s.to_string());
                         }
+                    }
+                }
+                if done {
+                    if let Some(mut r) = this.record.take() {
+                        r.finish();
                     }
                 }
             }
