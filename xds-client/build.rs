@@ -30,6 +30,5 @@ fn main() {
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(ROOTS, ["proto"]).expect("vendored Envoy protos compile");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    std::fs::write(out.join("envoy_descriptors.bin"), fds.encode_to_vec())
-        .expect("write descriptor set to OUT_DIR");
+    std::fs::write(out.join("envoy_descriptors.bin"), fds.encode_to_vec()).expect("write descriptor set to OUT_DIR");
 }

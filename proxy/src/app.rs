@@ -83,7 +83,12 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         info!(addr = %a, "admin listening");
     }
     clusters.resolve_all(&drain).await;
-    let shared = Shared { clusters, drain: drain.clone(), tracker: tracker.clone(), source: Arc::from(bootstrap.node.cluster.as_str()) };
+    let shared = Shared {
+        clusters,
+        drain: drain.clone(),
+        tracker: tracker.clone(),
+        source: Arc::from(bootstrap.node.cluster.as_str()),
+    };
     let mut listeners = Vec::new();
     for (l, s, addr) in sockets {
         info!(listener = %l.name, %addr, "listening");

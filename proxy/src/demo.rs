@@ -50,7 +50,11 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
     println!("proxy on http://{proxy}  admin on {:?}  ({rate} req/s for {seconds}s)\n", running.admin);
     let failures = drive(proxy, seconds, rate.max(1)).await;
     running.drain().await;
-    if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn config(addrs: &[SocketAddr]) -> String {
@@ -153,15 +157,19 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64) -> u64 {
     let mut hist = hdrhistogram::Histogram::<u64>::new(3).ok();
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     let (mut n, mut f) = (0u64, 0u64);
-    let flush = |sec: u64, n: u64, f: u64, hist: &mut Option<hdrhistogram::Histogram<u64>>, by: &mut BTreeMap<String, u64>| {
-        let (p50, p99) = hist.as_ref().map_or((0.0, 0.0), |h| (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0));
-        let share: Vec<String> = by.iter().map(|(k, v)| format!("{k} {:.0}%", *v as f64 * 100.0 / n.max(1) as f64)).collect();
-        println!("{sec:>4} {n:>6} {f:>6} {p50:>9.2} {p99:>9.2}  {}", share.join("  "));
-        if let Some(h) = hist.as_mut() {
-            h.reset();
-        }
-        by.clear();
-    };
+    let flush =
+        |sec: u64, n: u64, f: u64, hist: &mut Option<hdrhistogram::Histogram<u64>>, by: &mut BTreeMap<String, u64>| {
+            let (p50, p99) = hist.as_ref().map_or((0.0, 0.0), |h| {
+                (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
+            });
+            let share: Vec<String> =
+                by.iter().map(|(k, v)| format!("{k} {:.0}%", *v as f64 * 100.0 / n.max(1) as f64)).collect();
+            println!("{sec:>4} {n:>6} {f:>6} {p50:>9.2} {p99:>9.2}  {}", share.join("  "));
+            if let Some(h) = hist.as_mut() {
+                h.reset();
+            }
+            by.clear();
+        };
     while let Some((s, who, lat)) = rx.recv().await {
         if s != sec {
             flush(sec, n, f, &mut hist, &mut by);

@@ -22,12 +22,7 @@
 //! decision.
 
 #![forbid(unsafe_code)]
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 /// Maximum bytes the caller should buffer before giving up and treating the stream as plaintext/unknown.
 ///
@@ -194,9 +189,7 @@ fn reassemble_handshake(buf: &[u8]) -> Result<Vec<u8>, Halt> {
 /// A record header that has only partly arrived yields an empty fragment and
 /// nothing after it, once the bytes present have been checked.
 fn next_record(rest: &[u8]) -> Result<(&[u8], &[u8]), Halt> {
-    if rest.first().is_some_and(|&b| b != CONTENT_TYPE_HANDSHAKE)
-        || rest.get(1).is_some_and(|&b| b != TLS_MAJOR)
-    {
+    if rest.first().is_some_and(|&b| b != CONTENT_TYPE_HANDSHAKE) || rest.get(1).is_some_and(|&b| b != TLS_MAJOR) {
         return Err(Halt::Malformed);
     }
     let (Some(&hi), Some(&lo)) = (rest.get(3), rest.get(4)) else {
@@ -349,19 +342,11 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader for a stream with no enclosing length (the handshake layer).
     fn unbounded(data: &'a [u8]) -> Self {
-        Reader {
-            data,
-            declared: usize::MAX,
-            pos: 0,
-        }
+        Reader { data, declared: usize::MAX, pos: 0 }
     }
 
     fn bounded(data: &'a [u8], declared: usize) -> Self {
-        Reader {
-            data: data.get(..declared).unwrap_or(data),
-            declared,
-            pos: 0,
-        }
+        Reader { data: data.get(..declared).unwrap_or(data), declared, pos: 0 }
     }
 
     fn declared_len(&self) -> usize {
@@ -522,10 +507,7 @@ fn split_at_space(buf: &[u8]) -> (&[u8], Option<&[u8]>) {
 }
 
 fn http_version(buf: &[u8]) -> RequestLine {
-    let candidates = [
-        (&b"HTTP/1.1\r\n"[..], HttpKind::Http11),
-        (&b"HTTP/1.0\r\n"[..], HttpKind::Http10),
-    ];
+    let candidates = [(&b"HTTP/1.1\r\n"[..], HttpKind::Http11), (&b"HTTP/1.0\r\n"[..], HttpKind::Http10)];
     let mut partial = false;
     for (expected, kind) in candidates {
         match prefix_state(buf, expected) {
@@ -554,12 +536,7 @@ fn is_target_byte(b: u8) -> bool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -628,9 +605,7 @@ mod tests {
         }
 
         fn ext(mut self, ext_type: u16, data: Vec<u8>) -> Self {
-            self.extensions
-                .get_or_insert_with(Vec::new)
-                .push((ext_type, data));
+            self.extensions.get_or_insert_with(Vec::new).push((ext_type, data));
             self
         }
 
@@ -641,10 +616,7 @@ mod tests {
             out.extend(u16_prefixed(&self.cipher_suites));
             out.extend(u8_prefixed(&self.compression));
             if let Some(extensions) = &self.extensions {
-                let block: Vec<u8> = extensions
-                    .iter()
-                    .flat_map(|(t, d)| extension(*t, d))
-                    .collect();
+                let block: Vec<u8> = extensions.iter().flat_map(|(t, d)| extension(*t, d)).collect();
                 out.extend(u16_prefixed(&block));
             }
             out
@@ -679,16 +651,11 @@ mod tests {
     }
 
     fn tls(sni: Option<&str>, alpn: &[&str]) -> Detected {
-        Detected::Tls(ClientHello {
-            sni: sni.map(str::to_owned),
-            alpn: alpn.iter().map(|p| (*p).to_owned()).collect(),
-        })
+        Detected::Tls(ClientHello { sni: sni.map(str::to_owned), alpn: alpn.iter().map(|p| (*p).to_owned()).collect() })
     }
 
     fn typical() -> HelloBuilder {
-        HelloBuilder::new()
-            .sni("example.com")
-            .alpn(&["h2", "http/1.1"])
+        HelloBuilder::new().sni("example.com").alpn(&["h2", "http/1.1"])
     }
 
     fn assert_every_prefix_needs_more(buf: &[u8]) {
@@ -711,10 +678,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
+        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
     }
 
     // === TLS: well-formed ===
@@ -726,20 +690,14 @@ mod tests {
 
     #[test]
     fn hello_with_sni_and_alpn() {
-        assert_eq!(
-            detect(&typical().record()),
-            tls(Some("example.com"), &["h2", "http/1.1"])
-        );
+        assert_eq!(detect(&typical().record()), tls(Some("example.com"), &["h2", "http/1.1"]));
     }
 
     #[test]
     fn captured_openssl_hello() {
         let hello = hex(OPENSSL_HELLO);
         assert_eq!(hello.len(), 335);
-        assert_eq!(
-            detect(&hello),
-            tls(Some("example.com"), &["h2", "http/1.1"])
-        );
+        assert_eq!(detect(&hello), tls(Some("example.com"), &["h2", "http/1.1"]));
         assert_every_prefix_needs_more(&hello);
     }
 
@@ -749,11 +707,7 @@ mod tests {
         let handshake = &hello[RECORD_HEADER_LEN..];
         for fragment in [1, 3, 4, 100, 200] {
             let split = records(handshake, fragment);
-            assert_eq!(
-                detect(&split),
-                tls(Some("example.com"), &["h2", "http/1.1"]),
-                "fragment {fragment}"
-            );
+            assert_eq!(detect(&split), tls(Some("example.com"), &["h2", "http/1.1"]), "fragment {fragment}");
         }
     }
 
@@ -774,10 +728,7 @@ mod tests {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let Ok(mut child) = spawned else {
-            eprintln!("openssl not available; skipping live capture");
-            return;
-        };
+        let mut child = spawned.expect("openssl is required (scripts/test-deps.sh installs it)");
 
         let deadline = Instant::now() + Duration::from_secs(10);
         listener.set_nonblocking(true).unwrap();
@@ -797,9 +748,7 @@ mod tests {
         let mut result = Detected::NeedMore;
         if let Some(mut stream) = accepted {
             stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut chunk = [0u8; 4096];
             while result == Detected::NeedMore && buf.len() < MAX_PEEK {
                 let n = stream.read(&mut chunk).unwrap();
@@ -844,10 +793,7 @@ mod tests {
     fn hello_with_empty_session_id() {
         let mut builder = typical();
         builder.session_id.clear();
-        assert_eq!(
-            detect(&builder.record()),
-            tls(Some("example.com"), &["h2", "http/1.1"])
-        );
+        assert_eq!(detect(&builder.record()), tls(Some("example.com"), &["h2", "http/1.1"]));
     }
 
     #[test]
@@ -865,10 +811,7 @@ mod tests {
     #[test]
     fn unusable_host_names_give_no_sni() {
         for name in [&b"caf\xc3"[..], b"", b"a\0b", b"\xff\xfe"] {
-            let hello = HelloBuilder::new()
-                .ext(EXT_SERVER_NAME, sni_ext_data(name))
-                .alpn(&["h2"])
-                .record();
+            let hello = HelloBuilder::new().ext(EXT_SERVER_NAME, sni_ext_data(name)).alpn(&["h2"]).record();
             assert_eq!(detect(&hello), tls(None, &["h2"]), "{name:?}");
         }
     }
@@ -887,9 +830,7 @@ mod tests {
         list.extend(u16_prefixed(b"first.example"));
         list.push(NAME_TYPE_HOST_NAME);
         list.extend(u16_prefixed(b"second.example"));
-        let hello = HelloBuilder::new()
-            .ext(EXT_SERVER_NAME, u16_prefixed(&list))
-            .record();
+        let hello = HelloBuilder::new().ext(EXT_SERVER_NAME, u16_prefixed(&list)).record();
         assert_eq!(detect(&hello), tls(Some("first.example"), &[]));
     }
 
@@ -897,17 +838,13 @@ mod tests {
     fn only_other_name_types_give_no_sni() {
         let mut list = vec![1u8];
         list.extend(u16_prefixed(b"not-a-host"));
-        let hello = HelloBuilder::new()
-            .ext(EXT_SERVER_NAME, u16_prefixed(&list))
-            .record();
+        let hello = HelloBuilder::new().ext(EXT_SERVER_NAME, u16_prefixed(&list)).record();
         assert_eq!(detect(&hello), tls(None, &[]));
     }
 
     #[test]
     fn non_utf8_alpn_names_are_skipped() {
-        let hello = HelloBuilder::new()
-            .ext(EXT_ALPN, alpn_ext_data(&[b"h2", b"\xff\x00", b"http/1.1"]))
-            .record();
+        let hello = HelloBuilder::new().ext(EXT_ALPN, alpn_ext_data(&[b"h2", b"\xff\x00", b"http/1.1"])).record();
         assert_eq!(detect(&hello), tls(None, &["h2", "http/1.1"]));
     }
 
@@ -916,10 +853,7 @@ mod tests {
         for minor in [0x00, 0x01, 0x03] {
             let mut hello = typical().record();
             hello[2] = minor;
-            assert_eq!(
-                detect(&hello),
-                tls(Some("example.com"), &["h2", "http/1.1"])
-            );
+            assert_eq!(detect(&hello), tls(Some("example.com"), &["h2", "http/1.1"]));
         }
     }
 
@@ -936,10 +870,7 @@ mod tests {
     fn trailing_bytes_in_final_record_are_ignored() {
         let mut handshake = typical().handshake();
         handshake.extend(handshake_message(99, b"extra"));
-        assert_eq!(
-            detect(&records(&handshake, MAX_RECORD_LEN)),
-            tls(Some("example.com"), &["h2", "http/1.1"])
-        );
+        assert_eq!(detect(&records(&handshake, MAX_RECORD_LEN)), tls(Some("example.com"), &["h2", "http/1.1"]));
     }
 
     // === TLS: fragmentation and truncation ===
@@ -972,10 +903,7 @@ mod tests {
 
     /// A hello padded past the peek budget, fragmented into maximal records.
     fn oversized_hello() -> Vec<u8> {
-        let handshake = HelloBuilder::new()
-            .ext(21, vec![0; 20_000])
-            .sni("big.example")
-            .handshake();
+        let handshake = HelloBuilder::new().ext(21, vec![0; 20_000]).sni("big.example").handshake();
         records(&handshake, MAX_RECORD_LEN)
     }
 
@@ -996,10 +924,7 @@ mod tests {
         assert_eq!(detect(&first), Detected::NeedMore);
         let mut whole = first.clone();
         whole.extend(records(&handshake[100..], MAX_RECORD_LEN));
-        assert_eq!(
-            detect(&whole),
-            tls(Some("example.com"), &["h2", "http/1.1"])
-        );
+        assert_eq!(detect(&whole), tls(Some("example.com"), &["h2", "http/1.1"]));
     }
 
     // === TLS: malformed ===
@@ -1168,12 +1093,7 @@ mod tests {
     fn duplicate_extensions() {
         malformed(&typical().sni("other.example").record());
         malformed(&typical().alpn(&["h2"]).record());
-        malformed(
-            &HelloBuilder::new()
-                .ext(99, vec![])
-                .ext(99, vec![1])
-                .record(),
-        );
+        malformed(&HelloBuilder::new().ext(99, vec![]).ext(99, vec![1]).record());
     }
 
     #[test]
@@ -1200,10 +1120,7 @@ mod tests {
         malformed(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n");
         malformed(b"PRI * HTTP/2.0\r\nSM\r\n");
         // PRI is an ordinary token, so an HTTP/1 request with it is HTTP/1.
-        assert_eq!(
-            detect(b"PRI * HTTP/1.1\r\n"),
-            Detected::Plaintext(Some(HttpKind::Http11))
-        );
+        assert_eq!(detect(b"PRI * HTTP/1.1\r\n"), Detected::Plaintext(Some(HttpKind::Http11)));
     }
 
     // === HTTP/1 ===
@@ -1213,19 +1130,10 @@ mod tests {
         let cases: [(&[u8], HttpKind); 8] = [
             (b"GET / HTTP/1.1\r\n", HttpKind::Http11),
             (b"GET /index.html HTTP/1.0\r\n", HttpKind::Http10),
-            (
-                b"POST /api?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
-                HttpKind::Http11,
-            ),
-            (
-                b"POST /api HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
-                HttpKind::Http10,
-            ),
+            (b"POST /api?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", HttpKind::Http11),
+            (b"POST /api HTTP/1.0\r\nContent-Length: 0\r\n\r\n", HttpKind::Http10),
             (b"CONNECT example.com:443 HTTP/1.1\r\n", HttpKind::Http11),
-            (
-                b"CONNECT example.com:443 HTTP/1.0\r\n\r\n",
-                HttpKind::Http10,
-            ),
+            (b"CONNECT example.com:443 HTTP/1.0\r\n\r\n", HttpKind::Http10),
             (b"OPTIONS * HTTP/1.1\r\n", HttpKind::Http11),
             (b"M-SEARCH * HTTP/1.1\r\n", HttpKind::Http11),
         ];
@@ -1238,15 +1146,9 @@ mod tests {
 
     #[test]
     fn any_upper_case_token_method() {
-        assert_eq!(
-            detect(b"BREW_COFFEE /pot HTTP/1.1\r\n"),
-            Detected::Plaintext(Some(HttpKind::Http11))
-        );
+        assert_eq!(detect(b"BREW_COFFEE /pot HTTP/1.1\r\n"), Detected::Plaintext(Some(HttpKind::Http11)));
         let twenty = format!("{} / HTTP/1.1\r\n", "A".repeat(20));
-        assert_eq!(
-            detect(twenty.as_bytes()),
-            Detected::Plaintext(Some(HttpKind::Http11))
-        );
+        assert_eq!(detect(twenty.as_bytes()), Detected::Plaintext(Some(HttpKind::Http11)));
         malformed(format!("{} / HTTP/1.1\r\n", "A".repeat(21)).as_bytes());
         malformed("A".repeat(21).as_bytes());
     }
@@ -1288,14 +1190,7 @@ mod tests {
 
     #[test]
     fn undecided_plaintext_needs_more() {
-        for buf in [
-            &b"SSH"[..],
-            b"GE",
-            b"GET",
-            b"GET ",
-            b"GET /x",
-            b"GET /x HTTP/1.",
-        ] {
+        for buf in [&b"SSH"[..], b"GE", b"GET", b"GET ", b"GET /x", b"GET /x HTTP/1."] {
             assert_eq!(detect(buf), Detected::NeedMore, "{buf:?}");
         }
     }
@@ -1382,12 +1277,7 @@ mod tests {
     fn fuzz_mutated_hellos() {
         let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
         let handshake = typical().handshake();
-        let bases = [
-            typical().record(),
-            records(&handshake, 7),
-            records(&handshake, 40),
-            hex(OPENSSL_HELLO),
-        ];
+        let bases = [typical().record(), records(&handshake, 7), records(&handshake, 40), hex(OPENSSL_HELLO)];
         for _ in 0..10_000 {
             let mut buf = bases[rng.below(bases.len())].clone();
             for _ in 0..=rng.below(4) {
@@ -1418,12 +1308,9 @@ mod tests {
     #[test]
     fn valid_inputs_are_prefix_stable() {
         let mut rng = XorShift(7);
-        for buf in [
-            typical().record(),
-            hex(OPENSSL_HELLO),
-            H2_PREFACE.to_vec(),
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        ] {
+        for buf in
+            [typical().record(), hex(OPENSSL_HELLO), H2_PREFACE.to_vec(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()]
+        {
             let whole = detect(&buf);
             for cut in 0..=buf.len() {
                 let prefix = detect(&buf[..cut]);

@@ -5,15 +5,15 @@
 //! the immutable model in [`config`], and listeners, routes and clusters run on that model.
 #![deny(unsafe_code)]
 
-pub mod config;
-pub mod balance;
-pub mod cluster;
-pub mod detect;
-pub mod telemetry;
-pub mod l7;
-pub mod l4;
-pub mod listener;
 pub mod admin;
 pub mod app;
+pub mod balance;
 pub mod cli;
+pub mod cluster;
+pub mod config;
 pub mod demo;
+pub mod detect;
+pub mod l4;
+pub mod l7;
+pub mod listener;
+pub mod telemetry;

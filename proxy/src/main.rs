@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.mode == Mode::Validate {
-        println!("configuration '{}' OK", cli.config_path.as_ref().map_or("--config-yaml".into(), |p| p.display().to_string()));
+        println!(
+            "configuration '{}' OK",
+            cli.config_path.as_ref().map_or("--config-yaml".into(), |p| p.display().to_string())
+        );
         return ExitCode::SUCCESS;
     }
     let Some(rt) = runtime(cli.concurrency) else { return ExitCode::FAILURE };
@@ -45,7 +48,10 @@ fn main() -> ExitCode {
 
 fn load_config(cli: &Cli) -> Result<Bootstrap, proxy::config::ConfigError> {
     if cli.config_path.is_none() && cli.config_yaml.is_none() {
-        return Err(proxy::config::ConfigError::field("command line", "a config is required: -c <file> or --config-yaml <text>"));
+        return Err(proxy::config::ConfigError::field(
+            "command line",
+            "a config is required: -c <file> or --config-yaml <text>",
+        ));
     }
     let mut b = load::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())?;
     if let Some(n) = &cli.service_node {
@@ -61,7 +67,8 @@ fn load_config(cli: &Cli) -> Result<Bootstrap, proxy::config::ConfigError> {
 }
 
 fn runtime(concurrency: Option<usize>) -> Option<tokio::runtime::Runtime> {
-    let workers = concurrency.filter(|n| *n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers =
+        concurrency.filter(|n| *n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {

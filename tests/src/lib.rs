@@ -26,7 +26,8 @@ pub fn isthmus_bin() -> PathBuf {
 
 /// The Python with grpcio installed by scripts/test-deps.sh.
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("ISTHMUS_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let p =
+        std::env::var_os("ISTHMUS_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
     assert!(p.exists(), "{} is missing: run scripts/test-deps.sh", p.display());
     p
 }

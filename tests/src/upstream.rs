@@ -73,7 +73,12 @@ impl Upstream {
     }
 }
 
-async fn handle(name: &'static str, b: Behaviour, hits: Arc<AtomicU64>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    name: &'static str,
+    b: Behaviour,
+    hits: Arc<AtomicU64>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     hits.fetch_add(1, Ordering::Relaxed);
     let hdr = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let delay = hdr("x-test-delay-ms").and_then(|v| v.parse().ok()).map(Duration::from_millis).or(b.delay);

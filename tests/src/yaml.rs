@@ -15,7 +15,13 @@ pub fn bootstrap(listeners: &[String], clusters: &[String]) -> String {
 pub fn cluster(name: &str, hosts: &[SocketAddr], extra: &str) -> String {
     let eps: String = hosts
         .iter()
-        .map(|a| format!("        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}\n", a.ip(), a.port()))
+        .map(|a| {
+            format!(
+                "        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}\n",
+                a.ip(),
+                a.port()
+            )
+        })
         .collect();
     format!(
         "  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: ROUND_ROBIN\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n{eps}"

@@ -1,5 +1,6 @@
 //! The command line and config loading: `--mode validate` over every example, bad files
 //! rejected with the field path, a busy port, `--config-yaml` merging.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use tests::proxy::{run, Proxy};
 use tests::upstream::{get, Behaviour, Upstream};
@@ -32,7 +33,11 @@ fn validate_rejects_every_bad_example_with_the_expected_message() {
     assert!(files.len() >= 8);
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line names the expected error");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("first line names the expected error");
         let out = run(&["--mode", "validate", "-c", f.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{}", f.display());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -86,7 +91,10 @@ async fn config_yaml_merges_over_the_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_pages() {
     let up = Upstream::start("a", Behaviour::default()).await;
-    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &route_to("web", ""), "")], &[cluster("web", &[up.addr], "")]));
+    let proxy = Proxy::start(&bootstrap(
+        &[http_listener("ingress", &route_to("web", ""), "")],
+        &[cluster("web", &[up.addr], "")],
+    ));
     assert_eq!(proxy.admin_get("/ready"), (200, "LIVE\n".to_string()));
     let (s, dump) = proxy.admin_get("/config_dump");
     assert_eq!(s, 200);

@@ -1,5 +1,6 @@
 //! Failure handling: retries, per-try timeouts, upstream resets, malformed requests, circuit
 //! breakers — each answers the one request and the proxy keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,10 @@ async fn retries_on_503_reach_the_second_host() {
     let bad = Upstream::start("bad", Behaviour { status: Some(503), ..Default::default() }).await;
     let good = Upstream::start("good", Behaviour::default()).await;
     let retry = ", retry_policy: {retry_on: \"5xx\", num_retries: 2, retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}], host_selection_retry_max_attempts: 3}";
-    let yaml = bootstrap(&[http_listener("ingress", &route_to("web", retry), "")], &[cluster("web", &[bad.addr, good.addr], "")]);
+    let yaml = bootstrap(
+        &[http_listener("ingress", &route_to("web", retry), "")],
+        &[cluster("web", &[bad.addr, good.addr], "")],
+    );
     let proxy = Proxy::start(&yaml);
     for _ in 0..20 {
         let (s, h, _) = get(proxy.listener("ingress"), "/", &[]).await.unwrap();
@@ -30,7 +34,8 @@ async fn retries_on_503_reach_the_second_host() {
 async fn without_a_retry_policy_the_503_is_passed_through_and_retries_give_up_with_urx() {
     let bad = Upstream::start("bad", Behaviour { status: Some(503), ..Default::default() }).await;
     let retry = ", retry_policy: {retry_on: \"5xx\", num_retries: 2}";
-    let routes = format!("{}\n{}", route_to("web", retry).replace("prefix: \"/\"", "prefix: \"/retry\""), route_to("web", ""));
+    let routes =
+        format!("{}\n{}", route_to("web", retry).replace("prefix: \"/\"", "prefix: \"/retry\""), route_to("web", ""));
     let yaml = bootstrap(&[http_listener("ingress", &routes, "")], &[cluster("web", &[bad.addr], "")]);
     let proxy = Proxy::start(&yaml);
     let (s, _, _) = get(proxy.listener("ingress"), "/plain", &[]).await.unwrap();
@@ -53,7 +58,10 @@ async fn per_try_timeout_moves_on_to_a_fast_host() {
     let slow = Upstream::start("slow", Behaviour { delay: Some(Duration::from_secs(5)), ..Default::default() }).await;
     let fast = Upstream::start("fast", Behaviour::default()).await;
     let retry = ", timeout: 10s, retry_policy: {retry_on: \"5xx\", num_retries: 1, per_try_timeout: 0.2s, retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}], host_selection_retry_max_attempts: 5}";
-    let yaml = bootstrap(&[http_listener("ingress", &route_to("web", retry), "")], &[cluster("web", &[slow.addr, fast.addr], "")]);
+    let yaml = bootstrap(
+        &[http_listener("ingress", &route_to("web", retry), "")],
+        &[cluster("web", &[slow.addr, fast.addr], "")],
+    );
     let proxy = Proxy::start(&yaml);
     for _ in 0..4 {
         let t = Instant::now();
@@ -69,7 +77,10 @@ async fn per_try_timeout_moves_on_to_a_fast_host() {
 #[tokio::test(flavor = "multi_thread")]
 async fn route_timeout_answers_504_ut() {
     let slow = Upstream::start("slow", Behaviour { delay: Some(Duration::from_secs(5)), ..Default::default() }).await;
-    let yaml = bootstrap(&[http_listener("ingress", &route_to("web", ", timeout: 0.3s"), "")], &[cluster("web", &[slow.addr], "")]);
+    let yaml = bootstrap(
+        &[http_listener("ingress", &route_to("web", ", timeout: 0.3s"), "")],
+        &[cluster("web", &[slow.addr], "")],
+    );
     let proxy = Proxy::start(&yaml);
     let (s, _, body) = get(proxy.listener("ingress"), "/", &[]).await.unwrap();
     assert_eq!(s, 504);
@@ -115,9 +126,16 @@ async fn upstream_reset_and_refused_connect_answer_503_and_the_proxy_keeps_servi
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_request_gets_400_and_only_closes_its_connection() {
     let good = Upstream::start("good", Behaviour::default()).await;
-    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &route_to("web", ""), "")], &[cluster("web", &[good.addr], "")]));
+    let proxy = Proxy::start(&bootstrap(
+        &[http_listener("ingress", &route_to("web", ""), "")],
+        &[cluster("web", &[good.addr], "")],
+    ));
     let addr = proxy.listener("ingress");
-    for garbage in [&b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n"[..], b"GET /\x01 HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"] {
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n"[..],
+        b"GET /\x01 HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    ] {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(garbage).await.unwrap();
         let mut resp = Vec::new();
@@ -132,9 +150,13 @@ async fn a_malformed_request_gets_400_and_only_closes_its_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_requests_overflow_answers_503_uo_and_is_counted() {
-    let slow = Upstream::start("slow", Behaviour { delay: Some(Duration::from_millis(800)), ..Default::default() }).await;
+    let slow =
+        Upstream::start("slow", Behaviour { delay: Some(Duration::from_millis(800)), ..Default::default() }).await;
     let cb = "    circuit_breakers: {thresholds: [{max_requests: 2, max_pending_requests: 0}]}\n";
-    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &route_to("web", ""), "")], &[cluster("web", &[slow.addr], cb)]));
+    let proxy = Proxy::start(&bootstrap(
+        &[http_listener("ingress", &route_to("web", ""), "")],
+        &[cluster("web", &[slow.addr], cb)],
+    ));
     let addr = proxy.listener("ingress");
     let tasks: Vec<_> = (0..5).map(|_| tokio::spawn(async move { get(addr, "/", &[]).await.unwrap().0 })).collect();
     let mut codes = Vec::new();

@@ -1,4 +1,5 @@
 //! gRPC through the proxy with Python grpcio on both ends, and TCP through tcp_proxy.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -44,7 +45,8 @@ fn grpc_client(target: std::net::SocketAddr, case: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_unary_error_and_bidi_streaming_keep_status_and_trailers() {
     let server = grpc_server();
-    let yaml = bootstrap(&[http_listener("grpc", &route_to("echo", ""), "")], &[cluster("echo", &[server.1], H2_UPSTREAM)]);
+    let yaml =
+        bootstrap(&[http_listener("grpc", &route_to("echo", ""), "")], &[cluster("echo", &[server.1], H2_UPSTREAM)]);
     let proxy = Proxy::start(&yaml);
     let target = proxy.listener("grpc");
 
@@ -60,7 +62,8 @@ async fn grpc_unary_error_and_bidi_streaming_keep_status_and_trailers() {
 
     let bidi = grpc_client(target, "bidi");
     assert_eq!(bidi["code"], "OK", "{bidi}");
-    let got: Vec<String> = bidi["responses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let got: Vec<String> =
+        bidi["responses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let want: Vec<String> = (0..200).map(|i| format!("echo:m{i}")).collect();
     assert_eq!(got, want);
     assert_eq!(bidi["trailers"]["x-test-trailer"], "bidi-done");
@@ -106,7 +109,10 @@ async fn tcp_echo_with_half_close() {
 async fn tcp_to_a_dead_upstream_closes_that_connection_only() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let echo = tests::upstream::tcp_echo().await;
-    let yaml = bootstrap(&[tcp_listener("dead", "dead"), tcp_listener("live", "echo")], &[cluster("dead", &[dead], ""), cluster("echo", &[echo], "")]);
+    let yaml = bootstrap(
+        &[tcp_listener("dead", "dead"), tcp_listener("live", "echo")],
+        &[cluster("dead", &[dead], ""), cluster("echo", &[echo], "")],
+    );
     let proxy = Proxy::start(&yaml);
     let mut s = tokio::net::TcpStream::connect(proxy.listener("dead")).await.unwrap();
     let mut buf = Vec::new();

@@ -1,4 +1,5 @@
 //! HTTP through the real binary: curl (HTTP/1.1 and h2c), h2load, routing features.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::process::Command;
 
@@ -54,7 +55,10 @@ async fn curl_http1_and_h2c_prior_knowledge_reach_the_upstream() {
 async fn h2load_2000_requests_without_errors() {
     let (up, proxy) = one_upstream_proxy().await;
     let url = format!("http://{}/load", proxy.listener("ingress"));
-    let out = Command::new(tests::tool("h2load")).args(["-n", "2000", "-c", "10", "-m", "10", &url]).output().expect("h2load");
+    let out = Command::new(tests::tool("h2load"))
+        .args(["-n", "2000", "-c", "10", "-m", "10", &url])
+        .output()
+        .expect("h2load");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("2000 succeeded, 0 failed, 0 errored"), "{text}");
@@ -68,7 +72,8 @@ async fn weighted_clusters_split_80_20() {
     let a = Upstream::start("a", Behaviour::default()).await;
     let b = Upstream::start("b", Behaviour::default()).await;
     let routes = "              - match: {prefix: \"/\"}\n                route:\n                  weighted_clusters:\n                    clusters: [{name: a, weight: 80}, {name: b, weight: 20}]";
-    let yaml = bootstrap(&[http_listener("ingress", routes, "")], &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")]);
+    let yaml =
+        bootstrap(&[http_listener("ingress", routes, "")], &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")]);
     let proxy = Proxy::start(&yaml);
     let addr = proxy.listener("ingress");
     let mut tasks = Vec::new();
@@ -105,7 +110,10 @@ async fn routes_by_path_header_and_query_with_direct_response_redirect_and_rewri
                 request_headers_to_add: [{header: {key: x-route, value: api}}]
                 response_headers_to_add: [{header: {key: x-served-by, value: isthmus}}]
                 response_headers_to_remove: [x-upstream-remove-me]"#;
-    let yaml = bootstrap(&[http_listener("ingress", routes, "")], &[cluster("api", &[api.addr], ""), cluster("web", &[web.addr], "")]);
+    let yaml = bootstrap(
+        &[http_listener("ingress", routes, "")],
+        &[cluster("api", &[api.addr], ""), cluster("web", &[web.addr], "")],
+    );
     let proxy = Proxy::start(&yaml);
     let addr = proxy.listener("ingress");
 

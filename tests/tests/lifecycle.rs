@@ -1,4 +1,5 @@
 //! Streaming large bodies in constant memory, and draining on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,10 @@ const MIB: usize = 1024 * 1024;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_100_mib_body_streams_both_ways_in_constant_memory() {
     let up = Upstream::start("echo", Behaviour::default()).await;
-    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &route_to("web", ", timeout: 0s"), "")], &[cluster("web", &[up.addr], "")]));
+    let proxy = Proxy::start(&bootstrap(
+        &[http_listener("ingress", &route_to("web", ", timeout: 0s"), "")],
+        &[cluster("web", &[up.addr], "")],
+    ));
     let before = proxy.rss_kib();
     let peak = Arc::new(AtomicU64::new(before));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -26,7 +30,11 @@ async fn a_100_mib_body_streams_both_ways_in_constant_memory() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    if let Some(kib) = s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()) {
+                    if let Some(kib) = s
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    {
                         peak.fetch_max(kib, Ordering::Relaxed);
                     }
                 }
@@ -35,7 +43,8 @@ async fn a_100_mib_body_streams_both_ways_in_constant_memory() {
         })
     };
     let chunk = Bytes::from(vec![7u8; 64 * 1024]);
-    let frames = futures_util::stream::iter((0..1600).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))));
+    let frames =
+        futures_util::stream::iter((0..1600).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))));
     let body = StreamBody::new(frames);
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
     let req = http::Request::post(format!("http://{}/echo", proxy.listener("ingress"))).body(body).unwrap();
@@ -57,7 +66,8 @@ async fn a_100_mib_body_streams_both_ways_in_constant_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_50_in_flight_requests_refuses_new_connections_and_exits_0() {
-    let slow = Upstream::start("slow", Behaviour { delay: Some(Duration::from_millis(1500)), ..Default::default() }).await;
+    let slow =
+        Upstream::start("slow", Behaviour { delay: Some(Duration::from_millis(1500)), ..Default::default() }).await;
     let mut proxy = Proxy::start_with(
         &bootstrap(&[http_listener("ingress", &route_to("web", ""), "")], &[cluster("web", &[slow.addr], "")]),
         &["--drain-time-s", "20"],

@@ -56,16 +56,13 @@ where
     T: prost::Message + prost::Name + Default,
 {
     let type_name = T::full_name();
-    let desc = pool()?
-        .get_message_by_name(&type_name)
-        .ok_or_else(|| JsonError::UnknownType(type_name.clone()))?;
+    let desc = pool()?.get_message_by_name(&type_name).ok_or_else(|| JsonError::UnknownType(type_name.clone()))?;
     let mut track = serde_path_to_error::Track::new();
-    let dynamic =
-        DynamicMessage::deserialize(desc, serde_path_to_error::Deserializer::new(value, &mut track))
-            .map_err(|e| JsonError::Invalid {
-                path: track.path().to_string().trim_start_matches('.').to_string(),
-                message: explain(e.to_string()),
-            })?;
+    let dynamic = DynamicMessage::deserialize(desc, serde_path_to_error::Deserializer::new(value, &mut track))
+        .map_err(|e| JsonError::Invalid {
+            path: track.path().to_string().trim_start_matches('.').to_string(),
+            message: explain(e.to_string()),
+        })?;
     let bytes = prost::Message::encode_to_vec(&dynamic);
     T::decode(bytes.as_slice()).map_err(|source| JsonError::Decode { type_name, source })
 }

@@ -46,7 +46,11 @@ fn logging(query: &str) -> Response<Full<Bytes>> {
     let level = query.split('&').find_map(|kv| kv.strip_prefix("level="));
     match level {
         Some(l) if crate::telemetry::logging::set_level(l) => text(200, format!("active level: {l}\n"), "text/plain"),
-        Some(l) => text(400, format!("unknown level \"{l}\"; use trace, debug, info, warning, error, critical, off\n"), "text/plain"),
+        Some(l) => text(
+            400,
+            format!("unknown level \"{l}\"; use trace, debug, info, warning, error, critical, off\n"),
+            "text/plain",
+        ),
         None => text(400, "usage: /logging?level=<trace|debug|info|warning|error|critical|off>\n", "text/plain"),
     }
 }
@@ -56,7 +60,9 @@ fn logging(query: &str) -> Response<Full<Bytes>> {
 fn config_dump(st: &AdminState) -> String {
     let when = rfc3339(st.applied);
     let src = &st.bootstrap.source;
-    let pick = |key: &str| src.pointer(&format!("/static_resources/{key}")).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let pick = |key: &str| {
+        src.pointer(&format!("/static_resources/{key}")).and_then(|v| v.as_array()).cloned().unwrap_or_default()
+    };
     let listeners: Vec<_> = pick("listeners")
         .into_iter()
         .map(|l| json!({"listener": l, "source": "static", "version_info": "static", "last_updated": when}))
@@ -79,9 +85,19 @@ fn clusters_text(st: &AdminState) -> String {
         let name = &c.config.name;
         for h in c.hosts().all.iter() {
             let p = format!("{name}::{}", h.addr);
-            out.push_str(&format!("{p}::health_flags::{}\n", if h.health == crate::config::cluster::HealthStatus::Unhealthy { "/failed_eds_health" } else { "healthy" }));
+            out.push_str(&format!(
+                "{p}::health_flags::{}\n",
+                if h.health == crate::config::cluster::HealthStatus::Unhealthy {
+                    "/failed_eds_health"
+                } else {
+                    "healthy"
+                }
+            ));
             out.push_str(&format!("{p}::weight::{}\n", h.weight));
-            out.push_str(&format!("{p}::region::{}\n{p}::zone::{}\n{p}::sub_zone::{}\n", h.locality.region, h.locality.zone, h.locality.sub_zone));
+            out.push_str(&format!(
+                "{p}::region::{}\n{p}::zone::{}\n{p}::sub_zone::{}\n",
+                h.locality.region, h.locality.zone, h.locality.sub_zone
+            ));
             out.push_str(&format!("{p}::priority::{}\n", h.priority));
             out.push_str(&format!("{p}::rq_active::{}\n", h.active_requests()));
             out.push_str(&format!("{p}::rq_total::{}\n", h.rq_total.load(Ordering::Relaxed)));

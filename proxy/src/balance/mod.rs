@@ -38,12 +38,22 @@ impl Picker {
         let equal = weights.windows(2).all(|w| w[0] == w[1]);
         let schedule = if equal { Vec::new() } else { edf_schedule(&weights) };
         let mut acc = 0u64;
-        let cumulative = weights.iter().map(|w| {
-            acc += u64::from(*w);
-            acc
-        }).collect();
+        let cumulative = weights
+            .iter()
+            .map(|w| {
+                acc += u64::from(*w);
+                acc
+            })
+            .collect();
         let start = if hosts.is_empty() { 0 } else { rand::rng().random_range(0..hosts.len().max(1)) };
-        Picker { hosts, policy, choice_count: choice_count.max(2), schedule, cumulative, cursor: AtomicUsize::new(start) }
+        Picker {
+            hosts,
+            policy,
+            choice_count: choice_count.max(2),
+            schedule,
+            cumulative,
+            cursor: AtomicUsize::new(start),
+        }
     }
 
     /// The hosts this picker chooses from.

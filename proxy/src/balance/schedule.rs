@@ -9,20 +9,25 @@ pub fn edf_schedule(weights: &[u32]) -> Vec<u32> {
     let scale = if total > MAX_CYCLE { total.div_ceil(MAX_CYCLE) } else { 1 };
     let weights: Vec<u64> = weights.iter().map(|w| (u64::from(*w) / scale).max(1)).collect();
     let cycle: u64 = weights.iter().sum();
-    // deadline_i = (k + 1) / w_i; compare a/b < c/d as a*d < c*b to stay exact.
+    // deadline_i = (k + 1) / w_i; compare a/b < c/d as a*d < c*b to stay exact. Ties go to
+    // the entry queued first, as in Envoy's EDF (FIFO order offset).
     let mut next: Vec<u64> = vec![1; weights.len()];
+    let mut queued: Vec<u64> = (0..weights.len() as u64).collect();
+    let mut seq = weights.len() as u64;
     let mut out = Vec::with_capacity(usize::try_from(cycle).unwrap_or(0));
     for _ in 0..cycle {
         let mut best = 0usize;
         for i in 1..weights.len() {
-            let (a, b) = (next[i], weights[i]);
-            let (c, d) = (next[best], weights[best]);
-            if a * d < c * b {
+            let lhs = next[i] * weights[best];
+            let rhs = next[best] * weights[i];
+            if lhs < rhs || (lhs == rhs && queued[i] < queued[best]) {
                 best = i;
             }
         }
         out.push(u32::try_from(best).unwrap_or(0));
         next[best] += 1;
+        queued[best] = seq;
+        seq += 1;
     }
     out
 }

@@ -31,7 +31,14 @@ pub struct Host {
 
 impl Host {
     /// A host as listed in config.
-    pub fn new(addr: SocketAddr, weight: u32, locality: Locality, priority: u32, health: HealthStatus, hostname: String) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        weight: u32,
+        locality: Locality,
+        priority: u32,
+        health: HealthStatus,
+        hostname: String,
+    ) -> Self {
         Host {
             addr,
             weight: weight.max(1),

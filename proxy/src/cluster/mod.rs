@@ -17,10 +17,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub use self::manager::ClusterManager;
 use self::connector::Connector;
 use self::host::Host;
 use self::limits::Gauge;
+pub use self::manager::ClusterManager;
 use self::stats::ClusterStats;
 use crate::balance::Picker;
 use crate::config::cluster::{EndpointAddress, HealthStatus};
@@ -112,7 +112,12 @@ impl ClusterRuntime {
 
     /// Picks a host. `original_dst` is the connection's original destination, used by
     /// ORIGINAL_DST clusters; `avoid` filters previously tried hosts when it can.
-    pub fn pick(&self, original_dst: Option<SocketAddr>, avoid: &dyn Fn(&Host) -> bool, attempts: u32) -> Option<Arc<Host>> {
+    pub fn pick(
+        &self,
+        original_dst: Option<SocketAddr>,
+        avoid: &dyn Fn(&Host) -> bool,
+        attempts: u32,
+    ) -> Option<Arc<Host>> {
         if self.config.discovery == Discovery::OriginalDst {
             return original_dst.map(|a| Arc::new(Host::for_test(a, 1)));
         }
@@ -129,7 +134,14 @@ fn static_hosts(c: &Cluster) -> Vec<Arc<Host>> {
     for le in &c.endpoints {
         for e in &le.endpoints {
             if let EndpointAddress::Socket(addr) = e.address {
-                out.push(Arc::new(Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())));
+                out.push(Arc::new(Host::new(
+                    addr,
+                    e.weight,
+                    le.locality.clone(),
+                    le.priority,
+                    e.health,
+                    e.hostname.clone(),
+                )));
             }
         }
     }

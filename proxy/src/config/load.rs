@@ -12,8 +12,8 @@ pub fn load(file: Option<&FsPath>, inline: Option<&str>) -> Result<Bootstrap, Co
     let mut doc = serde_json::Value::Object(Default::default());
     let mut origin = String::from("--config-yaml");
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         origin = path.display().to_string();
         doc = parse(&text, &origin)?;
     }

@@ -15,8 +15,14 @@ use crate::l7::forward::choose_cluster;
 use crate::telemetry::access_log::{self, Entry};
 
 /// Proxies one downstream connection. `prefix` holds bytes already read for inspection.
-pub async fn proxy<I>(mut down: I, prefix: bytes::Bytes, cfg: &TcpProxy, clusters: &ClusterManager, peer: SocketAddr, local: SocketAddr)
-where
+pub async fn proxy<I>(
+    mut down: I,
+    prefix: bytes::Bytes,
+    cfg: &TcpProxy,
+    clusters: &ClusterManager,
+    peer: SocketAddr,
+    local: SocketAddr,
+) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let start = Instant::now();
@@ -69,7 +75,13 @@ where
     }
 }
 
-async fn pump<I>(down: &mut I, mut up: TcpStream, prefix: &[u8], cfg: &TcpProxy, entry: &mut Entry) -> Result<(), &'static str>
+async fn pump<I>(
+    down: &mut I,
+    mut up: TcpStream,
+    prefix: &[u8],
+    cfg: &TcpProxy,
+    entry: &mut Entry,
+) -> Result<(), &'static str>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -111,4 +123,3 @@ where
     }
     Ok(())
 }
-

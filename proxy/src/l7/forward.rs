@@ -121,7 +121,12 @@ fn fail(rec: &mut Record, flag: Flag) -> Response<ProxyBody> {
     reply::local(flag, rec.grpc)
 }
 
-fn upstream_request(parts: &request::Parts, body: ProxyBody, addr: SocketAddr, proto: UpstreamProtocol) -> Request<ProxyBody> {
+fn upstream_request(
+    parts: &request::Parts,
+    body: ProxyBody,
+    addr: SocketAddr,
+    proto: UpstreamProtocol,
+) -> Request<ProxyBody> {
     let h2 = match proto {
         UpstreamProtocol::Http2 => true,
         UpstreamProtocol::Http1 => false,

@@ -57,8 +57,11 @@ impl Record {
         self.entry.bytes_received = self.received.load(Ordering::Relaxed);
         self.entry.bytes_sent = self.sent;
         self.entry.duration = access_log::millis_since(self.start);
-        self.entry.response_flags =
-            if self.flags.is_empty() { "-".into() } else { self.flags.iter().map(|f| f.code()).collect::<Vec<_>>().join(",") };
+        self.entry.response_flags = if self.flags.is_empty() {
+            "-".into()
+        } else {
+            self.flags.iter().map(|f| f.code()).collect::<Vec<_>>().join(",")
+        };
         let labels = [
             ("reporter", "source".to_string()),
             ("source_workload", self.source.to_string()),

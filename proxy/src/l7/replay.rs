@@ -39,7 +39,8 @@ impl ReplayBody {
     /// Wraps the downstream body.
     pub fn new(body: ProxyBody) -> Self {
         let hint = body.size_hint();
-        let shared = Shared { rest: body, frames: Vec::new(), trailers: None, kept: 0, overflowed: false, ended: false };
+        let shared =
+            Shared { rest: body, frames: Vec::new(), trailers: None, kept: 0, overflowed: false, ended: false };
         ReplayBody { shared: Arc::new(Mutex::new(shared)), pos: 0, trailers_sent: false, hint }
     }
 
@@ -50,7 +51,7 @@ impl ReplayBody {
         if s.overflowed {
             return None;
         }
-        Some(ReplayBody { shared: self.shared.clone(), pos: 0, trailers_sent: false, hint: self.hint.clone() })
+        Some(ReplayBody { shared: self.shared.clone(), pos: 0, trailers_sent: false, hint: self.hint })
     }
 }
 
@@ -112,7 +113,7 @@ impl Body for ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
@@ -122,7 +123,8 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn body(chunks: &[&'static str]) -> ProxyBody {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> = chunks.iter().map(|c| Ok(Frame::data(Bytes::from(*c)))).collect();
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            chunks.iter().map(|c| Ok(Frame::data(Bytes::from(*c)))).collect();
         http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
     }
 

@@ -59,7 +59,13 @@ fn matches(r: &Route, path: &str, query: &str, headers: &HeaderMap) -> bool {
     let m = &r.matcher;
     let path_ok = match &m.path {
         PathMatch::Prefix(p) => starts_with(path, p, m.case_sensitive),
-        PathMatch::Exact(p) => if m.case_sensitive { path == p } else { path.eq_ignore_ascii_case(p) },
+        PathMatch::Exact(p) => {
+            if m.case_sensitive {
+                path == p
+            } else {
+                path.eq_ignore_ascii_case(p)
+            }
+        }
         PathMatch::Regex(re) => re.is_match(path),
         PathMatch::PathSeparatedPrefix(p) => {
             starts_with(path, p, m.case_sensitive) && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
@@ -96,10 +102,9 @@ fn starts_with(path: &str, prefix: &str, case_sensitive: bool) -> bool {
 
 /// Whether the request is gRPC (`content-type: application/grpc` or `application/grpc+…`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct == "application/grpc" || ct.starts_with("application/grpc+") || ct.starts_with("application/grpc;"))
+    headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        ct == "application/grpc" || ct.starts_with("application/grpc+") || ct.starts_with("application/grpc;")
+    })
 }
 
 fn header_matches(h: &HeaderMatcher, headers: &HeaderMap) -> bool {
@@ -170,7 +175,10 @@ mod tests {
             invert: false,
         });
         let mut with_query = r("q", PathMatch::Prefix("/".into()));
-        with_query.matcher.query_parameters.push(QueryMatcher { name: "v".into(), test: ValueMatch::Exact("2".into()) });
+        with_query
+            .matcher
+            .query_parameters
+            .push(QueryMatcher { name: "v".into(), test: ValueMatch::Exact("2".into()) });
         let v = vh(
             "v",
             vec![DomainPattern::Any],

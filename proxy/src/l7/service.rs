@@ -34,8 +34,12 @@ pub struct ConnCtx {
 }
 
 /// Handles one request. Never fails: errors become local replies.
-pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Tracked<ProxyBody>>, std::convert::Infallible> {
-    let span = tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), client.addr = %ctx.peer);
+pub async fn handle(
+    ctx: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Tracked<ProxyBody>>, std::convert::Infallible> {
+    let span =
+        tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), client.addr = %ctx.peer);
     Ok(handle_inner(ctx, req).instrument(span).await)
 }
 
@@ -50,7 +54,12 @@ async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tra
     Response::from_parts(parts, Tracked::new(body, rec))
 }
 
-async fn route_and_send(ctx: &ConnCtx, mut req: Request<Incoming>, host: &str, rec: &mut Record) -> Response<ProxyBody> {
+async fn route_and_send(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    host: &str,
+    rec: &mut Record,
+) -> Response<ProxyBody> {
     let rc = &ctx.hcm.route_config;
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let Some(vh) = router::virtual_host(rc, host) else {
@@ -161,7 +170,12 @@ fn prepare_headers(
     }
 }
 
-fn redirect<B>(rd: &Redirect, req: &Request<B>, host: &str, pm: &crate::config::route::PathMatch) -> Response<ProxyBody> {
+fn redirect<B>(
+    rd: &Redirect,
+    req: &Request<B>,
+    host: &str,
+    pm: &crate::config::route::PathMatch,
+) -> Response<ProxyBody> {
     let scheme = rd.scheme.clone().unwrap_or_else(|| "http".into());
     let mut authority = rd.host.clone().unwrap_or_else(|| host.split(':').next().unwrap_or_default().to_string());
     if let Some(p) = rd.port {
@@ -176,7 +190,9 @@ fn redirect<B>(rd: &Redirect, req: &Request<B>, host: &str, pm: &crate::config::
     };
     let mut new_path = match (&rd.path, &rd.prefix_rewrite, pm) {
         (Some(p), _, _) => p.clone(),
-        (None, Some(newp), crate::config::route::PathMatch::Prefix(old)) => format!("{newp}{}", path.get(old.len()..).unwrap_or("")),
+        (None, Some(newp), crate::config::route::PathMatch::Prefix(old)) => {
+            format!("{newp}{}", path.get(old.len()..).unwrap_or(""))
+        }
         _ => path,
     };
     if let (false, Some(q)) = (rd.strip_query, query) {

@@ -62,7 +62,7 @@ pub fn select<'a>(l: &'a Listener, conn: &ConnInfo) -> Option<&'a Arc<FilterChai
 
 /// Keeps the chains with the best positive score, else those with score 0 (criterion empty).
 /// A negative score means the chain names the criterion and the connection does not match.
-fn narrow<'a>(chains: Vec<&'a Arc<FilterChain>>, score: impl Fn(&ChainMatch) -> i32) -> Vec<&'a Arc<FilterChain>> {
+fn narrow(chains: Vec<&Arc<FilterChain>>, score: impl Fn(&ChainMatch) -> i32) -> Vec<&Arc<FilterChain>> {
     let scored: Vec<(i32, &Arc<FilterChain>)> = chains.into_iter().map(|c| (score(&c.matcher), c)).collect();
     let best = scored.iter().map(|(s, _)| *s).max().unwrap_or(-1);
     if best < 0 {
@@ -92,7 +92,8 @@ fn sni_score(names: &[String], sni: Option<&str>) -> i32 {
             if n == sni {
                 Some(10_000)
             } else if let Some(suffix) = n.strip_prefix('*') {
-                (sni.len() > suffix.len() && sni.ends_with(suffix)).then(|| i32::try_from(suffix.len()).unwrap_or(0) + 1)
+                (sni.len() > suffix.len() && sni.ends_with(suffix))
+                    .then(|| i32::try_from(suffix.len()).unwrap_or(0) + 1)
             } else {
                 None
             }
@@ -143,9 +144,19 @@ mod tests {
             chain("sni", ChainMatch { server_names: vec!["a.com".into()], ..Default::default() }),
             chain("port", ChainMatch { destination_port: Some(443), ..Default::default() }),
         ]);
-        let conn = ConnInfo { local: Some("10.0.0.1:443".parse().unwrap()), sni: Some("a.com".into()), transport: "tls", ..Default::default() };
+        let conn = ConnInfo {
+            local: Some("10.0.0.1:443".parse().unwrap()),
+            sni: Some("a.com".into()),
+            transport: "tls",
+            ..Default::default()
+        };
         assert_eq!(pick(&l, &conn).as_deref(), Some("port"));
-        let other = ConnInfo { local: Some("10.0.0.1:80".parse().unwrap()), sni: Some("a.com".into()), transport: "tls", ..Default::default() };
+        let other = ConnInfo {
+            local: Some("10.0.0.1:80".parse().unwrap()),
+            sni: Some("a.com".into()),
+            transport: "tls",
+            ..Default::default()
+        };
         assert_eq!(pick(&l, &other).as_deref(), Some("sni"));
     }
 
@@ -166,7 +177,14 @@ mod tests {
     fn transport_and_alpn_then_default_chain() {
         let mut l = listener(vec![
             chain("tls", ChainMatch { transport_protocol: Some("tls".into()), ..Default::default() }),
-            chain("h2c", ChainMatch { transport_protocol: Some("raw_buffer".into()), application_protocols: vec!["h2c".into()], ..Default::default() }),
+            chain(
+                "h2c",
+                ChainMatch {
+                    transport_protocol: Some("raw_buffer".into()),
+                    application_protocols: vec!["h2c".into()],
+                    ..Default::default()
+                },
+            ),
         ]);
         let raw = |alpn: &str| ConnInfo { transport: "raw_buffer", alpn: vec![alpn.into()], ..Default::default() };
         assert_eq!(pick(&l, &raw("h2c")).as_deref(), Some("h2c"));

@@ -110,10 +110,17 @@ async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, s
     let prefix = prefix.freeze();
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
-            crate::l4::tcp_proxy::proxy(Prefixed::new(prefix, stream), Bytes::new(), t, &shared.clusters, peer, local).await
+            crate::l4::tcp_proxy::proxy(Prefixed::new(prefix, stream), Bytes::new(), t, &shared.clusters, peer, local)
+                .await
         }
         NetworkFilter::Http(hcm) => {
-            let ctx = Arc::new(ConnCtx { hcm: hcm.clone(), clusters: shared.clusters.clone(), peer, local, source: shared.source.clone() });
+            let ctx = Arc::new(ConnCtx {
+                hcm: hcm.clone(),
+                clusters: shared.clusters.clone(),
+                peer,
+                local,
+                source: shared.source.clone(),
+            });
             crate::l7::server::serve(Prefixed::new(prefix, stream), ctx, shared.drain.clone()).await
         }
     }

@@ -17,7 +17,9 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0];
+            let buckets = [
+                0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+            ];
             let sizes = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0];
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("istio_request_duration_milliseconds".into()), &buckets)
@@ -34,11 +36,19 @@ pub fn install() -> Option<PrometheusHandle> {
 
 fn describe() {
     describe_counter!("istio_requests_total", "HTTP/gRPC requests handled, by response code and flags");
-    describe_histogram!("istio_request_duration_milliseconds", Unit::Milliseconds, "Request duration until the last response byte");
+    describe_histogram!(
+        "istio_request_duration_milliseconds",
+        Unit::Milliseconds,
+        "Request duration until the last response byte"
+    );
     describe_histogram!("istio_request_bytes", Unit::Bytes, "Request body sizes");
     describe_histogram!("istio_response_bytes", Unit::Bytes, "Response body sizes");
     describe_counter!("istio_tcp_sent_bytes_total", Unit::Bytes, "Bytes sent to the downstream on TCP connections");
-    describe_counter!("istio_tcp_received_bytes_total", Unit::Bytes, "Bytes received from the downstream on TCP connections");
+    describe_counter!(
+        "istio_tcp_received_bytes_total",
+        Unit::Bytes,
+        "Bytes received from the downstream on TCP connections"
+    );
     describe_counter!("istio_tcp_connections_opened_total", "TCP proxy connections opened");
     describe_counter!("istio_tcp_connections_closed_total", "TCP proxy connections closed");
     describe_counter!("envoy_cluster_upstream_rq_total", "Upstream requests (each try)");

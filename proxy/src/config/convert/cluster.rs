@@ -113,9 +113,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         Ok(L::LeastRequest) => LbPolicy::LeastRequest,
         Ok(L::Random) => LbPolicy::Random,
         Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
-        Ok(other) => {
-            return Err(path.err_at("lb_policy", format!("{} is not supported", other.as_str_name())))
-        }
+        Ok(other) => return Err(path.err_at("lb_policy", format!("{} is not supported", other.as_str_name()))),
         Err(_) => return Err(path.err_at("lb_policy", format!("unknown value {}", c.lb_policy))),
     };
     if discovery == Discovery::OriginalDst && lb_policy != LbPolicy::ClusterProvided {
@@ -134,9 +132,9 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         for e in &le.endpoints {
             if let EndpointAddress::Dns { host, .. } = &e.address {
                 if !dns {
-                    return Err(path.field("load_assignment").err(format!(
-                        "\"{host}\" is not an IP address; use STRICT_DNS or LOGICAL_DNS for names"
-                    )));
+                    return Err(path
+                        .field("load_assignment")
+                        .err(format!("\"{host}\" is not an IP address; use STRICT_DNS or LOGICAL_DNS for names")));
                 }
             }
         }
@@ -169,7 +167,9 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         },
         idle_timeout,
         choice_count: match &c.lb_config {
-            Some(proto::cluster::LbConfig::LeastRequestLbConfig(l)) => l.choice_count.map(|v| v.value).unwrap_or(2).max(2),
+            Some(proto::cluster::LbConfig::LeastRequestLbConfig(l)) => {
+                l.choice_count.map(|v| v.value).unwrap_or(2).max(2)
+            }
             _ => 2,
         },
     })
@@ -180,15 +180,16 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
         explicit_http_config::ProtocolConfig as P, UpstreamProtocolOptions as U,
     };
     #[allow(deprecated)]
-    let mut proto_choice = if c.http2_protocol_options.is_some() { UpstreamProtocol::Http2 } else { UpstreamProtocol::Http1 };
+    let mut proto_choice =
+        if c.http2_protocol_options.is_some() { UpstreamProtocol::Http2 } else { UpstreamProtocol::Http1 };
     let mut idle = Some(Duration::from_secs(3600));
     for (key, any) in &c.typed_extension_protocol_options {
         let p = path.field("typed_extension_protocol_options").field(key);
-        if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" && !any.type_url.ends_with(HTTP_OPTIONS_URL) {
+        if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" && !any.type_url.ends_with(HTTP_OPTIONS_URL)
+        {
             return Err(p.err("only envoy.extensions.upstreams.http.v3.HttpProtocolOptions is supported"));
         }
-        let o: HttpProtocolOptions =
-            xds_client::json::unpack(any).map_err(|e| p.err(format!("cannot decode: {e}")))?;
+        let o: HttpProtocolOptions = xds_client::json::unpack(any).map_err(|e| p.err(format!("cannot decode: {e}")))?;
         check(&o, &HTTP_OPTIONS, &p)?;
         proto_choice = match &o.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match &e.protocol_config {
@@ -201,7 +202,11 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
             None => proto_choice,
         };
         if let Some(common) = &o.common_http_protocol_options {
-            idle = timeout(common.idle_timeout.as_ref(), idle, &p.field("common_http_protocol_options").field("idle_timeout"))?;
+            idle = timeout(
+                common.idle_timeout.as_ref(),
+                idle,
+                &p.field("common_http_protocol_options").field("idle_timeout"),
+            )?;
         }
     }
     Ok((proto_choice, idle))

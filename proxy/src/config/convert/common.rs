@@ -54,8 +54,9 @@ pub fn host_port(a: &core::Address, path: &Path) -> Result<(String, u16), Config
         return Err(path.err_at("protocol", "only TCP is supported"));
     }
     let port = match &sa.port_specifier {
-        Some(core::socket_address::PortSpecifier::PortValue(p)) => u16::try_from(*p)
-            .map_err(|_| path.err_at("port_value", format!("{p} is not a port")))?,
+        Some(core::socket_address::PortSpecifier::PortValue(p)) => {
+            u16::try_from(*p).map_err(|_| path.err_at("port_value", format!("{p} is not a port")))?
+        }
         Some(core::socket_address::PortSpecifier::NamedPort(_)) => {
             return Err(path.err_at("named_port", "named ports are not supported"))
         }
@@ -70,10 +71,9 @@ pub fn host_port(a: &core::Address, path: &Path) -> Result<(String, u16), Config
 /// A socket address that must be a literal IP.
 pub fn socket_addr(a: &core::Address, path: &Path) -> Result<SocketAddr, ConfigError> {
     let (host, port) = host_port(a, path)?;
-    let ip: IpAddr = host.parse().map_err(|_| {
-        path.field("socket_address")
-            .err_at("address", format!("\"{host}\" is not an IP address"))
-    })?;
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| path.field("socket_address").err_at("address", format!("\"{host}\" is not an IP address")))?;
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -99,8 +99,7 @@ pub fn header_name(name: &str, path: &Path) -> Result<HeaderName, ConfigError> {
 
 /// A whole-string regex with RE2-like anchoring (Envoy matches the full value).
 pub fn regex(m: &matcher::RegexMatcher, path: &Path) -> Result<regex::Regex, ConfigError> {
-    regex::Regex::new(&format!("^(?:{})$", m.regex))
-        .map_err(|e| path.err_at("regex", format!("invalid regex: {e}")))
+    regex::Regex::new(&format!("^(?:{})$", m.regex)).map_err(|e| path.err_at("regex", format!("invalid regex: {e}")))
 }
 
 const STRING_MATCHER: FieldPolicy = FieldPolicy {

@@ -143,10 +143,9 @@ fn filter_chain(
         return Err(fpath.err("a terminal network filter (tcp_proxy or http_connection_manager) is required"));
     };
     if let Some((i, f)) = rest.iter().enumerate().next() {
-        return Err(fpath.item(i, &f.name).err(format!(
-            "network filter {} is not supported (only one terminal filter per chain)",
-            f.name
-        )));
+        return Err(fpath
+            .item(i, &f.name)
+            .err(format!("network filter {} is not supported (only one terminal filter per chain)", f.name)));
     }
     let lpath = fpath.item(fc.filters.len() - 1, &last.name);
     let any = match &last.config_type {

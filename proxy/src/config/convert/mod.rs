@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use xds_client::protos::envoy::config::bootstrap::v3 as proto;
 
-use self::fields::{check, FieldPolicy};
 pub use self::cluster::{cluster, load_assignment};
+use self::fields::{check, FieldPolicy};
 pub use self::listener::listener;
 pub use self::route::{retry_policy, route_config};
 use super::bootstrap::{Admin, Bootstrap, Locality, Node};
@@ -67,7 +67,15 @@ const BOOTSTRAP: FieldPolicy = FieldPolicy {
 const NODE: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.Node",
     honoured: &["id", "cluster", "locality"],
-    ignored: &["metadata", "user_agent_name", "user_agent_version", "user_agent_build_version", "extensions", "client_features", "dynamic_parameters"],
+    ignored: &[
+        "metadata",
+        "user_agent_name",
+        "user_agent_version",
+        "user_agent_build_version",
+        "extensions",
+        "client_features",
+        "dynamic_parameters",
+    ],
 };
 
 const ADMIN: FieldPolicy = FieldPolicy {

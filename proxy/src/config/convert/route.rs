@@ -58,19 +58,44 @@ const ROUTE: FieldPolicy = FieldPolicy {
 
 const ROUTE_MATCH: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteMatch",
-    honoured: &["prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers", "query_parameters", "grpc"],
+    honoured: &[
+        "prefix",
+        "path",
+        "safe_regex",
+        "path_separated_prefix",
+        "case_sensitive",
+        "headers",
+        "query_parameters",
+        "grpc",
+    ],
     ignored: &[],
 };
 
 const ROUTE_ACTION: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteAction",
     honoured: &["cluster", "weighted_clusters", "prefix_rewrite", "host_rewrite_literal", "timeout", "retry_policy"],
-    ignored: &["hash_policy", "idle_timeout", "max_stream_duration", "max_grpc_timeout", "upgrade_configs", "cluster_not_found_response_code", "priority"],
+    ignored: &[
+        "hash_policy",
+        "idle_timeout",
+        "max_stream_duration",
+        "max_grpc_timeout",
+        "upgrade_configs",
+        "cluster_not_found_response_code",
+        "priority",
+    ],
 };
 
 const RETRY_POLICY: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RetryPolicy",
-    honoured: &["retry_on", "num_retries", "per_try_timeout", "retriable_status_codes", "retry_back_off", "retry_host_predicate", "host_selection_retry_max_attempts"],
+    honoured: &[
+        "retry_on",
+        "num_retries",
+        "per_try_timeout",
+        "retriable_status_codes",
+        "retry_back_off",
+        "retry_host_predicate",
+        "host_selection_retry_max_attempts",
+    ],
     ignored: &[],
 };
 
@@ -82,7 +107,16 @@ const CLUSTER_WEIGHT: FieldPolicy = FieldPolicy {
 
 const REDIRECT: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RedirectAction",
-    honoured: &["https_redirect", "scheme_redirect", "host_redirect", "port_redirect", "path_redirect", "prefix_rewrite", "response_code", "strip_query"],
+    honoured: &[
+        "https_redirect",
+        "scheme_redirect",
+        "host_redirect",
+        "port_redirect",
+        "path_redirect",
+        "prefix_rewrite",
+        "response_code",
+        "strip_query",
+    ],
     ignored: &[],
 };
 
