@@ -13,7 +13,7 @@ use crate::config::bootstrap::Locality;
 use crate::config::cluster::*;
 use crate::config::error::{ConfigError, Path};
 
-const CLUSTER: FieldPolicy = FieldPolicy {
+pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
     message: "envoy.config.cluster.v3.Cluster",
     honoured: &[
         "name",
@@ -44,37 +44,37 @@ const CLUSTER: FieldPolicy = FieldPolicy {
     ],
 };
 
-const COMMON_LB: FieldPolicy = FieldPolicy {
+pub(super) const COMMON_LB: FieldPolicy = FieldPolicy {
     message: "envoy.config.cluster.v3.Cluster.CommonLbConfig",
     honoured: &["healthy_panic_threshold"],
     ignored: &["update_merge_window", "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change"],
 };
 
-const THRESHOLDS: FieldPolicy = FieldPolicy {
+pub(super) const THRESHOLDS: FieldPolicy = FieldPolicy {
     message: "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
     honoured: &["priority", "max_connections", "max_pending_requests", "max_requests", "max_retries"],
     ignored: &["track_remaining", "max_connection_pools"],
 };
 
-const HTTP_OPTIONS: FieldPolicy = FieldPolicy {
+pub(super) const HTTP_OPTIONS: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     honoured: &["explicit_http_config", "use_downstream_protocol_config", "common_http_protocol_options"],
     ignored: &["upstream_http_protocol_options"],
 };
 
-const LOCALITY_ENDPOINTS: FieldPolicy = FieldPolicy {
+pub(super) const LOCALITY_ENDPOINTS: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.LocalityLbEndpoints",
     honoured: &["locality", "lb_endpoints", "load_balancing_weight", "priority"],
     ignored: &["metadata", "proximity"],
 };
 
-const LB_ENDPOINT: FieldPolicy = FieldPolicy {
+pub(super) const LB_ENDPOINT: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.LbEndpoint",
     honoured: &["endpoint", "health_status", "load_balancing_weight"],
     ignored: &["metadata"],
 };
 
-const ENDPOINT: FieldPolicy = FieldPolicy {
+pub(super) const ENDPOINT: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.Endpoint",
     honoured: &["address", "hostname"],
     ignored: &["health_check_config"],

@@ -37,7 +37,7 @@ pub fn timeout(
     }
 }
 
-const SOCKET_ADDRESS: FieldPolicy = FieldPolicy {
+pub(super) const SOCKET_ADDRESS: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.SocketAddress",
     honoured: &["address", "port_value", "protocol"],
     ignored: &["ipv4_compat", "resolver_name"],
@@ -102,7 +102,7 @@ pub fn regex(m: &matcher::RegexMatcher, path: &Path) -> Result<regex::Regex, Con
     regex::Regex::new(&format!("^(?:{})$", m.regex)).map_err(|e| path.err_at("regex", format!("invalid regex: {e}")))
 }
 
-const STRING_MATCHER: FieldPolicy = FieldPolicy {
+pub(super) const STRING_MATCHER: FieldPolicy = FieldPolicy {
     message: "envoy.type.matcher.v3.StringMatcher",
     honoured: &["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"],
     ignored: &[],
@@ -135,7 +135,7 @@ pub fn lower(v: ValueMatch) -> ValueMatch {
     }
 }
 
-const HEADER_VALUE_OPTION: FieldPolicy = FieldPolicy {
+pub(super) const HEADER_VALUE_OPTION: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.HeaderValueOption",
     honoured: &["header", "append", "append_action"],
     ignored: &["keep_empty_value"],

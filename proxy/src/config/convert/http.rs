@@ -11,7 +11,7 @@ use super::{route, Resources};
 use crate::config::error::{ConfigError, Path};
 use crate::config::listener::{CodecType, HttpConnectionManager};
 
-const HCM: FieldPolicy = FieldPolicy {
+pub(super) const HCM: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     honoured: &[
         "stat_prefix",

@@ -15,7 +15,7 @@ use super::{http, tcp, Resources};
 use crate::config::error::{ConfigError, Path};
 use crate::config::listener::{ChainMatch, FilterChain, Listener, NetworkFilter};
 
-const LISTENER: FieldPolicy = FieldPolicy {
+pub(super) const LISTENER: FieldPolicy = FieldPolicy {
     message: "envoy.config.listener.v3.Listener",
     honoured: &[
         "name",
@@ -39,13 +39,13 @@ const LISTENER: FieldPolicy = FieldPolicy {
     ],
 };
 
-const FILTER_CHAIN: FieldPolicy = FieldPolicy {
+pub(super) const FILTER_CHAIN: FieldPolicy = FieldPolicy {
     message: "envoy.config.listener.v3.FilterChain",
     honoured: &["filter_chain_match", "filters", "name"],
     ignored: &["metadata", "transport_socket_connect_timeout"],
 };
 
-const CHAIN_MATCH: FieldPolicy = FieldPolicy {
+pub(super) const CHAIN_MATCH: FieldPolicy = FieldPolicy {
     message: "envoy.config.listener.v3.FilterChainMatch",
     honoured: &[
         "destination_port",

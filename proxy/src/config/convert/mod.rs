@@ -46,7 +46,7 @@ impl Resources {
     }
 }
 
-const BOOTSTRAP: FieldPolicy = FieldPolicy {
+pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Bootstrap",
     honoured: &["node", "admin", "static_resources", "dynamic_resources"],
     ignored: &[
@@ -64,7 +64,7 @@ const BOOTSTRAP: FieldPolicy = FieldPolicy {
     ],
 };
 
-const NODE: FieldPolicy = FieldPolicy {
+pub(super) const NODE: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.Node",
     honoured: &["id", "cluster", "locality"],
     ignored: &[
@@ -78,13 +78,13 @@ const NODE: FieldPolicy = FieldPolicy {
     ],
 };
 
-const ADMIN: FieldPolicy = FieldPolicy {
+pub(super) const ADMIN: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Admin",
     honoured: &["address"],
     ignored: &["access_log", "access_log_path", "profile_path", "socket_options", "ignore_global_conn_limit"],
 };
 
-const STATIC: FieldPolicy = FieldPolicy {
+pub(super) const STATIC: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
     honoured: &["listeners", "clusters"],
     ignored: &[],
@@ -151,4 +151,74 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         }));
     }
     Ok(out)
+}
+
+/// Every field policy, in the order the README's table lists them.
+pub fn policies() -> Vec<&'static FieldPolicy> {
+    vec![
+        &BOOTSTRAP,
+        &NODE,
+        &ADMIN,
+        &STATIC,
+        &listener::LISTENER,
+        &listener::FILTER_CHAIN,
+        &listener::CHAIN_MATCH,
+        &tcp::TCP_PROXY,
+        &http::HCM,
+        &route::ROUTE_CONFIG,
+        &route::VIRTUAL_HOST,
+        &route::ROUTE,
+        &route::ROUTE_MATCH,
+        &route::ROUTE_ACTION,
+        &route::RETRY_POLICY,
+        &route::CLUSTER_WEIGHT,
+        &route::REDIRECT,
+        &cluster::CLUSTER,
+        &cluster::COMMON_LB,
+        &cluster::THRESHOLDS,
+        &cluster::HTTP_OPTIONS,
+        &cluster::LOCALITY_ENDPOINTS,
+        &cluster::LB_ENDPOINT,
+        &cluster::ENDPOINT,
+        &common::SOCKET_ADDRESS,
+        &common::STRING_MATCHER,
+        &common::HEADER_VALUE_OPTION,
+    ]
+}
+
+/// The README's field table, generated from the policies so the two cannot drift.
+pub fn fields_table() -> String {
+    let mut out = String::from("| message | honoured | ignored on purpose |\n|---|---|---|\n");
+    for p in policies() {
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                v.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            }
+        };
+        out.push_str(&format!("| `{}` | {} | {} |\n", p.message, list(p.honoured), list(p.ignored)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_policy_names_real_fields() {
+        let pool = xds_client::json::pool().unwrap();
+        for p in super::policies() {
+            let desc = pool.get_message_by_name(p.message).unwrap_or_else(|| panic!("{} unknown", p.message));
+            for f in p.honoured.iter().chain(p.ignored) {
+                assert!(desc.get_field_by_name(f).is_some(), "{}.{f} is not a field", p.message);
+            }
+        }
+    }
+
+    #[test]
+    fn readme_field_table_is_current() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let table = super::fields_table();
+        assert!(readme.contains(&table), "README.md's field table is stale; replace it with:\n{table}");
+    }
 }

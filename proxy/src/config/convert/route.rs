@@ -12,7 +12,7 @@ use crate::config::error::{ConfigError, Path};
 use crate::config::listener::{ClusterTarget, WeightedCluster};
 use crate::config::route::*;
 
-const ROUTE_CONFIG: FieldPolicy = FieldPolicy {
+pub(super) const ROUTE_CONFIG: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteConfiguration",
     honoured: &[
         "name",
@@ -25,7 +25,7 @@ const ROUTE_CONFIG: FieldPolicy = FieldPolicy {
     ignored: &["validate_clusters", "most_specific_header_mutations_wins", "max_direct_response_body_size_bytes"],
 };
 
-const VIRTUAL_HOST: FieldPolicy = FieldPolicy {
+pub(super) const VIRTUAL_HOST: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.VirtualHost",
     honoured: &[
         "name",
@@ -40,7 +40,7 @@ const VIRTUAL_HOST: FieldPolicy = FieldPolicy {
     ignored: &["typed_per_filter_config", "include_request_attempt_count", "include_attempt_count_in_response"],
 };
 
-const ROUTE: FieldPolicy = FieldPolicy {
+pub(super) const ROUTE: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.Route",
     honoured: &[
         "name",
@@ -56,7 +56,7 @@ const ROUTE: FieldPolicy = FieldPolicy {
     ignored: &["metadata", "decorator", "typed_per_filter_config", "stat_prefix"],
 };
 
-const ROUTE_MATCH: FieldPolicy = FieldPolicy {
+pub(super) const ROUTE_MATCH: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteMatch",
     honoured: &[
         "prefix",
@@ -71,7 +71,7 @@ const ROUTE_MATCH: FieldPolicy = FieldPolicy {
     ignored: &[],
 };
 
-const ROUTE_ACTION: FieldPolicy = FieldPolicy {
+pub(super) const ROUTE_ACTION: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteAction",
     honoured: &["cluster", "weighted_clusters", "prefix_rewrite", "host_rewrite_literal", "timeout", "retry_policy"],
     ignored: &[
@@ -85,7 +85,7 @@ const ROUTE_ACTION: FieldPolicy = FieldPolicy {
     ],
 };
 
-const RETRY_POLICY: FieldPolicy = FieldPolicy {
+pub(super) const RETRY_POLICY: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RetryPolicy",
     honoured: &[
         "retry_on",
@@ -99,13 +99,13 @@ const RETRY_POLICY: FieldPolicy = FieldPolicy {
     ignored: &[],
 };
 
-const CLUSTER_WEIGHT: FieldPolicy = FieldPolicy {
+pub(super) const CLUSTER_WEIGHT: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.WeightedCluster.ClusterWeight",
     honoured: &["name", "weight"],
     ignored: &[],
 };
 
-const REDIRECT: FieldPolicy = FieldPolicy {
+pub(super) const REDIRECT: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RedirectAction",
     honoured: &[
         "https_redirect",

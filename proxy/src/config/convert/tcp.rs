@@ -8,7 +8,7 @@ use super::Resources;
 use crate::config::error::{ConfigError, Path};
 use crate::config::listener::{ClusterTarget, TcpProxy, WeightedCluster};
 
-const TCP_PROXY: FieldPolicy = FieldPolicy {
+pub(super) const TCP_PROXY: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     honoured: &["stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log"],
     ignored: &["max_connect_attempts", "metadata_match"],
