@@ -96,6 +96,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         tokio::spawn(listener::serve(l, s, shared.clone()));
     }
     state.ready.store(true, Ordering::Release);
+    info!(listeners = listeners.len(), "ready");
     Ok(Running { listeners, admin, shutdown, drain, tracker, drain_time: opts.drain_time })
 }
 

@@ -59,20 +59,21 @@ impl Proxy {
         });
         let mut listeners = HashMap::new();
         let mut admin = None;
-        let expected = yaml.matches("filter_chains:").count();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while admin.is_none() || listeners.len() < expected {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(l) => l,
-                Err(_) => panic!("isthmus did not start; stderr:\n{}", stderr.lock().unwrap().join("\n")),
+                Err(_) => panic!("isthmus did not become ready; stderr:\n{}", stderr.lock().unwrap().join("\n")),
             };
             if line.contains("admin listening") {
-                admin = field(&line, "addr").and_then(|a| a.parse().ok());
+                admin = admin.or_else(|| field(&line, "addr").and_then(|a| a.parse().ok()));
             } else if line.contains(" listening ") {
                 if let (Some(n), Some(a)) = (field(&line, "listener"), field(&line, "addr")) {
                     listeners.insert(n, a.parse().expect("listener addr"));
                 }
+            } else if line.contains(" ready ") {
+                break;
             }
         }
         Proxy { child, listeners, admin: admin.expect("admin addr"), stderr, stdout }
@@ -153,7 +154,25 @@ fn field(line: &str, key: &str) -> Option<String> {
     Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
 }
 
-/// Runs `isthmus` with `args` to completion (validation, bad configs).
+/// Runs `isthmus` with `args` to completion (validation, bad configs, demo); a run that
+/// outlives 60 s is killed and fails the test instead of hanging the suite.
 pub fn run(args: &[&str]) -> std::process::Output {
-    Command::new(crate::isthmus_bin()).args(args).output().expect("run isthmus")
+    let child = Command::new(crate::isthmus_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run isthmus");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.expect("isthmus output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("isthmus {args:?} did not exit within 60 s");
+        }
+    }
 }

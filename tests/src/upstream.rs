@@ -85,6 +85,9 @@ async fn handle(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
+    if req.uri().path() == "/ws" && hdr("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Ok(websocket_echo(req));
+    }
     let status = hdr("x-test-status").and_then(|v| v.parse().ok()).or(b.status).unwrap_or(200);
     let body: Body = match req.uri().path() {
         "/echo" => req.into_body().boxed(),
@@ -105,6 +108,27 @@ async fn handle(
     r.headers_mut().insert("x-upstream", name.parse().unwrap());
     r.headers_mut().insert("x-upstream-remove-me", "1".parse().unwrap());
     Ok(r)
+}
+
+/// Answers 101 and echoes raw bytes on the upgraded connection.
+fn websocket_echo(mut req: Request<Incoming>) -> Response<Body> {
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(up) = on.await {
+            let mut io = TokioIo::new(up);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Empty::new().map_err(|n| match n {}).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+    r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+    r
 }
 
 /// A TCP echo server that echoes until the client half-closes, then closes its side.

@@ -13,9 +13,8 @@ pub fn edf_schedule(weights: &[u32]) -> Vec<u32> {
     // the entry queued first, as in Envoy's EDF (FIFO order offset).
     let mut next: Vec<u64> = vec![1; weights.len()];
     let mut queued: Vec<u64> = (0..weights.len() as u64).collect();
-    let mut seq = weights.len() as u64;
     let mut out = Vec::with_capacity(usize::try_from(cycle).unwrap_or(0));
-    for _ in 0..cycle {
+    for seq in (weights.len() as u64..).take(usize::try_from(cycle).unwrap_or(usize::MAX)) {
         let mut best = 0usize;
         for i in 1..weights.len() {
             let lhs = next[i] * weights[best];
@@ -27,7 +26,6 @@ pub fn edf_schedule(weights: &[u32]) -> Vec<u32> {
         out.push(u32::try_from(best).unwrap_or(0));
         next[best] += 1;
         queued[best] = seq;
-        seq += 1;
     }
     out
 }

@@ -14,14 +14,15 @@ use crate::config::listener::TcpProxy;
 use crate::l7::forward::choose_cluster;
 use crate::telemetry::access_log::{self, Entry};
 
-/// Proxies one downstream connection. `prefix` holds bytes already read for inspection.
+/// Proxies one downstream connection (bytes read for inspection are already put back in
+/// front of `down`). `original_dst` serves ORIGINAL_DST clusters.
 pub async fn proxy<I>(
     mut down: I,
-    prefix: bytes::Bytes,
     cfg: &TcpProxy,
     clusters: &ClusterManager,
     peer: SocketAddr,
     local: SocketAddr,
+    original_dst: Option<SocketAddr>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -39,7 +40,7 @@ pub async fn proxy<I>(
     counter!("istio_tcp_connections_opened_total", &labels).increment(1);
     let result = match clusters.get(&cluster_name) {
         None => Err("NC"),
-        Some(c) => match c.pick(Some(local), &|_| false, 1) {
+        Some(c) => match c.pick(original_dst, &|_| false, 1) {
             None => Err("UH"),
             Some(host) => {
                 entry.upstream_host = Some(host.addr.to_string());
@@ -53,7 +54,7 @@ pub async fn proxy<I>(
                         Ok(up) => {
                             c.stats.cx_total.increment(1);
                             let _active = host.start_request();
-                            pump(&mut down, up, &prefix, cfg, &mut entry).await
+                            pump(&mut down, up, cfg, &mut entry).await
                         }
                     },
                 }
@@ -75,22 +76,13 @@ pub async fn proxy<I>(
     }
 }
 
-async fn pump<I>(
-    down: &mut I,
-    mut up: TcpStream,
-    prefix: &[u8],
-    cfg: &TcpProxy,
-    entry: &mut Entry,
-) -> Result<(), &'static str>
+async fn pump<I>(down: &mut I, mut up: TcpStream, cfg: &TcpProxy, entry: &mut Entry) -> Result<(), &'static str>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let received = AtomicU64::new(prefix.len() as u64);
+    let received = AtomicU64::new(0);
     let sent = AtomicU64::new(0);
     let activity = AtomicU64::new(0);
-    if !prefix.is_empty() && up.write_all(prefix).await.is_err() {
-        return Err("UC");
-    }
     let (dr, dw) = tokio::io::split(down);
     let (ur, uw) = up.split();
     let both = async {

@@ -56,7 +56,7 @@ pub fn choose_cluster(t: &ClusterTarget) -> Option<&str> {
 /// the record's upstream fields and flags.
 pub async fn forward(
     clusters: &ClusterManager,
-    original_dst: SocketAddr,
+    original_dst: Option<SocketAddr>,
     parts: request::Parts,
     body: ProxyBody,
     fwd: &Forward,
@@ -78,7 +78,7 @@ pub async fn forward(
     let mut attempt = 0u32;
     loop {
         let avoid = |h: &Host| policy.avoid_previous_hosts && tried.contains(&h.addr);
-        let Some(host) = cluster.pick(Some(original_dst), &avoid, policy.host_selection_attempts) else {
+        let Some(host) = cluster.pick(original_dst, &avoid, policy.host_selection_attempts) else {
             return fail(rec, Flag::NoHealthyUpstream);
         };
         tried.push(host.addr);

@@ -29,6 +29,8 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     /// Local (original destination) address.
     pub local: SocketAddr,
+    /// The pre-NAT destination (ORIGINAL_DST clusters), when traffic was redirected here.
+    pub original_dst: Option<SocketAddr>,
     /// `source_workload` label (node cluster).
     pub source: Arc<str>,
 }
@@ -93,7 +95,7 @@ async fn route_and_send(
             }
             let body = Counting::new(body, rec.received.clone()).boxed_unsync();
             let retry = fwd.retry_policy.as_ref().or(vh.retry_policy.as_ref());
-            let mut resp = forward::forward(&ctx.clusters, ctx.local, parts, body, fwd, retry, rec).await;
+            let mut resp = forward::forward(&ctx.clusters, ctx.original_dst, parts, body, fwd, retry, rec).await;
             if let Some(down) = downstream_upgrade {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     upgrade::splice_later(down, &mut resp);

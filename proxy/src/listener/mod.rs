@@ -2,12 +2,13 @@
 //! chain, and hand the connection to L4 or L7.
 
 pub mod chain_match;
+mod original_dst;
 mod prefixed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use metrics::counter;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -85,7 +86,8 @@ pub async fn serve(listener: Arc<Listener>, socket: TcpListener, shared: Shared)
 }
 
 async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, shared: Shared) {
-    let local = stream.local_addr().unwrap_or(l.address);
+    let original = original_dst::original_dst(&stream);
+    let local = original.unwrap_or_else(|| stream.local_addr().unwrap_or(l.address));
     let mut info = ConnInfo { local: Some(local), peer: Some(peer), transport: "raw_buffer", ..ConnInfo::default() };
     let mut prefix = BytesMut::new();
     if l.inspect {
@@ -110,8 +112,7 @@ async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, s
     let prefix = prefix.freeze();
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
-            crate::l4::tcp_proxy::proxy(Prefixed::new(prefix, stream), Bytes::new(), t, &shared.clusters, peer, local)
-                .await
+            crate::l4::tcp_proxy::proxy(Prefixed::new(prefix, stream), t, &shared.clusters, peer, local, original).await
         }
         NetworkFilter::Http(hcm) => {
             let ctx = Arc::new(ConnCtx {
@@ -119,6 +120,7 @@ async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, s
                 clusters: shared.clusters.clone(),
                 peer,
                 local,
+                original_dst: original,
                 source: shared.source.clone(),
             });
             crate::l7::server::serve(Prefixed::new(prefix, stream), ctx, shared.drain.clone()).await
