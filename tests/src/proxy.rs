@@ -118,16 +118,9 @@ impl Proxy {
         }
     }
 
-    /// GETs an admin path (plain HTTP/1.0 over std, usable from any context).
+    /// GETs an admin path.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(self.admin).expect("admin connect");
-        write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").expect("admin write");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("admin read");
-        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        http_get_blocking(self.admin, path).expect("admin request")
     }
 
     /// The sum of Prometheus samples named `name` whose line contains `label_part`.
@@ -174,5 +167,32 @@ pub fn run(args: &[&str]) -> std::process::Output {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             panic!("isthmus {args:?} did not exit within 60 s");
         }
+    }
+}
+
+/// A plain HTTP/1.1 GET (`Connection: close`) over std (admin pages, from any context); status and body.
+pub fn http_get_blocking(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok())?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Some((status, if chunked { dechunk(body)? } else { body.to_string() }))
+}
+
+/// Decodes a chunked body.
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let n = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if n == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..n)?);
+        rest = after.get(n + 2..)?;
     }
 }

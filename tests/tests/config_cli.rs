@@ -112,4 +112,10 @@ async fn admin_pages() {
     assert!(prom.contains("# TYPE istio_requests_total counter"), "{prom}");
     assert!(prom.contains("istio_request_duration_milliseconds_bucket"), "{prom}");
     assert!(prom.contains("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"web\"} 1"), "{prom}");
+    // Upstream connections are pooled: ten more sequential requests reuse the one connection.
+    for _ in 0..10 {
+        assert_eq!(get(proxy.listener("ingress"), "/", &[]).await.unwrap().0, 200);
+    }
+    assert_eq!(proxy.metric("envoy_cluster_upstream_cx_total", "web"), 1.0);
+    assert_eq!(proxy.metric("envoy_cluster_upstream_rq_total", "web"), 11.0);
 }

@@ -172,6 +172,16 @@ fn prepare_headers(
     }
 }
 
+/// `host[:port]` → host and port (IPv6 literals keep their brackets).
+fn split_host_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) => {
+            (h, Some(p))
+        }
+        _ => (host, None),
+    }
+}
+
 fn redirect<B>(
     rd: &Redirect,
     req: &Request<B>,
@@ -179,12 +189,15 @@ fn redirect<B>(
     pm: &crate::config::route::PathMatch,
 ) -> Response<ProxyBody> {
     let scheme = rd.scheme.clone().unwrap_or_else(|| "http".into());
-    let mut authority = rd.host.clone().unwrap_or_else(|| host.split(':').next().unwrap_or_default().to_string());
-    if let Some(p) = rd.port {
-        authority = format!("{authority}:{p}");
-    } else if rd.host.is_none() && rd.scheme.is_none() {
-        authority = host.to_string();
-    }
+    // Envoy replaces only the parts the redirect names: the host keeps its port unless
+    // `port_redirect` is set (checked against Envoy 1.40 in tests/envoy_reference.rs).
+    let (orig_host, orig_port) = split_host_port(host);
+    let new_host = rd.host.clone().unwrap_or_else(|| orig_host.to_string());
+    let authority = match (rd.port, orig_port) {
+        (Some(p), _) => format!("{new_host}:{p}"),
+        (None, Some(p)) => format!("{new_host}:{p}"),
+        (None, None) => new_host,
+    };
     let (path, query) = {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let (p, q) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
