@@ -143,6 +143,23 @@ async fn routes_by_path_header_and_query_with_direct_response_redirect_and_rewri
 
     let (s, _, _) = get(addr, "/nothing-matches", &[]).await.unwrap();
     assert_eq!(s, 404);
+
+    // Local answers carry Envoy's flags: none for direct responses and redirects, NR for no route.
+    let logs = tests::eventually(std::time::Duration::from_secs(5), || {
+        let l = proxy.stdout.lock().unwrap().clone();
+        (l.len() >= 7).then_some(l)
+    })
+    .await;
+    let flags_of = |path: &str| {
+        logs.iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["path"] == path)
+            .map(|v| v["response_flags"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(flags_of("/healthz"), "-");
+    assert_eq!(flags_of("/old/page?x=1"), "-");
+    assert_eq!(flags_of("/nothing-matches"), "NR");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -84,24 +84,28 @@ impl Record {
 pin_project_lite::pin_project! {
     /// The response body sent downstream: counts bytes, notes gRPC trailers, and finishes the
     /// record when done or dropped (client went away: flag DC).
-    pub struct Tracked<B> {
+    pub struct Tracked<B: Body> {
         #[pin]
         inner: B,
         record: Option<Record>,
     }
 
-    impl<B> PinnedDrop for Tracked<B> {
+    impl<B: Body> PinnedDrop for Tracked<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(mut r) = this.record.take() {
-                r.flags.push(Flag::DownstreamTerminated);
+                // hyper does not poll a body that is already complete (empty replies, HEAD);
+                // only an unfinished body dropped early means the client went away.
+                if !this.inner.is_end_stream() {
+                    r.flags.push(Flag::DownstreamTerminated);
+                }
                 r.finish();
             }
         }
     }
 }
 
-impl<B> Tracked<B> {
+impl<B: Body> Tracked<B> {
     /// Wraps a response body; `record` is finished exactly once.
     pub fn new(inner: B, record: Record) -> Self {
         Tracked { inner, record: Some(record) }

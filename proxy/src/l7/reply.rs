@@ -28,8 +28,6 @@ pub enum Flag {
     RetryLimitExceeded,
     /// Downstream closed before the response finished.
     DownstreamTerminated,
-    /// Answered by a direct_response route.
-    DirectResponse,
 }
 
 impl Flag {
@@ -45,7 +43,6 @@ impl Flag {
             Flag::UpstreamTimeout => "UT",
             Flag::RetryLimitExceeded => "URX",
             Flag::DownstreamTerminated => "DC",
-            Flag::DirectResponse => "DR",
         }
     }
 
@@ -68,7 +65,7 @@ impl Flag {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             Flag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            Flag::DownstreamTerminated | Flag::DirectResponse => (StatusCode::OK, ""),
+            Flag::DownstreamTerminated => (StatusCode::OK, ""),
         }
     }
 }

@@ -76,7 +76,6 @@ async fn route_and_send(
     let levels: [&HeaderEdits; 3] = [&route.edits, &vh.edits, &rc.edits];
     let mut resp = match &route.action {
         RouteAction::Direct { status, body } => {
-            rec.flags.push(Flag::DirectResponse);
             let mut r = Response::new(body.clone().map_or_else(reply::empty, reply::full));
             *r.status_mut() = *status;
             if body.is_some() {
@@ -175,7 +174,9 @@ fn prepare_headers(
 /// `host[:port]` → host and port (IPv6 literals keep their brackets).
 fn split_host_port(host: &str) -> (&str, Option<&str>) {
     match host.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) => {
+        Some((h, p))
+            if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) =>
+        {
             (h, Some(p))
         }
         _ => (host, None),

@@ -9,6 +9,8 @@ mod http;
 mod listener;
 mod route;
 mod tcp;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -203,7 +205,7 @@ pub fn fields_table() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod policy_tests {
     #[test]
     fn every_policy_names_real_fields() {
         let pool = xds_client::json::pool().unwrap();

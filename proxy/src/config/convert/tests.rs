@@ -1,0 +1,100 @@
+//! Conversion cases: Envoy's defaults, and the refusals that name their field.
+
+use std::time::Duration;
+
+use crate::config::listener::NetworkFilter;
+use crate::config::load;
+use crate::config::route::RouteAction;
+use crate::config::{Bootstrap, ConfigError};
+
+fn convert(yaml: &str) -> Result<Bootstrap, ConfigError> {
+    load::from_value(load::parse(yaml, "t")?, "t")
+}
+
+fn err(yaml: &str) -> String {
+    convert(yaml).unwrap_err().to_string()
+}
+
+const CLUSTER: &str = "  clusters:\n  - name: c\n    load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]}\n";
+
+fn http(route: &str, filters: &str) -> String {
+    format!(
+        "static_resources:\n  listeners:\n  - name: l\n    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n    filter_chains:\n    - filters:\n      - name: hcm\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          stat_prefix: s\n          route_config: {{virtual_hosts: [{{name: v, domains: [\"*\"], routes: [{route}]}}]}}\n          http_filters: {filters}\n{CLUSTER}"
+    )
+}
+
+const ROUTER: &str =
+    "[{name: r, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]";
+
+fn first_route(b: &Bootstrap) -> crate::config::route::Route {
+    let NetworkFilter::Http(h) = &b.listeners[0].filter_chains[0].filter else { panic!("not http") };
+    h.route_config.virtual_hosts[0].routes[0].clone()
+}
+
+#[test]
+fn route_defaults_follow_envoy() {
+    let b = convert(&http("{match: {prefix: /}, route: {cluster: c, retry_policy: {retry_on: 5xx}}}", ROUTER)).unwrap();
+    let RouteAction::Forward(f) = first_route(&b).action else { panic!("not forward") };
+    assert_eq!(f.timeout, Some(Duration::from_secs(15)));
+    let r = f.retry_policy.unwrap();
+    assert_eq!(
+        (r.num_retries, r.base_interval, r.max_interval),
+        (1, Duration::from_millis(25), Duration::from_millis(250))
+    );
+    assert!(r.on.server_error && !r.on.gateway_error);
+    let b = convert(&http("{match: {prefix: /}, route: {cluster: c, timeout: 0s}}", ROUTER)).unwrap();
+    let RouteAction::Forward(f) = first_route(&b).action else { panic!("not forward") };
+    assert_eq!(f.timeout, None, "0s disables the route timeout");
+}
+
+#[test]
+fn cluster_defaults_follow_envoy() {
+    let b = convert(&format!("static_resources:\n{CLUSTER}")).unwrap();
+    let c = &b.clusters[0];
+    assert_eq!(c.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.overprovisioning_factor, 140);
+    assert_eq!(c.healthy_panic_threshold, 50.0);
+    assert_eq!((c.circuit_breakers.max_connections, c.circuit_breakers.max_retries), (1024, 3));
+}
+
+#[test]
+fn http_filter_rules() {
+    let lua_then_router = "[{name: envoy.filters.http.lua}, {name: r, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]";
+    assert!(err(&http("{match: {prefix: /}, route: {cluster: c}}", lua_then_router)).contains("envoy.filters.http.lua"));
+    let optional =
+        lua_then_router.replace("{name: envoy.filters.http.lua}", "{name: envoy.filters.http.lua, is_optional: true}");
+    convert(&http("{match: {prefix: /}, route: {cluster: c}}", &optional)).unwrap();
+    let e = err(&http("{match: {prefix: /}, route: {cluster: c}}", "[]"));
+    assert!(e.contains("http_filters: envoy.filters.http.router is required"), "{e}");
+}
+
+#[test]
+fn cluster_refusals_name_the_field() {
+    let dup = format!("static_resources:\n{CLUSTER}{}", CLUSTER.trim_start_matches("  clusters:\n"));
+    assert!(err(&dup).contains("clusters[1] \"c\".name: duplicate cluster name"));
+    let name_in_static = CLUSTER.replace("address: 127.0.0.1", "address: db.internal");
+    let e = err(&format!("static_resources:\n{name_in_static}"));
+    assert!(e.contains("\"db.internal\" is not an IP address; use STRICT_DNS or LOGICAL_DNS"), "{e}");
+    let ring = CLUSTER.replace("  - name: c\n", "  - name: c\n    lb_policy: RING_HASH\n");
+    assert!(err(&format!("static_resources:\n{ring}")).contains("lb_policy: RING_HASH is not supported"));
+    let tls = CLUSTER.replace("  - name: c\n", "  - name: c\n    transport_socket: {name: tls}\n");
+    assert!(err(&format!("static_resources:\n{tls}")).contains("clusters[0] \"c\".transport_socket: is not supported"));
+}
+
+#[test]
+fn a_chain_with_a_non_terminal_filter_is_refused() {
+    let tcp = "{name: t, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}";
+    let y = format!("static_resources:\n  listeners:\n  - name: l\n    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n    filter_chains: [{{filters: [{tcp}, {tcp}]}}]\n{CLUSTER}");
+    assert!(err(&y).contains("only one terminal filter per chain"));
+}
+
+#[test]
+fn config_yaml_merges_objects_and_appends_lists() {
+    let file = std::env::temp_dir().join(format!("isthmus-merge-{}.yaml", std::process::id()));
+    std::fs::write(&file, format!("node: {{id: a, cluster: x}}\nstatic_resources:\n{CLUSTER}")).unwrap();
+    let extra = CLUSTER.replace("name: c", "name: d").replace("cluster_name: c", "cluster_name: d");
+    let b = load::load(Some(&file), Some(&format!("node: {{id: b}}\nstatic_resources:\n{extra}"))).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!((b.node.id.as_str(), b.node.cluster.as_str()), ("b", "x"));
+    assert_eq!(b.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+}
