@@ -7,6 +7,7 @@
 pub mod envoy;
 pub mod proxy;
 pub mod upstream;
+pub mod xds_server;
 pub mod yaml;
 
 use std::path::PathBuf;

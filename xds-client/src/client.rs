@@ -177,28 +177,41 @@ async fn stream(
     for o in engine.on_connect() {
         send(o);
     }
-    let mut inbound = match engine.mode() {
-        Mode::Sotw => {
-            let mut req = tonic::Request::new(UnboundedReceiverStream::new(sotw_rx));
-            add_metadata(&mut req, &cfg.metadata);
-            match client.stream_aggregated_resources(req).await {
-                Ok(r) => Inbound::Sotw(r.into_inner()),
+    let engine_mode = engine.mode();
+    // Some servers (grpc-python) send response headers only with their first response, so
+    // subscription changes must flow while the call is being set up, not after.
+    let call = async {
+        match engine_mode {
+            Mode::Sotw => {
+                let mut req = tonic::Request::new(UnboundedReceiverStream::new(sotw_rx));
+                add_metadata(&mut req, &cfg.metadata);
+                client.stream_aggregated_resources(req).await.map(|r| Inbound::Sotw(r.into_inner()))
+            }
+            Mode::Delta => {
+                let mut req = tonic::Request::new(UnboundedReceiverStream::new(delta_rx));
+                add_metadata(&mut req, &cfg.metadata);
+                client.delta_aggregated_resources(req).await.map(|r| Inbound::Delta(r.into_inner()))
+            }
+        }
+    };
+    tokio::pin!(call);
+    let mut inbound = loop {
+        tokio::select! {
+            r = &mut call => match r {
+                Ok(i) => break i,
                 Err(s) => {
                     warn!(status = %s, "ADS stream refused");
                     return Ended::BeforeResponse;
                 }
-            }
-        }
-        Mode::Delta => {
-            let mut req = tonic::Request::new(UnboundedReceiverStream::new(delta_rx));
-            add_metadata(&mut req, &cfg.metadata);
-            match client.delta_aggregated_resources(req).await {
-                Ok(r) => Inbound::Delta(r.into_inner()),
-                Err(s) => {
-                    warn!(status = %s, "delta ADS stream refused");
-                    return Ended::BeforeResponse;
+            },
+            cmd = rx.recv() => match cmd {
+                Some(Command::Subscribe(t, n)) => {
+                    if let Some(o) = engine.subscribe(&t, n, true) {
+                        send(o);
+                    }
                 }
-            }
+                Some(Command::Shutdown) | None => return Ended::Shutdown,
+            },
         }
     };
     info!("xDS stream up");

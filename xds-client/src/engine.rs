@@ -228,13 +228,21 @@ impl Engine {
             });
         };
         st.nonce = resp.nonce.clone();
-        let (resources, mut rejected, names) = split(&type_url, resp.resources, &resp.version_info);
-        let duplicate = duplicates(&names);
-        if let Some(d) = duplicate {
+        let (resources, undecodable, names) = split(&type_url, resp.resources, &resp.version_info);
+        // A resource that cannot be named makes the whole response unusable: without its
+        // name, LDS/CDS removal cannot be computed. Envoy rejects such a response whole too.
+        if !undecodable.is_empty() {
+            counters(&type_url, false);
+            let msg = nack_message(&undecodable);
+            tracing::warn!(r#type = types::short(&type_url), version = %resp.version_info, error = %msg, "NACK");
+            return self.sotw_request(&type_url, Some(msg));
+        }
+        if let Some(d) = duplicates(&names) {
             let msg = format!("duplicate resource name \"{d}\" in response version {}", resp.version_info);
             counters(&type_url, false);
             return self.sotw_request(&type_url, Some(msg));
         }
+        let mut rejected = Vec::new();
         let removed: Vec<String> = match self.types.get(&type_url) {
             Some(st) if types::is_wildcard(&type_url) => {
                 st.known.keys().filter(|k| !names.contains(*k)).cloned().collect()
@@ -256,6 +264,7 @@ impl Engine {
             }
         }
         if rejected.is_empty() {
+            acked_version(&type_url, &st.accepted_version, &resp.version_info);
             st.accepted_version = resp.version_info.clone();
             counters(&type_url, true);
             self.sotw_request(&type_url, None)
@@ -320,6 +329,10 @@ impl Engine {
             }
         }
         if rejected.is_empty() {
+            if !resp.system_version_info.is_empty() {
+                let prev = std::mem::replace(&mut st.accepted_version, resp.system_version_info.clone());
+                acked_version(&type_url, &prev, &resp.system_version_info);
+            }
             counters(&type_url, true);
             ack(None)
         } else {
@@ -367,6 +380,14 @@ fn duplicates(names: &[String]) -> Option<String> {
 
 fn nack_message(rejected: &[Rejected]) -> String {
     rejected.iter().map(|r| format!("{}: {}", r.name, r.reason)).collect::<Vec<_>>().join("; ")
+}
+
+/// `xds_acked_version{type,version}` is 1 for the version in force, 0 for the one it replaced.
+fn acked_version(type_url: &str, old: &str, new: &str) {
+    if old != new && !old.is_empty() {
+        metrics::gauge!("xds_acked_version", "type" => types::short(type_url), "version" => old.to_string()).set(0.0);
+    }
+    metrics::gauge!("xds_acked_version", "type" => types::short(type_url), "version" => new.to_string()).set(1.0);
 }
 
 fn counters(type_url: &str, ack: bool) {

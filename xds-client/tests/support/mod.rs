@@ -25,6 +25,8 @@ type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// One SotW stream as the test sees it.
 pub struct SotwStream {
+    /// The call's `authorization` metadata, if any.
+    pub authorization: Option<String>,
     pub requests: mpsc::UnboundedReceiver<DiscoveryRequest>,
     pub responses: mpsc::UnboundedSender<Result<DiscoveryResponse, Status>>,
 }
@@ -51,6 +53,7 @@ impl AggregatedDiscoveryService for Server {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (rq_tx, rq_rx) = mpsc::unbounded_channel();
         let (rs_tx, rs_rx) = mpsc::unbounded_channel();
+        let authorization = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut inbound = req.into_inner();
         tokio::spawn(async move {
             while let Some(Ok(r)) = inbound.next().await {
@@ -59,7 +62,7 @@ impl AggregatedDiscoveryService for Server {
                 }
             }
         });
-        let _ = self.sotw.send(SotwStream { requests: rq_rx, responses: rs_tx });
+        let _ = self.sotw.send(SotwStream { authorization, requests: rq_rx, responses: rs_tx });
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rs_rx))))
     }
 
@@ -126,6 +129,20 @@ pub fn support_server_on(
     sotw: mpsc::UnboundedSender<SotwStream>,
 ) -> tokio::task::JoinHandle<()> {
     serve(l, sotw, mpsc::unbounded_channel().0)
+}
+
+/// Serves on a Unix socket at `path` (istio-agent's `pipe` address).
+pub fn serve_unix(path: &std::path::Path) -> (mpsc::UnboundedReceiver<SotwStream>, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::UnixListener::bind(path).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let svc = AggregatedDiscoveryServiceServer::new(Server { sotw: tx, delta: mpsc::unbounded_channel().0 });
+    let h = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(l))
+            .await;
+    });
+    (rx, h)
 }
 
 /// Awaits `f` for at most 10 s.

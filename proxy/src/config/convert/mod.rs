@@ -35,6 +35,11 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// For xDS: clusters may arrive after the routes and listeners that name them.
+    pub fn lenient() -> Self {
+        Resources { clusters: HashSet::new(), lenient: true }
+    }
+
     /// Checks that `name` is a known cluster.
     pub fn require_cluster(&self, name: &str, path: &Path) -> Result<(), ConfigError> {
         if name.is_empty() {
