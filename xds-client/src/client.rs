@@ -26,6 +26,18 @@ pub enum Target {
     Tcp(String),
     /// A Unix socket path (istio-agent's `./etc/istio/proxy/XDS`).
     Unix(PathBuf),
+    /// gRPC over TLS (rustls): `https://host:port`, verified against `ca_pem` as `server_name`,
+    /// optionally presenting a client certificate (mTLS to istiod:15012 and the like).
+    Tls {
+        /// `https://host:port`.
+        uri: String,
+        /// Trusted roots, PEM.
+        ca_pem: Vec<u8>,
+        /// Name the server certificate must carry (SNI and verification).
+        server_name: String,
+        /// Client certificate chain and key, PEM.
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 /// Reconnect pacing: full-jitter exponential from `base` to `max`, reset after a response.
@@ -144,8 +156,17 @@ async fn run(cfg: ClientConfig, mut engine: Engine, mut rx: mpsc::UnboundedRecei
 }
 
 async fn connect(target: &Target) -> Result<Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     match target {
         Target::Tcp(uri) => Endpoint::from_shared(uri.clone())?.connect_timeout(Duration::from_secs(5)).connect().await,
+        Target::Tls { uri, ca_pem, server_name, identity } => {
+            let mut tls =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name(server_name.clone());
+            if let Some((cert, key)) = identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            Endpoint::from_shared(uri.clone())?.tls_config(tls)?.connect_timeout(Duration::from_secs(5)).connect().await
+        }
         Target::Unix(path) => {
             let path = path.clone();
             Endpoint::from_static("http://localhost")

@@ -327,3 +327,40 @@ async fn connects_over_a_unix_socket() {
     client.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn connects_over_mutual_tls() {
+    // A CA made for this test issues the control plane's and the client's certificates.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test root");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf("istiod.istio-system.svc");
+    let (client_cert, client_key) = leaf("sidecar.test");
+    let (addr, mut streams) = serve_tls(&server_cert, &server_key, &ca.pem()).await;
+    let server = TestServer {
+        addr,
+        sotw: tokio::sync::mpsc::unbounded_channel().1,
+        delta: tokio::sync::mpsc::unbounded_channel().1,
+    };
+    let mut cfg = config(&server, Mode::Sotw);
+    cfg.target = Target::Tls {
+        uri: format!("https://{addr}"),
+        ca_pem: ca.pem().into_bytes(),
+        server_name: "istiod.istio-system.svc".into(),
+        identity: Some((client_cert.into_bytes(), client_key.into_bytes())),
+    };
+    let rec = Recorder::new();
+    let client = XdsClient::start(cfg, rec.clone());
+    client.watch_all(types::CLUSTER);
+    let mut s = within(streams.recv()).await.unwrap();
+    assert_eq!(s.recv().await.type_url, types::CLUSTER);
+    client.shutdown();
+}

@@ -145,6 +145,26 @@ pub fn serve_unix(path: &std::path::Path) -> (mpsc::UnboundedReceiver<SotwStream
     (rx, h)
 }
 
+/// Serves over TLS with `cert`/`key` (PEM), requiring a client certificate from `client_ca`.
+pub async fn serve_tls(
+    cert: &str,
+    key: &str,
+    client_ca: &str,
+) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<SotwStream>) {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let svc = AggregatedDiscoveryServiceServer::new(Server { sotw: tx, delta: mpsc::unbounded_channel().0 });
+    let tls =
+        ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(client_ca));
+    let server = tonic::transport::Server::builder().tls_config(tls).unwrap().add_service(svc);
+    tokio::spawn(async move {
+        let _ = server.serve_with_incoming(TcpListenerStream::new(l)).await;
+    });
+    (addr, rx)
+}
+
 /// Awaits `f` for at most 10 s.
 pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f).await.expect("timed out waiting for an xDS event")
