@@ -1,8 +1,8 @@
-//! Wiring: metrics, clusters, admin and listeners from one config; one drain signal for
-//! shutdown.
+//! Wiring: metrics, clusters, routes, listeners and admin from one config, xDS when the
+//! bootstrap asks for it, and one drain signal for shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +13,9 @@ use tracing::info;
 use crate::admin::{self, AdminState};
 use crate::cluster::ClusterManager;
 use crate::config::Bootstrap;
-use crate::listener::{self, BindError, Shared};
+use crate::dynamic::{self, dump::DumpStore, NoXdsEndpoint, Targets};
+use crate::listener::manager::ListenerManager;
+use crate::listener::{BindError, Shared};
 
 /// Start-up failures; each names what to check.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// `dynamic_resources` points at a cluster without a usable address.
+    #[error(transparent)]
+    Xds(#[from] NoXdsEndpoint),
 }
 
 /// Run-time options from the command line.
@@ -43,72 +48,76 @@ pub struct Options {
 
 /// A started proxy.
 pub struct Running {
-    /// Listener names and the addresses they bound (port 0 resolved).
-    pub listeners: Vec<(String, SocketAddr)>,
+    /// Listeners (static and LDS).
+    pub listener_manager: Arc<ListenerManager>,
     /// Admin addresses bound.
     pub admin: Vec<SocketAddr>,
     /// Fire to shut down (signals and `/quitquitquit` do).
     pub shutdown: CancellationToken,
+    clusters: Arc<ClusterManager>,
+    xds: Option<xds_client::XdsClient>,
     drain: CancellationToken,
     tracker: TaskTracker,
     drain_time: Duration,
 }
 
-/// Binds everything (failing fast on a busy port), resolves DNS clusters, then serves.
+/// Binds static listeners (failing fast on a busy port), starts admin, resolves DNS
+/// clusters, starts xDS if configured, then serves. Readiness turns true at once for a static
+/// config and after the first full xDS config otherwise.
 pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, StartError> {
     let prometheus = crate::telemetry::metrics::install();
     let bootstrap = Arc::new(bootstrap);
     let clusters = Arc::new(ClusterManager::new(&bootstrap.clusters));
+    let routes = Arc::new(crate::l7::routes::RouteRegistry::default());
     let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut sockets = Vec::new();
+    let shared = Shared {
+        clusters: clusters.clone(),
+        routes: routes.clone(),
+        drain: drain.clone(),
+        tracker: tracker.clone(),
+        source: Arc::from(bootstrap.node.cluster.as_str()),
+    };
+    let listeners = Arc::new(ListenerManager::new(shared));
     for l in &bootstrap.listeners {
-        let s = listener::bind(l)?;
-        let addr = s.local_addr().unwrap_or(l.address);
-        sockets.push((l.clone(), s, addr));
+        listeners.upsert(l.clone())?;
     }
+    let ready = Arc::new(AtomicBool::new(false));
+    let dump = Arc::new(DumpStore::default());
     let state = Arc::new(AdminState {
-        ready: false.into(),
+        ready: ready.clone(),
         prometheus,
         bootstrap: bootstrap.clone(),
         applied: SystemTime::now(),
         clusters: clusters.clone(),
+        listeners: listeners.clone(),
+        dynamic: dump.clone(),
         shutdown: shutdown.clone(),
     });
     let admin_addrs: Vec<SocketAddr> = bootstrap.admin.iter().map(|a| a.address).chain(opts.readiness).collect();
-    let admin = admin::start(&admin_addrs, state.clone())
+    let admin = admin::start(&admin_addrs, state)
         .map_err(|source| StartError::Admin { addr: format!("{admin_addrs:?}"), source })?;
     for a in &admin {
         info!(addr = %a, "admin listening");
     }
     clusters.resolve_all(&drain).await;
-    let shared = Shared {
-        clusters,
-        drain: drain.clone(),
-        tracker: tracker.clone(),
-        source: Arc::from(bootstrap.node.cluster.as_str()),
-    };
-    let mut listeners = Vec::new();
-    for (l, s, addr) in sockets {
-        info!(listener = %l.name, %addr, "listening");
-        listeners.push((l.name.clone(), addr));
-        tokio::spawn(listener::serve(l, s, shared.clone()));
+    let targets = Targets { clusters: clusters.clone(), routes, listeners: listeners.clone(), ready: ready.clone(), dump };
+    let xds = dynamic::start(&bootstrap, targets)?;
+    if xds.is_none() {
+        ready.store(true, Ordering::Release);
+        info!(listeners = bootstrap.listeners.len(), "ready");
     }
-    state.ready.store(true, Ordering::Release);
-    info!(listeners = listeners.len(), "ready");
-    Ok(Running { listeners, admin, shutdown, drain, tracker, drain_time: opts.drain_time })
+    Ok(Running { listener_manager: listeners, admin, shutdown, clusters, xds, drain, tracker, drain_time: opts.drain_time })
 }
 
 impl Running {
     /// The bound address of a listener by name.
     pub fn listener(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.listener_manager.addresses().into_iter().find(|(n, _)| n == name).map(|(_, a)| a)
     }
 
-    /// Waits for SIGTERM/SIGINT or `/quitquitquit`, then drains: stop accepting (new
-    /// connections are refused), let in-flight requests and connections finish for up to the
-    /// drain time, then return.
+    /// Waits for SIGTERM/SIGINT or `/quitquitquit`, then drains.
     pub async fn run_until_signal(self) {
         let sigterm = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -126,8 +135,13 @@ impl Running {
         self.drain().await;
     }
 
-    /// Stops accepting and waits for connections, up to the drain time.
+    /// Stops accepting (new connections are refused), lets in-flight requests and
+    /// connections finish for up to the drain time, then returns.
     pub async fn drain(self) {
+        if let Some(x) = &self.xds {
+            x.shutdown();
+        }
+        self.clusters.shutdown();
         self.drain.cancel();
         self.tracker.close();
         if tokio::time::timeout(self.drain_time, self.tracker.wait()).await.is_err() {

@@ -17,3 +17,4 @@ pub mod l4;
 pub mod l7;
 pub mod listener;
 pub mod telemetry;
+pub mod dynamic;

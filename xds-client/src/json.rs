@@ -67,6 +67,13 @@ where
     T::decode(bytes.as_slice()).map_err(|source| JsonError::Decode { type_name, source })
 }
 
+/// Encoded bytes of proto `type_name` as canonical proto3 JSON (config dumps).
+pub fn to_json(type_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
+    let desc = pool()?.get_message_by_name(type_name).ok_or_else(|| JsonError::UnknownType(type_name.to_string()))?;
+    let msg = DynamicMessage::decode(desc, bytes).map_err(|source| JsonError::Decode { type_name: type_name.to_string(), source })?;
+    serde_json::to_value(&msg).map_err(|e| JsonError::Invalid { path: String::new(), message: e.to_string() })
+}
+
 /// Rewords the decoder's "message 'X' not found" (an `@type` outside the compiled set) so the
 /// operator learns the extension is unsupported rather than misspelt.
 fn explain(message: String) -> String {

@@ -23,8 +23,9 @@ use crate::config::Bootstrap;
 
 /// What admin pages read.
 pub struct AdminState {
-    /// True once listeners are bound and clusters resolved.
-    pub ready: AtomicBool,
+    /// True once listeners are bound, clusters resolved and (with xDS) the first full
+    /// config applied.
+    pub ready: Arc<AtomicBool>,
     /// Renders Prometheus text.
     pub prometheus: Option<PrometheusHandle>,
     /// The config in force.
@@ -33,6 +34,10 @@ pub struct AdminState {
     pub applied: SystemTime,
     /// Clusters for `/clusters`.
     pub clusters: Arc<ClusterManager>,
+    /// Listeners for `/listeners`.
+    pub listeners: Arc<crate::listener::manager::ListenerManager>,
+    /// Dynamic resources for `/config_dump`.
+    pub dynamic: Arc<crate::dynamic::dump::DumpStore>,
     /// Fired by `/quitquitquit`.
     pub shutdown: CancellationToken,
 }

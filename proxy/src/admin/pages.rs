@@ -26,6 +26,10 @@ pub fn route<B>(st: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
             None => text(503, "metrics recorder not installed\n", "text/plain"),
         },
         "/config_dump" => text(200, config_dump(st), "application/json"),
+        "/listeners" => {
+            let v: Vec<_> = st.listeners.addresses().into_iter().map(|(n, a)| json!({"name": n, "local_address": a.to_string()})).collect();
+            text(200, serde_json::to_string_pretty(&json!({"listener_statuses": v})).unwrap_or_default(), "application/json")
+        }
         "/clusters" => {
             if query.contains("format=json") {
                 text(200, clusters_json(st), "application/json")
@@ -75,6 +79,7 @@ fn config_dump(st: &AdminState) -> String {
         {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": src, "last_updated": when},
         {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": listeners},
         {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": clusters},
+        {"@type": "isthmus.admin.DynamicResourcesDump", "dynamic": st.dynamic.snapshot()},
     ]});
     serde_json::to_string_pretty(&dump).unwrap_or_default()
 }

@@ -20,6 +20,7 @@ pub async fn resolve(c: &ClusterRuntime) -> Vec<Arc<Host>> {
         for e in &le.endpoints {
             let addrs: Vec<SocketAddr> = match &e.address {
                 EndpointAddress::Socket(a) => vec![*a],
+                EndpointAddress::Pipe(_) => Vec::new(),
                 EndpointAddress::Dns { host, port } => match tokio::net::lookup_host((host.as_str(), *port)).await {
                     Ok(it) => it.collect(),
                     Err(err) => {
@@ -54,6 +55,7 @@ pub async fn refresh_loop(c: Arc<ClusterRuntime>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = c.stop.cancelled() => return,
             _ = tick.tick() => {
                 let hosts = resolve(&c).await;
                 let same = {

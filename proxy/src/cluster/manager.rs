@@ -1,25 +1,31 @@
-//! The cluster manager: every cluster by name, swapped whole when config changes.
+//! The cluster manager: every cluster by name, changed at run time by CDS and EDS. Readers
+//! load a snapshot without locking; writers (config updates only) swap in a new map.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use super::{dns, ClusterRuntime};
-use crate::config::{Cluster, Discovery};
+use crate::config::{Cluster, Discovery, LocalityEndpoints};
 
-/// Clusters by name. Readers load a snapshot without locking.
+/// Clusters by name, plus the EDS assignments received so far.
 #[derive(Debug, Default)]
 pub struct ClusterManager {
     clusters: ArcSwap<HashMap<String, Arc<ClusterRuntime>>>,
+    /// Latest ClusterLoadAssignment endpoints by EDS service name, so a cluster created (or
+    /// replaced) after its endpoints arrived starts with them.
+    assignments: Mutex<HashMap<String, Arc<Vec<LocalityEndpoints>>>>,
+    /// Stops DNS refresh loops on shutdown.
+    stop: CancellationToken,
 }
 
 impl ClusterManager {
-    /// Builds run-time clusters for `configs`.
+    /// Builds run-time clusters for `configs` (static bootstrap).
     pub fn new(configs: &[Arc<Cluster>]) -> Self {
         let map = configs.iter().map(|c| (c.name.clone(), Arc::new(ClusterRuntime::new(c.clone())))).collect();
-        ClusterManager { clusters: ArcSwap::from_pointee(map) }
+        ClusterManager { clusters: ArcSwap::from_pointee(map), ..Default::default() }
     }
 
     /// A cluster by name.
@@ -43,5 +49,82 @@ impl ClusterManager {
                 tokio::spawn(dns::refresh_loop(c.clone(), stop.clone()));
             }
         }
+    }
+
+    /// Adds or replaces a cluster (CDS). A replaced EDS cluster keeps serving its current
+    /// endpoints until new ones arrive, so an update never empties a cluster.
+    pub fn upsert(&self, config: Arc<Cluster>) {
+        let new = Arc::new(ClusterRuntime::new(config.clone()));
+        if let Discovery::Eds { service_name } = &config.discovery {
+            let known = self.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(service_name).cloned();
+            match (known, self.get(&config.name)) {
+                (Some(eps), _) => new.set_endpoints(&eps),
+                (None, Some(old)) => new.set_hosts(old.hosts().all.clone()),
+                (None, None) => {}
+            }
+        }
+        if matches!(config.discovery, Discovery::StrictDns | Discovery::LogicalDns) {
+            let c = new.clone();
+            let stop = self.stop.clone();
+            tokio::spawn(async move {
+                c.set_hosts(dns::resolve(&c).await);
+                dns::refresh_loop(c, stop).await;
+            });
+        }
+        let old = self.swap(|m| {
+            m.insert(config.name.clone(), new.clone());
+        });
+        if let Some(old) = old.get(&config.name) {
+            old.stop.cancel();
+        }
+    }
+
+    /// Removes a cluster (CDS). Requests already holding it finish.
+    pub fn remove(&self, name: &str) {
+        let old = self.swap(|m| {
+            m.remove(name);
+        });
+        if let Some(old) = old.get(name) {
+            old.stop.cancel();
+        }
+    }
+
+    /// Applies a ClusterLoadAssignment (EDS) to every cluster that asks for `service_name`.
+    pub fn set_assignment(&self, service_name: &str, endpoints: Vec<LocalityEndpoints>) {
+        let eps = Arc::new(endpoints);
+        self.assignments.lock().unwrap_or_else(|p| p.into_inner()).insert(service_name.to_string(), eps.clone());
+        for c in self.clusters.load().values() {
+            if matches!(&c.config.discovery, Discovery::Eds { service_name: s } if s == service_name) {
+                c.set_endpoints(&eps);
+            }
+        }
+    }
+
+    /// Forgets an assignment (EDS removal or unsubscribe): its clusters lose their hosts.
+    pub fn remove_assignment(&self, service_name: &str) {
+        self.assignments.lock().unwrap_or_else(|p| p.into_inner()).remove(service_name);
+        for c in self.clusters.load().values() {
+            if matches!(&c.config.discovery, Discovery::Eds { service_name: s } if s == service_name) {
+                c.set_hosts(Vec::new());
+            }
+        }
+    }
+
+    /// Whether an assignment for `service_name` has arrived (cluster warming).
+    pub fn has_assignment(&self, service_name: &str) -> bool {
+        self.assignments.lock().unwrap_or_else(|p| p.into_inner()).contains_key(service_name)
+    }
+
+    /// Stops background work (DNS refresh).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    fn swap(&self, f: impl Fn(&mut HashMap<String, Arc<ClusterRuntime>>)) -> Arc<HashMap<String, Arc<ClusterRuntime>>> {
+        self.clusters.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            f(&mut m);
+            m
+        })
     }
 }

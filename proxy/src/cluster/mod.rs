@@ -73,6 +73,8 @@ pub struct ClusterRuntime {
     pub retries: Arc<Gauge>,
     /// Open connections (`max_connections`), shared with the connector and tcp_proxy.
     pub connections: Arc<Gauge>,
+    /// Fired when the cluster is removed or replaced (stops its DNS refresh).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl ClusterRuntime {
@@ -96,6 +98,7 @@ impl ClusterRuntime {
             requests: Gauge::new(cb.max_requests.min(cb.max_pending_requests.saturating_add(cb.max_requests))),
             retries: Gauge::new(cb.max_retries),
             connections,
+            stop: tokio_util::sync::CancellationToken::new(),
             config,
         }
     }
@@ -108,6 +111,26 @@ impl ClusterRuntime {
     /// Replaces the hosts (DNS refresh, later EDS). Requests in flight keep their host.
     pub fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
         self.hosts.store(Arc::new(HostSet::new(hosts, &self.config)));
+    }
+
+    /// Replaces the hosts from EDS endpoints. Hosts whose address, weight, priority and
+    /// health are unchanged keep their `Host` (and its counters and active requests).
+    pub fn set_endpoints(&self, endpoints: &[crate::config::LocalityEndpoints]) {
+        let prev: std::collections::HashMap<SocketAddr, Arc<Host>> =
+            self.hosts().all.iter().map(|h| (h.addr, h.clone())).collect();
+        let mut out = Vec::new();
+        for le in endpoints {
+            for e in &le.endpoints {
+                if let EndpointAddress::Socket(addr) = e.address {
+                    let host = match prev.get(&addr) {
+                        Some(h) if h.weight == e.weight && h.priority == le.priority && h.health == e.health && h.locality == le.locality => h.clone(),
+                        _ => Arc::new(Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())),
+                    };
+                    out.push(host);
+                }
+            }
+        }
+        self.set_hosts(out);
     }
 
     /// Picks a host. `original_dst` is the connection's original destination, used by

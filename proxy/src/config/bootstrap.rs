@@ -34,6 +34,22 @@ pub struct Admin {
     pub address: SocketAddr,
 }
 
+/// Where and how to fetch LDS/CDS (and the RDS/EDS they name) over ADS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dynamic {
+    /// `ads_config.api_type`: GRPC (SotW) or DELTA_GRPC.
+    pub delta: bool,
+    /// The static cluster that reaches the control plane (`envoy_grpc.cluster_name`).
+    pub cluster: String,
+    /// `lds_config: {ads: {}}` present.
+    pub lds: bool,
+    /// `cds_config: {ads: {}}` present.
+    pub cds: bool,
+    /// Does-not-exist timer for RDS/EDS names (`initial_fetch_timeout`, default 15 s; 0s
+    /// disables).
+    pub initial_fetch_timeout: Option<std::time::Duration>,
+}
+
 /// A complete, validated config. Immutable; replaced whole on change.
 #[derive(Debug, Clone, Default)]
 pub struct Bootstrap {
@@ -45,9 +61,10 @@ pub struct Bootstrap {
     pub listeners: Vec<Arc<Listener>>,
     /// Static clusters, in file order.
     pub clusters: Vec<Arc<Cluster>>,
-    /// Whether `dynamic_resources` asked for ADS; served by the xDS issue, kept so validate
-    /// mode and `/config_dump` can tell the operator.
-    pub dynamic_resources: Option<serde_json::Value>,
+    /// ADS settings from `dynamic_resources`, when the config comes from a control plane.
+    pub dynamic: Option<Dynamic>,
+    /// The node as configured, sent to the control plane (metadata included).
+    pub node_proto: xds_client::protos::envoy::config::core::v3::Node,
     /// The document as loaded, for `/config_dump`.
     pub source: serde_json::Value,
 }

@@ -126,6 +126,8 @@ pub struct Endpoint {
 pub enum EndpointAddress {
     /// A literal IP and port.
     Socket(SocketAddr),
+    /// A Unix socket (`pipe`), e.g. istio-agent's xDS and SDS sockets.
+    Pipe(std::path::PathBuf),
     /// A name to resolve (DNS clusters).
     Dns {
         /// Hostname.

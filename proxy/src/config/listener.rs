@@ -32,7 +32,7 @@ pub struct Listener {
 }
 
 /// What a connection must look like to use a chain. An empty field matches anything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChainMatch {
     /// The local (original) destination port.
     pub destination_port: Option<u16>,
@@ -127,6 +127,16 @@ pub struct WeightedCluster {
     pub weight: u32,
 }
 
+/// An HCM's route table: inline, or named and delivered by RDS.
+#[derive(Debug, Clone)]
+pub enum RouteSource {
+    /// `route_config`.
+    Inline(Arc<RouteConfig>),
+    /// `rds.route_config_name`: looked up per request in the route registry, so an RDS
+    /// update applies to the next request on every connection.
+    Rds(String),
+}
+
 /// Which HTTP versions downstream clients may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodecType {
@@ -145,8 +155,8 @@ pub struct HttpConnectionManager {
     pub stat_prefix: String,
     /// Downstream protocols.
     pub codec: CodecType,
-    /// The routes (inline `route_config`; RDS comes with xDS).
-    pub route_config: Arc<RouteConfig>,
+    /// Where the routes come from.
+    pub routes: RouteSource,
     /// Set `x-forwarded-for` from the peer address (Envoy `use_remote_address`).
     pub use_remote_address: bool,
     /// Generate `x-request-id` when absent (Envoy default true).

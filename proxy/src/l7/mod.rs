@@ -6,6 +6,7 @@ pub mod record;
 pub mod replay;
 pub mod reply;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod service;
 pub mod upgrade;

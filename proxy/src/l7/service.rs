@@ -25,6 +25,8 @@ pub struct ConnCtx {
     pub hcm: Arc<HttpConnectionManager>,
     /// Clusters.
     pub clusters: Arc<ClusterManager>,
+    /// RDS route tables.
+    pub routes: Arc<super::routes::RouteRegistry>,
     /// Downstream peer.
     pub peer: SocketAddr,
     /// Local (original destination) address.
@@ -62,7 +64,11 @@ async fn route_and_send(
     host: &str,
     rec: &mut Record,
 ) -> Response<ProxyBody> {
-    let rc = &ctx.hcm.route_config;
+    let Some(rc) = ctx.routes.resolve(&ctx.hcm.routes) else {
+        rec.flags.push(Flag::NoRoute);
+        return reply::local(Flag::NoRoute, rec.grpc);
+    };
+    let rc = &*rc;
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let Some(vh) = router::virtual_host(rc, host) else {
         rec.flags.push(Flag::NoRoute);

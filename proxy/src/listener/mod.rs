@@ -2,6 +2,7 @@
 //! chain, and hand the connection to L4 or L7.
 
 pub mod chain_match;
+pub mod manager;
 mod original_dst;
 mod prefixed;
 
@@ -53,6 +54,8 @@ pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
 pub struct Shared {
     /// Clusters.
     pub clusters: Arc<ClusterManager>,
+    /// RDS route tables.
+    pub routes: Arc<crate::l7::routes::RouteRegistry>,
     /// Stops accept loops and drains connections.
     pub drain: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
@@ -61,31 +64,45 @@ pub struct Shared {
     pub source: Arc<str>,
 }
 
-/// Accepts until drain; every connection runs in its own tracked task.
-pub async fn serve(listener: Arc<Listener>, socket: TcpListener, shared: Shared) {
-    let accepted = counter!("isthmus_downstream_cx_total", "listener" => listener.name.clone());
+/// The listener config in force and the drain signal of the connections accepted under it.
+/// Swapped whole on update: connections keep the version they were accepted with.
+#[derive(Debug)]
+pub struct Version {
+    /// The config.
+    pub listener: Arc<Listener>,
+    /// Fired when this version is replaced or removed (or on shutdown): its HTTP connections
+    /// finish their in-flight requests and close.
+    pub drain: CancellationToken,
+}
+
+/// Accepts until `stop` (or global drain); every connection runs in its own tracked task with
+/// the listener version current when it was accepted.
+pub async fn serve(current: Arc<arc_swap::ArcSwap<Version>>, socket: TcpListener, shared: Shared, stop: CancellationToken) {
+    let name = current.load().listener.name.clone();
+    let accepted = counter!("isthmus_downstream_cx_total", "listener" => name.clone());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shared.drain.cancelled() => break,
+            _ = stop.cancelled() => break,
             r = socket.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    debug!(listener = %listener.name, error = %e, "accept failed");
+                    debug!(listener = %name, error = %e, "accept failed");
                     continue;
                 }
             },
         };
         accepted.increment(1);
         let _ = stream.set_nodelay(true);
-        let l = listener.clone();
+        let v = current.load_full();
         let sh = shared.clone();
-        let span = tracing::debug_span!("conn", listener = %l.name, client.addr = %peer);
-        shared.tracker.spawn(async move { connection(l, stream, peer, sh).await }.instrument(span));
+        let span = tracing::debug_span!("conn", listener = %name, client.addr = %peer);
+        shared.tracker.spawn(async move { connection(v.listener.clone(), stream, peer, sh, v.drain.clone()).await }.instrument(span));
     }
-    debug!(listener = %listener.name, "stopped accepting");
+    debug!(listener = %name, "stopped accepting");
 }
 
-async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, shared: Shared) {
+async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, shared: Shared, drain: CancellationToken) {
     let original = original_dst::original_dst(&stream);
     let local = original.unwrap_or_else(|| stream.local_addr().unwrap_or(l.address));
     let mut info = ConnInfo { local: Some(local), peer: Some(peer), transport: "raw_buffer", ..ConnInfo::default() };
@@ -118,12 +135,13 @@ async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, s
             let ctx = Arc::new(ConnCtx {
                 hcm: hcm.clone(),
                 clusters: shared.clusters.clone(),
+                routes: shared.routes.clone(),
                 peer,
                 local,
                 original_dst: original,
                 source: shared.source.clone(),
             });
-            crate::l7::server::serve(Prefixed::new(prefix, stream), ctx, shared.drain.clone()).await
+            crate::l7::server::serve(Prefixed::new(prefix, stream), ctx, drain).await
         }
     }
 }

@@ -273,10 +273,15 @@ fn lb_endpoint(lb: &ep::LbEndpoint, path: &Path) -> Result<Endpoint, ConfigError
     let epath = path.field("endpoint");
     check(e, &ENDPOINT, &epath)?;
     let Some(addr) = &e.address else { return Err(epath.err_at("address", "is required")) };
-    let (host, port) = host_port(addr, &epath.field("address"))?;
-    let address = match host.parse() {
-        Ok(ip) => EndpointAddress::Socket(std::net::SocketAddr::new(ip, port)),
-        Err(_) => EndpointAddress::Dns { host, port },
+    let address = match &addr.address {
+        Some(core::address::Address::Pipe(p)) if !p.path.is_empty() => EndpointAddress::Pipe(p.path.clone().into()),
+        _ => {
+            let (host, port) = host_port(addr, &epath.field("address"))?;
+            match host.parse() {
+                Ok(ip) => EndpointAddress::Socket(std::net::SocketAddr::new(ip, port)),
+                Err(_) => EndpointAddress::Dns { host, port },
+            }
+        }
     };
     let health = match core::HealthStatus::try_from(lb.health_status) {
         Ok(core::HealthStatus::Unknown | core::HealthStatus::Healthy) => HealthStatus::Healthy,

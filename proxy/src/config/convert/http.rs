@@ -9,7 +9,7 @@ use super::common::timeout;
 use super::fields::{check, FieldPolicy};
 use super::{route, Resources};
 use crate::config::error::{ConfigError, Path};
-use crate::config::listener::{CodecType, HttpConnectionManager};
+use crate::config::listener::{CodecType, HttpConnectionManager, RouteSource};
 
 pub(super) const HCM: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -17,6 +17,7 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "stat_prefix",
         "codec_type",
         "route_config",
+        "rds",
         "http_filters",
         "use_remote_address",
         "generate_request_id",
@@ -64,9 +65,14 @@ pub fn connection_manager(
         Ok(C::Http2) => CodecType::Http2,
         _ => return Err(path.err_at("codec_type", "only AUTO, HTTP1 and HTTP2 are supported")),
     };
-    let route_config = match &h.route_specifier {
-        Some(R::RouteConfig(rc)) => Arc::new(route::route_config(rc, &path.field("route_config"), res)?),
-        Some(R::Rds(_)) => return Err(path.err_at("rds", "RDS is served with xDS support, not yet")),
+    let routes = match &h.route_specifier {
+        Some(R::RouteConfig(rc)) => RouteSource::Inline(Arc::new(route::route_config(rc, &path.field("route_config"), res)?)),
+        Some(R::Rds(r)) => {
+            if r.route_config_name.is_empty() {
+                return Err(path.field("rds").err_at("route_config_name", "is required"));
+            }
+            RouteSource::Rds(r.route_config_name.clone())
+        }
         Some(R::ScopedRoutes(_)) => return Err(path.err_at("scoped_routes", "scoped routes are not supported")),
         None => return Err(path.err("route_config is required")),
     };
@@ -86,7 +92,7 @@ pub fn connection_manager(
     Ok(HttpConnectionManager {
         stat_prefix: h.stat_prefix.clone(),
         codec,
-        route_config,
+        routes,
         use_remote_address: h.use_remote_address.map(|b| b.value).unwrap_or(false),
         generate_request_id: h.generate_request_id.map(|b| b.value).unwrap_or(true),
         access_log: !h.access_log.is_empty(),

@@ -91,9 +91,16 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
                 .err(format!("listener filter {} is not supported", if url.is_empty() { &f.name } else { url })));
         }
     }
-    let mut filter_chains = Vec::with_capacity(l.filter_chains.len());
+    let mut filter_chains: Vec<Arc<FilterChain>> = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
         let chain = filter_chain(fc, i, &path.field("filter_chains").item(i, &fc.name), res)?;
+        if let Some(j) = filter_chains.iter().position(|c| c.matcher == chain.matcher) {
+            // Envoy: "multiple filter chains with the same matching rules are defined".
+            return Err(path.field("filter_chains").item(i, &fc.name).err_at(
+                "filter_chain_match",
+                format!("same matching rules as filter_chains[{j}]; a connection could not choose between them"),
+            ));
+        }
         inspect |= needs_inspection(&chain.matcher);
         filter_chains.push(Arc::new(chain));
     }

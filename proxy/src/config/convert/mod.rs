@@ -97,6 +97,60 @@ pub(super) const STATIC: FieldPolicy = FieldPolicy {
     ignored: &[],
 };
 
+const DYNAMIC: FieldPolicy = FieldPolicy {
+    message: "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+    honoured: &["ads_config", "lds_config", "cds_config"],
+    ignored: &[],
+};
+
+const API_CONFIG_SOURCE: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.ApiConfigSource",
+    honoured: &["api_type", "grpc_services", "transport_api_version"],
+    ignored: &["set_node_on_first_message_only", "refresh_delay", "request_timeout", "rate_limit_settings"],
+};
+
+fn dynamic(
+    d: &proto::bootstrap::DynamicResources,
+    path: &Path,
+) -> Result<super::bootstrap::Dynamic, ConfigError> {
+    use xds_client::protos::envoy::config::core::v3::{
+        api_config_source::ApiType, config_source::ConfigSourceSpecifier as S, grpc_service::TargetSpecifier as T,
+    };
+    check(d, &DYNAMIC, path)?;
+    let ap = path.field("ads_config");
+    let Some(ads) = &d.ads_config else { return Err(ap.err("is required (only ADS is supported)")) };
+    check(ads, &API_CONFIG_SOURCE, &ap)?;
+    let delta = match ApiType::try_from(ads.api_type) {
+        Ok(ApiType::Grpc | ApiType::AggregatedGrpc) => false,
+        Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => true,
+        _ => return Err(ap.err_at("api_type", "only GRPC and DELTA_GRPC are supported")),
+    };
+    let cluster = match ads.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
+        Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => e.cluster_name.clone(),
+        Some(T::GoogleGrpc(_)) => return Err(ap.err_at("grpc_services", "google_grpc is not supported; use envoy_grpc")),
+        _ => return Err(ap.err_at("grpc_services", "an envoy_grpc cluster_name is required")),
+    };
+    // LDS/CDS `initial_fetch_timeout` is accepted and has no effect: start-up waits for the
+    // first LDS and CDS responses, which is what Istio's `0s` asks for. RDS/EDS names get
+    // Envoy's default 15 s does-not-exist timer.
+    let source = |cs: &Option<xds_client::protos::envoy::config::core::v3::ConfigSource>, f: &str| -> Result<bool, ConfigError> {
+        let Some(cs) = cs else { return Ok(false) };
+        if !matches!(cs.config_source_specifier, Some(S::Ads(_))) {
+            return Err(path.err_at(f, "only {ads: {}} config sources are supported"));
+        }
+        Ok(true)
+    };
+    let lds = source(&d.lds_config, "lds_config")?;
+    let cds = source(&d.cds_config, "cds_config")?;
+    Ok(super::bootstrap::Dynamic {
+        delta,
+        cluster,
+        lds,
+        cds,
+        initial_fetch_timeout: Some(std::time::Duration::from_secs(15)),
+    })
+}
+
 /// Converts a whole bootstrap. `source` is the document as loaded (kept for config dump).
 pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Bootstrap, ConfigError> {
     let root = Path::root("");
@@ -151,12 +205,16 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         }
     }
     if let Some(d) = &b.dynamic_resources {
-        out.dynamic_resources = Some(serde_json::json!({
-            "ads": d.ads_config.is_some(),
-            "lds": d.lds_config.is_some(),
-            "cds": d.cds_config.is_some(),
-        }));
+        let dynamic = dynamic(d, &root.field("dynamic_resources"))?;
+        if !out.clusters.iter().any(|c| c.name == dynamic.cluster) {
+            return Err(root
+                .field("dynamic_resources")
+                .field("ads_config")
+                .err(format!("grpc_services names cluster \"{}\", which is not a static cluster", dynamic.cluster)));
+        }
+        out.dynamic = Some(dynamic);
     }
+    out.node_proto = b.node.clone().unwrap_or_default();
     Ok(out)
 }
 
@@ -167,6 +225,8 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &NODE,
         &ADMIN,
         &STATIC,
+        &DYNAMIC,
+        &API_CONFIG_SOURCE,
         &listener::LISTENER,
         &listener::FILTER_CHAIN,
         &listener::CHAIN_MATCH,

@@ -28,7 +28,8 @@ const ROUTER: &str =
 
 fn first_route(b: &Bootstrap) -> crate::config::route::Route {
     let NetworkFilter::Http(h) = &b.listeners[0].filter_chains[0].filter else { panic!("not http") };
-    h.route_config.virtual_hosts[0].routes[0].clone()
+    let crate::config::listener::RouteSource::Inline(rc) = &h.routes else { panic!("not inline") };
+    rc.virtual_hosts[0].routes[0].clone()
 }
 
 #[test]

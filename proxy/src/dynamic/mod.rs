@@ -1,0 +1,342 @@
+//! The proxy driven by a control plane: an `xds_client::Handler` that converts LDS, RDS, CDS
+//! and EDS resources with the same `config::convert` as the bootstrap file and applies them
+//! to the running listeners, route tables and clusters.
+//!
+//! Ordering and warming follow Envoy: a listener whose routes come from RDS starts only when
+//! its route tables have arrived (or were reported missing); a replaced EDS cluster keeps its
+//! endpoints until new ones arrive; readiness turns true once the first CDS and LDS are applied
+//! and nothing is warming. Identical re-pushes are no-ops.
+
+pub mod dump;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prost::Message;
+use tracing::{info, warn};
+use xds_client::protos::envoy::config::cluster::v3::Cluster as ProtoCluster;
+use xds_client::protos::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_client::protos::envoy::config::listener::v3::Listener as ProtoListener;
+use xds_client::protos::envoy::config::route::v3::RouteConfiguration;
+use xds_client::{types, ClientConfig, Handler, Mode, Rejected, Resource, Target, XdsClient};
+
+use self::dump::DumpStore;
+use crate::cluster::ClusterManager;
+use crate::config::cluster::EndpointAddress;
+use crate::config::convert::{self, Resources};
+use crate::config::error::Path;
+use crate::config::listener::{NetworkFilter, RouteSource};
+use crate::config::{Bootstrap, Discovery, Listener};
+use crate::l7::routes::RouteRegistry;
+use crate::listener::manager::ListenerManager;
+
+/// What the consumer changes.
+pub struct Targets {
+    /// Clusters (CDS, EDS).
+    pub clusters: Arc<ClusterManager>,
+    /// Route tables (RDS).
+    pub routes: Arc<RouteRegistry>,
+    /// Listeners (LDS).
+    pub listeners: Arc<ListenerManager>,
+    /// Set when the first full config is applied.
+    pub ready: Arc<AtomicBool>,
+    /// For `/config_dump`.
+    pub dump: Arc<DumpStore>,
+}
+
+/// Why xDS could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("dynamic_resources: the xDS cluster \"{0}\" has no usable endpoint (need an IP:port or a pipe)")]
+pub struct NoXdsEndpoint(String);
+
+/// Starts the ADS client for the bootstrap's `dynamic_resources`.
+pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
+    let Some(d) = &b.dynamic else { return Ok(None) };
+    let target = b
+        .clusters
+        .iter()
+        .find(|c| c.name == d.cluster)
+        .and_then(|c| c.endpoints.iter().flat_map(|l| l.endpoints.iter()).next())
+        .and_then(|e| match &e.address {
+            EndpointAddress::Socket(a) => Some(Target::Tcp(format!("http://{a}"))),
+            EndpointAddress::Pipe(p) => Some(Target::Unix(p.clone())),
+            EndpointAddress::Dns { host, port } => Some(Target::Tcp(format!("http://{host}:{port}"))),
+        })
+        .ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
+    let mut node = b.node_proto.clone();
+    node.id = b.node.id.clone();
+    node.cluster = b.node.cluster.clone();
+    if node.user_agent_name.is_empty() {
+        node.user_agent_name = "isthmus".into();
+    }
+    let cfg = ClientConfig {
+        target,
+        mode: if d.delta { Mode::Delta } else { Mode::Sotw },
+        node,
+        initial_fetch_timeout: d.initial_fetch_timeout,
+        metadata: Vec::new(),
+        backoff: Default::default(),
+    };
+    let consumer = Arc::new(Consumer {
+        client: OnceLock::new(),
+        t: targets,
+        state: Mutex::new(State { want_lds: d.lds, want_cds: d.cds, ..State::default() }),
+    });
+    let client = XdsClient::start(cfg, consumer.clone());
+    let _ = consumer.client.set(client.clone());
+    if d.cds {
+        client.watch_all(types::CLUSTER);
+    }
+    if d.lds {
+        client.watch_all(types::LISTENER);
+    }
+    consumer.check_ready();
+    Ok(Some(client))
+}
+
+#[derive(Default)]
+struct State {
+    /// Encoded bytes of the last accepted version of each resource, for no-op detection.
+    seen: HashMap<(&'static str, String), Vec<u8>>,
+    /// EDS service name per EDS cluster.
+    eds: HashMap<String, String>,
+    /// Accepted listeners not started yet, waiting for their RDS tables.
+    warming: HashMap<String, Arc<Listener>>,
+    /// RDS names each accepted listener needs.
+    rds_of: HashMap<String, BTreeSet<String>>,
+    /// RDS names reported missing: listeners stop waiting for them.
+    missing_routes: HashSet<String>,
+    /// EDS names reported missing.
+    missing_eds: HashSet<String>,
+    want_lds: bool,
+    want_cds: bool,
+    got_lds: bool,
+    got_cds: bool,
+}
+
+struct Consumer {
+    client: OnceLock<XdsClient>,
+    t: Targets,
+    state: Mutex<State>,
+}
+
+impl Handler for Consumer {
+    fn apply(&self, type_url: &str, updated: Vec<Resource>, removed: Vec<String>) -> Vec<Rejected> {
+        let kind = types::short(type_url);
+        let mut rejected = Vec::new();
+        for r in updated {
+            if self.unchanged(kind, &r) {
+                continue;
+            }
+            let result = match type_url {
+                types::CLUSTER => self.cluster(&r),
+                types::ENDPOINT => self.endpoints(&r),
+                types::LISTENER => self.listener(&r),
+                types::ROUTE => self.route(&r),
+                _ => Err(format!("type {type_url} is not used by Isthmus")),
+            };
+            match result {
+                Ok(()) => {
+                    let type_name = type_url.rsplit('/').next().unwrap_or_default();
+                    let json = xds_client::json::to_json(type_name, &r.resource.value).unwrap_or_default();
+                    self.t.dump.accepted(kind, &r.name, &r.version, json);
+                    self.lock().seen.insert((kind, r.name.clone()), r.resource.value);
+                }
+                Err(reason) => {
+                    warn!(r#type = kind, resource = %r.name, %reason, "rejected");
+                    self.t.dump.rejected(kind, &r.name, &r.version, &reason);
+                    rejected.push(Rejected { name: r.name, reason });
+                }
+            }
+        }
+        for name in &removed {
+            self.remove(type_url, name);
+            self.t.dump.removed(kind, name);
+            self.lock().seen.remove(&(kind, name.clone()));
+        }
+        match type_url {
+            types::CLUSTER => {
+                self.lock().got_cds = true;
+                self.follow_eds();
+            }
+            types::LISTENER => {
+                self.lock().got_lds = true;
+                self.follow_rds();
+            }
+            types::ROUTE => self.start_warm_listeners(),
+            _ => {}
+        }
+        self.check_ready();
+        rejected
+    }
+
+    fn does_not_exist(&self, type_url: &str, name: &str) {
+        match type_url {
+            types::ROUTE => {
+                self.lock().missing_routes.insert(name.to_string());
+                self.start_warm_listeners();
+            }
+            types::ENDPOINT => {
+                self.lock().missing_eds.insert(name.to_string());
+            }
+            _ => {}
+        }
+        self.check_ready();
+    }
+}
+
+impl Consumer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unchanged(&self, kind: &'static str, r: &Resource) -> bool {
+        self.lock().seen.get(&(kind, r.name.clone())).is_some_and(|b| *b == r.resource.value)
+    }
+
+    fn cluster(&self, r: &Resource) -> Result<(), String> {
+        let c = ProtoCluster::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
+        let model = convert::cluster(&c, &Path::root(format!("cluster \"{}\"", r.name))).map_err(|e| e.to_string())?;
+        let mut st = self.lock();
+        match &model.discovery {
+            Discovery::Eds { service_name } => {
+                st.eds.insert(model.name.clone(), service_name.clone());
+            }
+            _ => {
+                st.eds.remove(&model.name);
+            }
+        }
+        drop(st);
+        self.t.clusters.upsert(Arc::new(model));
+        Ok(())
+    }
+
+    fn endpoints(&self, r: &Resource) -> Result<(), String> {
+        let cla = ClusterLoadAssignment::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
+        let (eps, _opf) =
+            convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name))).map_err(|e| e.to_string())?;
+        self.t.clusters.set_assignment(&r.name, eps);
+        Ok(())
+    }
+
+    fn listener(&self, r: &Resource) -> Result<(), String> {
+        let l = ProtoListener::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
+        let model = convert::listener(&l, &Path::root(format!("listener \"{}\"", r.name)), &Resources::lenient())
+            .map_err(|e| e.to_string())?;
+        let needs: BTreeSet<String> = model
+            .filter_chains
+            .iter()
+            .chain(model.default_filter_chain.iter())
+            .filter_map(|c| match &c.filter {
+                NetworkFilter::Http(h) => match &h.routes {
+                    RouteSource::Rds(n) => Some(n.clone()),
+                    RouteSource::Inline(_) => None,
+                },
+                NetworkFilter::TcpProxy(_) => None,
+            })
+            .collect();
+        let model = Arc::new(model);
+        let ready = needs.iter().all(|n| self.t.routes.contains(n) || self.lock().missing_routes.contains(n));
+        if ready {
+            self.t.listeners.upsert(model.clone()).map_err(|e| e.to_string())?;
+            self.lock().warming.remove(&model.name);
+        } else {
+            // Warming: a running listener keeps serving its current version meanwhile.
+            info!(listener = %model.name, routes = ?needs, "listener warming until its routes arrive");
+            if !self.t.listeners.contains(&model.name) {
+                self.check_bindable(&model)?;
+            }
+            self.lock().warming.insert(model.name.clone(), model.clone());
+        }
+        self.lock().rds_of.insert(model.name.clone(), needs);
+        Ok(())
+    }
+
+    /// A warming listener is accepted only if its address could be bound now, so a clash
+    /// is NACKed at once rather than when its routes arrive.
+    fn check_bindable(&self, l: &Listener) -> Result<(), String> {
+        let taken = self.t.listeners.addresses().iter().any(|(n, a)| *a == l.address && *n != l.name && l.address.port() != 0);
+        if taken {
+            return Err(format!("listener \"{}\": address {} is already used by another listener", l.name, l.address));
+        }
+        crate::listener::bind(l).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn route(&self, r: &Resource) -> Result<(), String> {
+        let rc = RouteConfiguration::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
+        let model = convert::route_config(&rc, &Path::root(format!("route \"{}\"", r.name)), &Resources::lenient())
+            .map_err(|e| e.to_string())?;
+        self.t.routes.upsert(&r.name, Arc::new(model));
+        Ok(())
+    }
+
+    fn remove(&self, type_url: &str, name: &str) {
+        match type_url {
+            types::CLUSTER => {
+                self.t.clusters.remove(name);
+                self.lock().eds.remove(name);
+            }
+            types::ENDPOINT => self.t.clusters.remove_assignment(name),
+            types::LISTENER => {
+                self.t.listeners.remove(name);
+                let mut st = self.lock();
+                st.warming.remove(name);
+                st.rds_of.remove(name);
+            }
+            types::ROUTE => self.t.routes.remove(name),
+            _ => {}
+        }
+    }
+
+    fn follow_eds(&self) {
+        let names: BTreeSet<String> = self.lock().eds.values().cloned().collect();
+        if let Some(c) = self.client.get() {
+            c.watch_names(types::ENDPOINT, names);
+        }
+    }
+
+    fn follow_rds(&self) {
+        let names: BTreeSet<String> = self.lock().rds_of.values().flatten().cloned().collect();
+        if let Some(c) = self.client.get() {
+            c.watch_names(types::ROUTE, names);
+        }
+    }
+
+    fn start_warm_listeners(&self) {
+        let ready: Vec<Arc<Listener>> = {
+            let st = self.lock();
+            st.warming
+                .values()
+                .filter(|l| {
+                    st.rds_of.get(&l.name).is_none_or(|ns| {
+                        ns.iter().all(|n| self.t.routes.contains(n) || st.missing_routes.contains(n))
+                    })
+                })
+                .cloned()
+                .collect()
+        };
+        for l in ready {
+            match self.t.listeners.upsert(l.clone()) {
+                Ok(_) => {
+                    self.lock().warming.remove(&l.name);
+                }
+                Err(e) => warn!(listener = %l.name, error = %e, "warmed listener could not bind"),
+            }
+        }
+    }
+
+    fn check_ready(&self) {
+        if self.t.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let st = self.lock();
+        let eds_ready = st.eds.values().all(|s| self.t.clusters.has_assignment(s) || st.missing_eds.contains(s));
+        let ok = (!st.want_cds || st.got_cds) && (!st.want_lds || st.got_lds) && st.warming.is_empty() && eds_ready;
+        if ok {
+            info!("first full xDS config applied; ready");
+            self.t.ready.store(true, Ordering::Release);
+        }
+    }
+}
+

@@ -1,0 +1,84 @@
+//! The set of running listeners, changed at run time (static start-up and LDS alike).
+//!
+//! An update that keeps the address swaps the config without rebinding: new connections get
+//! the new version, connections of the old version finish their in-flight requests and close
+//! (HTTP) or run to completion (TCP). A new address means a new socket; the old one stops
+//! accepting. Identical re-pushes are recognised by the caller and never reach here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::{bind, serve, BindError, Shared, Version};
+use crate::config::Listener;
+
+struct Running {
+    current: Arc<ArcSwap<Version>>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+/// Running listeners by name.
+pub struct ListenerManager {
+    shared: Shared,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl ListenerManager {
+    /// A manager whose listeners share `shared` (clusters, routes, drain, tracker).
+    pub fn new(shared: Shared) -> Self {
+        ListenerManager { shared, running: Mutex::new(HashMap::new()) }
+    }
+
+    /// Starts a listener or replaces its config; returns the bound address.
+    pub fn upsert(&self, l: Arc<Listener>) -> Result<SocketAddr, BindError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = running.get(&l.name) {
+            if r.current.load().listener.address == l.address {
+                let old = r.current.swap(Arc::new(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
+                old.drain.cancel();
+                info!(listener = %l.name, "listener updated in place");
+                return Ok(r.addr);
+            }
+        }
+        let socket = bind(&l)?;
+        let addr = socket.local_addr().unwrap_or(l.address);
+        if let Some(old) = running.remove(&l.name) {
+            old.stop.cancel();
+            old.current.load().drain.cancel();
+        }
+        let current = Arc::new(ArcSwap::from_pointee(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(current.clone(), socket, self.shared.clone(), stop.clone()));
+        info!(listener = %l.name, %addr, "listening");
+        running.insert(l.name.clone(), Running { current, addr, stop });
+        Ok(addr)
+    }
+
+    /// Stops a listener: no new connections; its HTTP connections drain.
+    pub fn remove(&self, name: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = running.remove(name) {
+            r.stop.cancel();
+            r.current.load().drain.cancel();
+            info!(listener = %name, "listener removed");
+        }
+    }
+
+    /// Names and bound addresses.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = running.iter().map(|(n, r)| (n.clone(), r.addr)).collect();
+        v.sort();
+        v
+    }
+
+    /// Whether a listener with this name runs.
+    pub fn contains(&self, name: &str) -> bool {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(name)
+    }
+}
