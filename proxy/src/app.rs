@@ -102,13 +102,23 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         info!(addr = %a, "admin listening");
     }
     clusters.resolve_all(&drain).await;
-    let targets = Targets { clusters: clusters.clone(), routes, listeners: listeners.clone(), ready: ready.clone(), dump };
+    let targets =
+        Targets { clusters: clusters.clone(), routes, listeners: listeners.clone(), ready: ready.clone(), dump };
     let xds = dynamic::start(&bootstrap, targets)?;
     if xds.is_none() {
         ready.store(true, Ordering::Release);
         info!(listeners = bootstrap.listeners.len(), "ready");
     }
-    Ok(Running { listener_manager: listeners, admin, shutdown, clusters, xds, drain, tracker, drain_time: opts.drain_time })
+    Ok(Running {
+        listener_manager: listeners,
+        admin,
+        shutdown,
+        clusters,
+        xds,
+        drain,
+        tracker,
+        drain_time: opts.drain_time,
+    })
 }
 
 impl Running {

@@ -28,6 +28,15 @@ impl Proxy {
 
     /// Same, with extra command-line flags.
     pub fn start_with(yaml: &str, args: &[&str]) -> Proxy {
+        Self::launch(yaml, args, true)
+    }
+
+    /// Starts and returns once admin is up, without waiting for readiness (xDS warming).
+    pub fn start_unready(yaml: &str) -> Proxy {
+        Self::launch(yaml, &[], false)
+    }
+
+    fn launch(yaml: &str, args: &[&str], wait_ready: bool) -> Proxy {
         let path = crate::scratch("bootstrap.yaml");
         std::fs::write(&path, yaml).expect("write bootstrap");
         let mut child = Command::new(crate::isthmus_bin())
@@ -68,6 +77,9 @@ impl Proxy {
             };
             if line.contains("admin listening") {
                 admin = admin.or_else(|| field(&line, "addr").and_then(|a| a.parse().ok()));
+                if !wait_ready {
+                    break;
+                }
             } else if line.contains(" listening ") {
                 if let (Some(n), Some(a)) = (field(&line, "listener"), field(&line, "addr")) {
                     listeners.insert(n, a.parse().expect("listener addr"));

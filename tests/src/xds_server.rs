@@ -22,12 +22,17 @@ pub struct AdsServer {
 }
 
 impl AdsServer {
-    /// Starts the server and waits for its `listening` event.
+    /// Starts the server on a free port and waits for its `listening` event.
     pub fn start() -> AdsServer {
+        Self::start_on(0)
+    }
+
+    /// Starts the server on `port` (0: any).
+    pub fn start_on(port: u16) -> AdsServer {
         let script = crate::repo_root().join("tests/xds_server/ads_server.py");
         let mut child = Command::new(crate::python())
             .arg(script)
-            .args(["--port", "0"])
+            .args(["--port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

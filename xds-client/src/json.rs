@@ -70,7 +70,8 @@ where
 /// Encoded bytes of proto `type_name` as canonical proto3 JSON (config dumps).
 pub fn to_json(type_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
     let desc = pool()?.get_message_by_name(type_name).ok_or_else(|| JsonError::UnknownType(type_name.to_string()))?;
-    let msg = DynamicMessage::decode(desc, bytes).map_err(|source| JsonError::Decode { type_name: type_name.to_string(), source })?;
+    let msg = DynamicMessage::decode(desc, bytes)
+        .map_err(|source| JsonError::Decode { type_name: type_name.to_string(), source })?;
     serde_json::to_value(&msg).map_err(|e| JsonError::Invalid { path: String::new(), message: e.to_string() })
 }
 

@@ -123,8 +123,22 @@ impl ClusterRuntime {
             for e in &le.endpoints {
                 if let EndpointAddress::Socket(addr) = e.address {
                     let host = match prev.get(&addr) {
-                        Some(h) if h.weight == e.weight && h.priority == le.priority && h.health == e.health && h.locality == le.locality => h.clone(),
-                        _ => Arc::new(Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())),
+                        Some(h)
+                            if h.weight == e.weight
+                                && h.priority == le.priority
+                                && h.health == e.health
+                                && h.locality == le.locality =>
+                        {
+                            h.clone()
+                        }
+                        _ => Arc::new(Host::new(
+                            addr,
+                            e.weight,
+                            le.locality.clone(),
+                            le.priority,
+                            e.health,
+                            e.hostname.clone(),
+                        )),
                     };
                     out.push(host);
                 }

@@ -58,10 +58,10 @@ pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXds
         .iter()
         .find(|c| c.name == d.cluster)
         .and_then(|c| c.endpoints.iter().flat_map(|l| l.endpoints.iter()).next())
-        .and_then(|e| match &e.address {
-            EndpointAddress::Socket(a) => Some(Target::Tcp(format!("http://{a}"))),
-            EndpointAddress::Pipe(p) => Some(Target::Unix(p.clone())),
-            EndpointAddress::Dns { host, port } => Some(Target::Tcp(format!("http://{host}:{port}"))),
+        .map(|e| match &e.address {
+            EndpointAddress::Socket(a) => Target::Tcp(format!("http://{a}")),
+            EndpointAddress::Pipe(p) => Target::Unix(p.clone()),
+            EndpointAddress::Dns { host, port } => Target::Tcp(format!("http://{host}:{port}")),
         })
         .ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
     let mut node = b.node_proto.clone();
@@ -214,8 +214,8 @@ impl Consumer {
 
     fn endpoints(&self, r: &Resource) -> Result<(), String> {
         let cla = ClusterLoadAssignment::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
-        let (eps, _opf) =
-            convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name))).map_err(|e| e.to_string())?;
+        let (eps, _opf) = convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name)))
+            .map_err(|e| e.to_string())?;
         self.t.clusters.set_assignment(&r.name, eps);
         Ok(())
     }
@@ -256,7 +256,8 @@ impl Consumer {
     /// A warming listener is accepted only if its address could be bound now, so a clash
     /// is NACKed at once rather than when its routes arrive.
     fn check_bindable(&self, l: &Listener) -> Result<(), String> {
-        let taken = self.t.listeners.addresses().iter().any(|(n, a)| *a == l.address && *n != l.name && l.address.port() != 0);
+        let taken =
+            self.t.listeners.addresses().iter().any(|(n, a)| *a == l.address && *n != l.name && l.address.port() != 0);
         if taken {
             return Err(format!("listener \"{}\": address {} is already used by another listener", l.name, l.address));
         }
@@ -309,9 +310,9 @@ impl Consumer {
             st.warming
                 .values()
                 .filter(|l| {
-                    st.rds_of.get(&l.name).is_none_or(|ns| {
-                        ns.iter().all(|n| self.t.routes.contains(n) || st.missing_routes.contains(n))
-                    })
+                    st.rds_of
+                        .get(&l.name)
+                        .is_none_or(|ns| ns.iter().all(|n| self.t.routes.contains(n) || st.missing_routes.contains(n)))
                 })
                 .cloned()
                 .collect()
@@ -334,9 +335,8 @@ impl Consumer {
         let eds_ready = st.eds.values().all(|s| self.t.clusters.has_assignment(s) || st.missing_eds.contains(s));
         let ok = (!st.want_cds || st.got_cds) && (!st.want_lds || st.got_lds) && st.warming.is_empty() && eds_ready;
         if ok {
-            info!("first full xDS config applied; ready");
+            info!(source = "xds", "ready");
             self.t.ready.store(true, Ordering::Release);
         }
     }
 }
-

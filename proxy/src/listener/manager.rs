@@ -39,7 +39,8 @@ impl ListenerManager {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.get(&l.name) {
             if r.current.load().listener.address == l.address {
-                let old = r.current.swap(Arc::new(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
+                let old =
+                    r.current.swap(Arc::new(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
                 old.drain.cancel();
                 info!(listener = %l.name, "listener updated in place");
                 return Ok(r.addr);
@@ -51,7 +52,8 @@ impl ListenerManager {
             old.stop.cancel();
             old.current.load().drain.cancel();
         }
-        let current = Arc::new(ArcSwap::from_pointee(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
+        let current =
+            Arc::new(ArcSwap::from_pointee(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
         let stop = CancellationToken::new();
         tokio::spawn(serve(current.clone(), socket, self.shared.clone(), stop.clone()));
         info!(listener = %l.name, %addr, "listening");

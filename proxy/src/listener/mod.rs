@@ -77,7 +77,12 @@ pub struct Version {
 
 /// Accepts until `stop` (or global drain); every connection runs in its own tracked task with
 /// the listener version current when it was accepted.
-pub async fn serve(current: Arc<arc_swap::ArcSwap<Version>>, socket: TcpListener, shared: Shared, stop: CancellationToken) {
+pub async fn serve(
+    current: Arc<arc_swap::ArcSwap<Version>>,
+    socket: TcpListener,
+    shared: Shared,
+    stop: CancellationToken,
+) {
     let name = current.load().listener.name.clone();
     let accepted = counter!("isthmus_downstream_cx_total", "listener" => name.clone());
     loop {
@@ -97,12 +102,20 @@ pub async fn serve(current: Arc<arc_swap::ArcSwap<Version>>, socket: TcpListener
         let v = current.load_full();
         let sh = shared.clone();
         let span = tracing::debug_span!("conn", listener = %name, client.addr = %peer);
-        shared.tracker.spawn(async move { connection(v.listener.clone(), stream, peer, sh, v.drain.clone()).await }.instrument(span));
+        shared.tracker.spawn(
+            async move { connection(v.listener.clone(), stream, peer, sh, v.drain.clone()).await }.instrument(span),
+        );
     }
     debug!(listener = %name, "stopped accepting");
 }
 
-async fn connection(l: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr, shared: Shared, drain: CancellationToken) {
+async fn connection(
+    l: Arc<Listener>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+    drain: CancellationToken,
+) {
     let original = original_dst::original_dst(&stream);
     let local = original.unwrap_or_else(|| stream.local_addr().unwrap_or(l.address));
     let mut info = ConnInfo { local: Some(local), peer: Some(peer), transport: "raw_buffer", ..ConnInfo::default() };

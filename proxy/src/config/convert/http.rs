@@ -66,7 +66,9 @@ pub fn connection_manager(
         _ => return Err(path.err_at("codec_type", "only AUTO, HTTP1 and HTTP2 are supported")),
     };
     let routes = match &h.route_specifier {
-        Some(R::RouteConfig(rc)) => RouteSource::Inline(Arc::new(route::route_config(rc, &path.field("route_config"), res)?)),
+        Some(R::RouteConfig(rc)) => {
+            RouteSource::Inline(Arc::new(route::route_config(rc, &path.field("route_config"), res)?))
+        }
         Some(R::Rds(r)) => {
             if r.route_config_name.is_empty() {
                 return Err(path.field("rds").err_at("route_config_name", "is required"));

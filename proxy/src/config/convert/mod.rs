@@ -109,10 +109,7 @@ const API_CONFIG_SOURCE: FieldPolicy = FieldPolicy {
     ignored: &["set_node_on_first_message_only", "refresh_delay", "request_timeout", "rate_limit_settings"],
 };
 
-fn dynamic(
-    d: &proto::bootstrap::DynamicResources,
-    path: &Path,
-) -> Result<super::bootstrap::Dynamic, ConfigError> {
+fn dynamic(d: &proto::bootstrap::DynamicResources, path: &Path) -> Result<super::bootstrap::Dynamic, ConfigError> {
     use xds_client::protos::envoy::config::core::v3::{
         api_config_source::ApiType, config_source::ConfigSourceSpecifier as S, grpc_service::TargetSpecifier as T,
     };
@@ -127,13 +124,17 @@ fn dynamic(
     };
     let cluster = match ads.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
         Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => e.cluster_name.clone(),
-        Some(T::GoogleGrpc(_)) => return Err(ap.err_at("grpc_services", "google_grpc is not supported; use envoy_grpc")),
+        Some(T::GoogleGrpc(_)) => {
+            return Err(ap.err_at("grpc_services", "google_grpc is not supported; use envoy_grpc"))
+        }
         _ => return Err(ap.err_at("grpc_services", "an envoy_grpc cluster_name is required")),
     };
     // LDS/CDS `initial_fetch_timeout` is accepted and has no effect: start-up waits for the
     // first LDS and CDS responses, which is what Istio's `0s` asks for. RDS/EDS names get
     // Envoy's default 15 s does-not-exist timer.
-    let source = |cs: &Option<xds_client::protos::envoy::config::core::v3::ConfigSource>, f: &str| -> Result<bool, ConfigError> {
+    let source = |cs: &Option<xds_client::protos::envoy::config::core::v3::ConfigSource>,
+                  f: &str|
+     -> Result<bool, ConfigError> {
         let Some(cs) = cs else { return Ok(false) };
         if !matches!(cs.config_source_specifier, Some(S::Ads(_))) {
             return Err(path.err_at(f, "only {ads: {}} config sources are supported"));

@@ -1,0 +1,237 @@
+//! The real binary driven by the independent control plane (Python grpcio + `xds-protos`),
+//! over SotW and Delta: listener + RDS warming, traffic through pushed config, weight and
+//! endpoint changes under load with zero failed requests, a keep-alive connection surviving,
+//! bad pushes NACKed while traffic keeps flowing, and a control-plane outage.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::proxy::Proxy;
+use tests::upstream::{get, Behaviour, Upstream};
+use tests::xds_server::AdsServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+
+fn bootstrap(cp_port: u16, delta: bool) -> String {
+    format!(
+        r#"node: {{id: "sidecar~127.0.0.1~web-1.shop~shop.svc.cluster.local", cluster: web.shop, locality: {{region: cn-hangzhou, zone: cn-hangzhou-h}}}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: {}
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
+  cds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 0s}}
+  lds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 0s}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {cp_port}}}}}}}}}]}}]
+"#,
+        if delta { "DELTA_GRPC" } else { "GRPC" }
+    )
+}
+
+fn eds_cluster(name: &str) -> Value {
+    json!({"@type": CDS, "name": name, "type": "EDS", "connect_timeout": "1s",
+           "eds_cluster_config": {"eds_config": {"ads": {}}, "service_name": name}})
+}
+
+fn assignment(name: &str, ports: &[u16]) -> Value {
+    let eps: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
+        .collect();
+    json!({"@type": EDS, "cluster_name": name,
+           "endpoints": [{"locality": {"region": "cn-hangzhou", "zone": "cn-hangzhou-h"}, "lb_endpoints": eps}]})
+}
+
+fn listener(port: u16) -> Value {
+    json!({"@type": LDS, "name": "ingress",
+           "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+               "stat_prefix": "ingress",
+               "rds": {"route_config_name": "r1", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+               "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]})
+}
+
+fn routes(weight_a: u32) -> Value {
+    json!({"@type": RDS, "name": "r1", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [
+            {"name": "a", "weight": weight_a}, {"name": "b", "weight": 100 - weight_a}]},
+            "retry_policy": {"retry_on": "connect-failure,reset", "num_retries": 2}}}]}]})
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn warming_traffic_and_updates(delta: bool) {
+    let a1 = Upstream::start("a1", Behaviour::default()).await;
+    let a2 = Upstream::start("a2", Behaviour::default()).await;
+    let b1 = Upstream::start("b1", Behaviour::default()).await;
+    let mut cp = AdsServer::start();
+    let port = free_port();
+    cp.set(CDS, "c1", vec![eds_cluster("a"), eds_cluster("b")]);
+    cp.set(EDS, "e1", vec![assignment("a", &[a1.addr.port()]), assignment("b", &[b1.addr.port()])]);
+    cp.set(LDS, "l1", vec![listener(port)]);
+    let proxy = Proxy::start_unready(&bootstrap(cp.port, delta));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // Step 3: the listener warms until its routes arrive: nothing accepts, not ready.
+    cp.request(RDS, |e| {
+        let n = if delta { &e["subscribe"] } else { &e["names"] };
+        *n == json!(["r1"])
+    });
+    cp.request(LDS, |e| e["nonce"] != "" && e["nack"] == false);
+    assert!(std::net::TcpStream::connect(addr).is_err(), "a warming listener must not accept");
+    assert_eq!(proxy.admin_get("/ready").0, 503);
+    cp.set(RDS, "r-1", vec![routes(100)]);
+    cp.push(RDS, "rds-1");
+    cp.request(RDS, |e| e["nonce"] == "rds-1" && e["nack"] == false);
+    tests::eventually(Duration::from_secs(5), || (proxy.admin_get("/ready").0 == 200).then_some(())).await;
+    let (s, h, _) = get(addr, "/", &[]).await.unwrap();
+    assert_eq!((s, h["x-upstream"].to_str().unwrap()), (200, "a1"));
+
+    // A keep-alive connection opened now must survive every push below.
+    let mut keep = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ask = b"GET /keep HTTP/1.1\r\nHost: x\r\n\r\n";
+    keep.write_all(ask).await.unwrap();
+    read_response(&mut keep).await;
+
+    // Step 4: 20 pushes (weights flip, endpoints change, identical re-pushes) under a bounded
+    // h2load run; zero failed requests.
+    let url = format!("http://{addr}/load");
+    let load = std::thread::spawn(move || {
+        Command::new(tests::tool("h2load")).args(["-c", "4", "-m", "4", "-D", "4", &url]).output().unwrap()
+    });
+    tests::eventually(Duration::from_secs(5), || (a1.hits() > 20).then_some(())).await;
+    for i in 0..20u32 {
+        let nonce = format!("p{i}");
+        match i % 4 {
+            0 => {
+                cp.set(RDS, &format!("r-{i}"), vec![routes(0)]);
+                cp.push(RDS, &nonce);
+            }
+            1 => {
+                cp.set(
+                    EDS,
+                    &format!("e-{i}"),
+                    vec![assignment("a", &[a1.addr.port(), a2.addr.port()]), assignment("b", &[b1.addr.port()])],
+                );
+                cp.push(EDS, &nonce);
+            }
+            2 => {
+                cp.set(RDS, &format!("r-{i}"), vec![routes(50)]);
+                cp.push(RDS, &nonce);
+            }
+            _ => {
+                cp.push(LDS, &nonce); // identical listener: a no-op
+            }
+        }
+        let ack = cp.wait(|e| e["event"] == "request" && e["nonce"] == nonce.as_str());
+        assert_eq!(ack["nack"], false, "{ack}");
+    }
+    let out = load.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let done = text.lines().find(|l| l.starts_with("requests:")).unwrap_or_default().to_string();
+    assert!(done.contains(" 0 failed, 0 errored, 0 timeout"), "{done}\n{text}");
+    assert!(!text.contains("status codes: 0 2xx"), "{text}");
+    let codes = text.lines().find(|l| l.starts_with("status codes:")).unwrap_or_default();
+    assert!(codes.contains(" 0 3xx, 0 4xx, 0 5xx"), "{codes}");
+    assert!(b1.hits() > 0 && a2.hits() > 0, "traffic moved: a1={} a2={} b1={}", a1.hits(), a2.hits(), b1.hits());
+    keep.write_all(ask).await.unwrap();
+    read_response(&mut keep).await;
+
+    // Bad pushes are NACKed naming the field; traffic keeps flowing; a correction is ACKed.
+    let bad_cds = json!({"@type": CDS, "name": "c-bad", "type": "EDS", "connect_timeout": "1s", "lb_policy": "MAGLEV"});
+    let mut bad_regex = routes(50);
+    bad_regex["virtual_hosts"][0]["routes"][0]["match"] = json!({"safe_regex": {"regex": "/(unclosed"}});
+    let mut ambiguous = listener(port);
+    let chain = ambiguous["filter_chains"][0].clone();
+    ambiguous["filter_chains"] = json!([chain.clone(), chain]);
+    let mut dup_addr = listener(port);
+    dup_addr["name"] = json!("ingress-2");
+    let no_addr = json!({"@type": EDS, "cluster_name": "a", "endpoints": [{"lb_endpoints": [{"endpoint": {}}]}]});
+    let cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        (CDS, vec![eds_cluster("a"), eds_cluster("b"), bad_cds], "lb_policy: MAGLEV is not supported"),
+        (RDS, vec![bad_regex], "safe_regex.regex: invalid regex"),
+        (LDS, vec![listener(port), dup_addr], "already"),
+        (LDS, vec![ambiguous], "filter_chain_match: same matching rules"),
+        (EDS, vec![no_addr, assignment("b", &[b1.addr.port()])], "endpoint.address: is required"),
+    ];
+    for (i, (t, resources, expect)) in cases.into_iter().enumerate() {
+        cp.set(t, &format!("bad-{i}"), resources);
+        if delta && t == LDS {
+            cp.cmd(json!({"cmd": "remove", "type": LDS, "names": []}));
+        }
+        let nonce = format!("bad-{i}");
+        cp.push(t, &nonce);
+        let nack = cp.wait(|e| e["event"] == "request" && e["nonce"] == nonce.as_str());
+        assert_eq!(nack["nack"], true, "{nack}");
+        assert!(nack["error"].as_str().unwrap().contains(expect), "expected {expect:?} in {nack}");
+        let (s, _, _) = get(addr, "/after-bad", &[]).await.unwrap();
+        assert_eq!(s, 200, "traffic keeps flowing on the last good config");
+    }
+    cp.set(RDS, "fixed", vec![routes(100)]);
+    cp.push(RDS, "fixed");
+    assert_eq!(cp.wait(|e| e["event"] == "request" && e["nonce"] == "fixed")["nack"], false);
+    let (_, dump) = proxy.admin_get("/config_dump");
+    assert!(dump.contains("invalid regex"), "config_dump shows the last rejection");
+
+    // Control plane down: traffic goes on; back up: the stream resumes with accepted versions.
+    let cp_port = cp.port;
+    drop(cp);
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/while-down", &[]).await.unwrap().0, 200);
+    }
+    let mut cp2 = AdsServer::start_on(cp_port);
+    cp2.set(CDS, "c1", vec![eds_cluster("a"), eds_cluster("b")]);
+    let again = cp2.request(CDS, |_| true);
+    if delta {
+        assert!(again["initial_versions"].as_object().unwrap().contains_key("a"), "{again}");
+    } else {
+        assert_ne!(again["version"], "", "{again}");
+    }
+    assert_eq!(get(addr, "/after-restart", &[]).await.unwrap().0, 200);
+}
+
+async fn read_response(s: &mut tokio::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n")
+        || !buf.ends_with(b"a1") && !buf.ends_with(b"a2") && !buf.ends_with(b"b1")
+    {
+        let n =
+            tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.expect("response in time").unwrap();
+        assert!(n > 0, "keep-alive connection closed: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_config_over_sotw() {
+    warming_traffic_and_updates(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_config_over_delta() {
+    warming_traffic_and_updates(true).await;
+}
