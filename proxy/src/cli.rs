@@ -39,6 +39,24 @@ pub struct Cli {
     /// Serve `/healthz/ready` on this address too (Istio uses 0.0.0.0:15021).
     #[arg(long = "readiness-address")]
     pub readiness_address: Option<std::net::SocketAddr>,
+    /// Skip unknown fields in the bootstrap instead of refusing it (pilot-agent passes this).
+    #[arg(long = "allow-unknown-static-fields")]
+    pub allow_unknown_static_fields: bool,
+    /// Accepted for Envoy compatibility: `immediate` or `gradual`; Isthmus drains immediately.
+    #[arg(long = "drain-strategy", value_parser = ["immediate", "gradual"])]
+    pub drain_strategy: Option<String>,
+    /// Accepted for Envoy compatibility (`v4` or `v6`); listeners bind what the config says.
+    #[arg(long = "local-address-ip-version", value_parser = ["v4", "v6"])]
+    pub local_address_ip_version: Option<String>,
+    /// Accepted for Envoy compatibility; access logs are written line by line.
+    #[arg(long = "file-flush-interval-msec")]
+    pub file_flush_interval_msec: Option<u64>,
+    /// Accepted for Envoy compatibility; Isthmus has no hot restart.
+    #[arg(long = "disable-hot-restart")]
+    pub disable_hot_restart: bool,
+    /// Accepted for Envoy compatibility; log lines use tracing's format.
+    #[arg(long = "log-format")]
+    pub log_format: Option<String>,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Option<Command>,

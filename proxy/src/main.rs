@@ -53,7 +53,9 @@ fn load_config(cli: &Cli) -> Result<Bootstrap, proxy::config::ConfigError> {
             "a config is required: -c <file> or --config-yaml <text>",
         ));
     }
-    let mut b = load::load(cli.config_path.as_deref(), cli.config_yaml.as_deref())?;
+    let mut b =
+        load::load_with(cli.config_path.as_deref(), cli.config_yaml.as_deref(), cli.allow_unknown_static_fields)?;
+    proxy::config::node_env::apply(&mut b, |k| std::env::var(k).ok(), std::env::vars());
     if let Some(n) = &cli.service_node {
         b.node.id = n.clone();
     }

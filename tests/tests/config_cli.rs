@@ -119,3 +119,37 @@ async fn admin_pages() {
     assert_eq!(proxy.metric("envoy_cluster_upstream_cx_total", "web"), 1.0);
     assert_eq!(proxy.metric("envoy_cluster_upstream_rq_total", "web"), 11.0);
 }
+
+#[test]
+fn pilot_agent_flags_are_accepted_and_unknown_static_fields_tolerated_on_request() {
+    let path = tests::scratch("unknown.yaml");
+    std::fs::write(
+        &path,
+        "static_resources:\n  clusters:\n  - name: a\n    connect_timeout: 1s\n    some_future_field: 1\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let out = run(&["-c", p, "--mode", "validate"]);
+    assert_eq!(out.status.code(), Some(1), "unknown fields are refused by default");
+    let out = run(&[
+        "-c",
+        p,
+        "--mode",
+        "validate",
+        "--allow-unknown-static-fields",
+        "--drain-strategy",
+        "immediate",
+        "--local-address-ip-version",
+        "v4",
+        "--file-flush-interval-msec",
+        "1000",
+        "--disable-hot-restart",
+        "--log-format",
+        "%Y-%m-%dT%T.%fZ\t%l\t%n\t%v",
+        "--concurrency",
+        "2",
+        "--drain-time-s",
+        "45",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

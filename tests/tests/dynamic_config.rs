@@ -235,3 +235,36 @@ async fn dynamic_config_over_sotw() {
 async fn dynamic_config_over_delta() {
     warming_traffic_and_updates(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_identity_comes_from_istio_environment_variables() {
+    let mut cp = AdsServer::start();
+    let path = tests::scratch("env-bootstrap.yaml");
+    std::fs::write(
+        &path,
+        bootstrap(cp.port, false).replace(
+            "node: {id: \"sidecar~127.0.0.1~web-1.shop~shop.svc.cluster.local\", cluster: web.shop, ",
+            "node: {",
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(tests::isthmus_bin())
+        .arg("-c")
+        .arg(&path)
+        .env("POD_NAME", "checkout-7f9c")
+        .env("POD_NAMESPACE", "shop")
+        .env("INSTANCE_IP", "10.8.0.12")
+        .env("ISTIO_META_CLUSTER_ID", "hangzhou")
+        .env("ISTIO_META_ISTIO_VERSION", "1.28.0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = cp.request(CDS, |_| true);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first["node_id"], "sidecar~10.8.0.12~checkout-7f9c.shop~shop.svc.cluster.local");
+    assert_eq!(first["locality"]["zone"], "cn-hangzhou-h");
+    let keys = first["metadata_keys"].as_array().unwrap();
+    assert!(keys.contains(&json!("CLUSTER_ID")) && keys.contains(&json!("ISTIO_VERSION")), "{first}");
+}

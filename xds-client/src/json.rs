@@ -50,19 +50,33 @@ pub fn pool() -> Result<&'static DescriptorPool, JsonError> {
         .map_err(|e| JsonError::Descriptors(e.clone()))
 }
 
-/// Decodes canonical proto3 JSON into the typed Envoy message `T`.
+/// Decodes canonical proto3 JSON into the typed Envoy message `T`; unknown fields are errors.
 pub fn from_json<T>(value: serde_json::Value) -> Result<T, JsonError>
+where
+    T: prost::Message + prost::Name + Default,
+{
+    from_json_with(value, true)
+}
+
+/// Like [`from_json`]; with `deny_unknown = false` unknown fields are skipped (Envoy's
+/// `--allow-unknown-static-fields`, which pilot-agent passes).
+pub fn from_json_with<T>(value: serde_json::Value, deny_unknown: bool) -> Result<T, JsonError>
 where
     T: prost::Message + prost::Name + Default,
 {
     let type_name = T::full_name();
     let desc = pool()?.get_message_by_name(&type_name).ok_or_else(|| JsonError::UnknownType(type_name.clone()))?;
     let mut track = serde_path_to_error::Track::new();
-    let dynamic = DynamicMessage::deserialize(desc, serde_path_to_error::Deserializer::new(value, &mut track))
-        .map_err(|e| JsonError::Invalid {
-            path: track.path().to_string().trim_start_matches('.').to_string(),
-            message: explain(e.to_string()),
-        })?;
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(deny_unknown);
+    let dynamic = DynamicMessage::deserialize_with_options(
+        desc,
+        serde_path_to_error::Deserializer::new(value, &mut track),
+        &options,
+    )
+    .map_err(|e| JsonError::Invalid {
+        path: track.path().to_string().trim_start_matches('.').to_string(),
+        message: explain(e.to_string()),
+    })?;
     let bytes = prost::Message::encode_to_vec(&dynamic);
     T::decode(bytes.as_slice()).map_err(|source| JsonError::Decode { type_name, source })
 }

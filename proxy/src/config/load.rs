@@ -9,6 +9,11 @@ use super::{convert, Bootstrap, ConfigError};
 /// Loads the bootstrap from a file, an inline YAML string, or both; inline values are merged
 /// over the file's (objects merge, lists append), as Envoy merges `--config-yaml`.
 pub fn load(file: Option<&FsPath>, inline: Option<&str>) -> Result<Bootstrap, ConfigError> {
+    load_with(file, inline, false)
+}
+
+/// [`load`], optionally skipping unknown fields (`--allow-unknown-static-fields`).
+pub fn load_with(file: Option<&FsPath>, inline: Option<&str>, allow_unknown: bool) -> Result<Bootstrap, ConfigError> {
     let mut doc = serde_json::Value::Object(Default::default());
     let mut origin = String::from("--config-yaml");
     if let Some(path) = file {
@@ -24,7 +29,7 @@ pub fn load(file: Option<&FsPath>, inline: Option<&str>) -> Result<Bootstrap, Co
             origin.push_str(" + --config-yaml");
         }
     }
-    from_value(doc, &origin)
+    from_value_with(doc, &origin, allow_unknown)
 }
 
 /// Parses YAML (a superset of JSON) into a JSON value.
@@ -40,7 +45,11 @@ pub fn parse(text: &str, origin: &str) -> Result<serde_json::Value, ConfigError>
 
 /// Converts a parsed document.
 pub fn from_value(doc: serde_json::Value, origin: &str) -> Result<Bootstrap, ConfigError> {
-    let proto: ProtoBootstrap = xds_client::json::from_json(doc.clone())
+    from_value_with(doc, origin, false)
+}
+
+fn from_value_with(doc: serde_json::Value, origin: &str, allow_unknown: bool) -> Result<Bootstrap, ConfigError> {
+    let proto: ProtoBootstrap = xds_client::json::from_json_with(doc.clone(), !allow_unknown)
         .map_err(|source| ConfigError::Proto { origin: origin.to_string(), source })?;
     convert::bootstrap(&proto, doc).map_err(|e| match e {
         ConfigError::Field { path, message } => ConfigError::Field { path: format!("{origin}: {path}"), message },

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod error;
 pub mod listener;
 pub mod load;
+pub mod node_env;
 pub mod route;
 
 pub use bootstrap::{Admin, Bootstrap, Node};
