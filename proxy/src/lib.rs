@@ -17,4 +17,5 @@ pub mod dynamic;
 pub mod l4;
 pub mod l7;
 pub mod listener;
+pub mod outlier;
 pub mod telemetry;

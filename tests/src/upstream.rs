@@ -30,6 +30,8 @@ pub struct Behaviour {
     pub delay: Option<Duration>,
     /// Close the connection without answering (upstream reset).
     pub reset: bool,
+    /// While set, answer 500 (flip it to make a healthy host fail and recover).
+    pub failing: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A running upstream.
@@ -88,7 +90,9 @@ async fn handle(
     if req.uri().path() == "/ws" && hdr("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Ok(websocket_echo(req));
     }
-    let status = hdr("x-test-status").and_then(|v| v.parse().ok()).or(b.status).unwrap_or(200);
+    let failing = b.failing.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+    let status =
+        if failing { 500 } else { hdr("x-test-status").and_then(|v| v.parse().ok()).or(b.status).unwrap_or(200) };
     let body: Body = match req.uri().path() {
         "/echo" => req.into_body().boxed(),
         "/headers" => {

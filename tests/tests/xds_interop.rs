@@ -67,8 +67,8 @@ impl Handler for Consumer {
                 for r in updated {
                     let cla = ClusterLoadAssignment::decode(r.resource.value.as_slice()).unwrap();
                     match load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name))) {
-                        Ok((eps, _)) => {
-                            m.insert(r.name, eps.iter().map(|l| l.endpoints.len()).sum());
+                        Ok(a) => {
+                            m.insert(r.name, a.endpoints.iter().map(|l| l.endpoints.len()).sum());
                         }
                         Err(e) => rejected.push(reject(&r.name, e.to_string())),
                     }

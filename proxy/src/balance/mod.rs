@@ -5,6 +5,8 @@
 //! counts; random is weighted by cumulative weight. Priority load and locality weights (Envoy's
 //! arithmetic) are their own module, built on these.
 
+pub mod locality;
+pub mod priority;
 mod schedule;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -37,7 +37,10 @@ pub async fn resolve(c: &ClusterRuntime) -> Vec<Arc<Host>> {
             for addr in addrs.into_iter().take(take) {
                 let host = match previous.get(&addr) {
                     Some(h) if h.weight == e.weight && h.priority == le.priority => h.clone(),
-                    _ => Arc::new(Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, name.clone())),
+                    _ => Arc::new(
+                        Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, name.clone())
+                            .with_locality_weight(le.weight),
+                    ),
                 };
                 if !out.iter().any(|h: &Arc<Host>| h.addr == addr) {
                     out.push(host);

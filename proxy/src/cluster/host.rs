@@ -27,6 +27,11 @@ pub struct Host {
     pub rq_total: AtomicU64,
     /// Requests that failed (5xx, reset, connect failure).
     pub rq_error: AtomicU64,
+    /// The locality's `load_balancing_weight` (locality-weighted balancing).
+    pub locality_weight: Option<u32>,
+    /// Outlier-detection counters (request path).
+    pub counters: crate::outlier::counters::HostCounters,
+    ejected: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -49,7 +54,36 @@ impl Host {
             active: AtomicU64::new(0),
             rq_total: AtomicU64::new(0),
             rq_error: AtomicU64::new(0),
+            locality_weight: None,
+            counters: Default::default(),
+            ejected: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The same host with its locality's weight.
+    pub fn with_locality_weight(mut self, w: Option<u32>) -> Self {
+        self.locality_weight = w;
+        self
+    }
+
+    /// Ejected by outlier detection.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// Sets the ejection flag (outlier detector only).
+    pub fn set_ejected(&self, on: bool) {
+        self.ejected.store(on, Ordering::Relaxed);
+    }
+
+    /// Healthy for balancing: configured healthy and not ejected.
+    pub fn is_healthy(&self) -> bool {
+        self.health == HealthStatus::Healthy && !self.is_ejected()
+    }
+
+    /// Degraded for balancing: configured degraded and not ejected.
+    pub fn is_degraded(&self) -> bool {
+        self.health == HealthStatus::Degraded && !self.is_ejected()
     }
 
     /// A healthy host with no locality (unit tests).

@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use super::{dns, ClusterRuntime};
-use crate::config::{Cluster, Discovery, LocalityEndpoints};
+use crate::config::{Assignment, Cluster, Discovery};
 
 /// Clusters by name, plus the EDS assignments received so far.
 #[derive(Debug, Default)]
@@ -16,7 +16,7 @@ pub struct ClusterManager {
     clusters: ArcSwap<HashMap<String, Arc<ClusterRuntime>>>,
     /// Latest ClusterLoadAssignment endpoints by EDS service name, so a cluster created (or
     /// replaced) after its endpoints arrived starts with them.
-    assignments: Mutex<HashMap<String, Arc<Vec<LocalityEndpoints>>>>,
+    assignments: Mutex<HashMap<String, Arc<Assignment>>>,
     /// Stops DNS refresh loops on shutdown.
     stop: CancellationToken,
 }
@@ -24,7 +24,7 @@ pub struct ClusterManager {
 impl ClusterManager {
     /// Builds run-time clusters for `configs` (static bootstrap).
     pub fn new(configs: &[Arc<Cluster>]) -> Self {
-        let map = configs.iter().map(|c| (c.name.clone(), Arc::new(ClusterRuntime::new(c.clone())))).collect();
+        let map = configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone()))).collect();
         ClusterManager { clusters: ArcSwap::from_pointee(map), ..Default::default() }
     }
 
@@ -54,7 +54,7 @@ impl ClusterManager {
     /// Adds or replaces a cluster (CDS). A replaced EDS cluster keeps serving its current
     /// endpoints until new ones arrive, so an update never empties a cluster.
     pub fn upsert(&self, config: Arc<Cluster>) {
-        let new = Arc::new(ClusterRuntime::new(config.clone()));
+        let new = ClusterRuntime::new(config.clone());
         if let Discovery::Eds { service_name } = &config.discovery {
             let known = self.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(service_name).cloned();
             match (known, self.get(&config.name)) {
@@ -90,8 +90,8 @@ impl ClusterManager {
     }
 
     /// Applies a ClusterLoadAssignment (EDS) to every cluster that asks for `service_name`.
-    pub fn set_assignment(&self, service_name: &str, endpoints: Vec<LocalityEndpoints>) {
-        let eps = Arc::new(endpoints);
+    pub fn set_assignment(&self, service_name: &str, assignment: Assignment) {
+        let eps = Arc::new(assignment);
         self.assignments.lock().unwrap_or_else(|p| p.into_inner()).insert(service_name.to_string(), eps.clone());
         for c in self.clusters.load().values() {
             if matches!(&c.config.discovery, Discovery::Eds { service_name: s } if s == service_name) {

@@ -4,6 +4,7 @@
 pub mod connector;
 mod dns;
 pub mod host;
+pub mod hostset;
 pub mod limits;
 mod manager;
 pub mod stats;
@@ -19,11 +20,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use self::connector::Connector;
 use self::host::Host;
+pub use self::hostset::HostSet;
 use self::limits::Gauge;
 pub use self::manager::ClusterManager;
 use self::stats::ClusterStats;
-use crate::balance::Picker;
-use crate::config::cluster::{EndpointAddress, HealthStatus};
+use crate::config::cluster::EndpointAddress;
 use crate::config::{Cluster, Discovery};
 
 /// Errors carried by proxied bodies.
@@ -32,28 +33,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A pooled upstream HTTP client.
 pub type HttpClient = Client<Connector, ProxyBody>;
-
-/// The current hosts and the picker over the eligible ones.
-#[derive(Debug)]
-pub struct HostSet {
-    /// Every host, for admin and health accounting.
-    pub all: Vec<Arc<Host>>,
-    /// Chooses among the hosts of the most preferred priority that has healthy ones (all hosts
-    /// when none is healthy: panic mode). Envoy's full priority load is the locality issue's.
-    pub picker: Picker,
-}
-
-impl HostSet {
-    fn new(all: Vec<Arc<Host>>, cluster: &Cluster) -> Self {
-        let serving = |h: &&Arc<Host>| h.health != HealthStatus::Unhealthy;
-        let best = all.iter().filter(serving).map(|h| h.priority).min();
-        let eligible: Vec<Arc<Host>> = match best {
-            Some(p) => all.iter().filter(serving).filter(|h| h.priority == p).cloned().collect(),
-            None => all.clone(),
-        };
-        HostSet { picker: Picker::new(eligible, cluster.lb_policy, cluster.choice_count), all }
-    }
-}
 
 /// One cluster's run-time state.
 #[derive(Debug)]
@@ -73,14 +52,18 @@ pub struct ClusterRuntime {
     pub retries: Arc<Gauge>,
     /// Open connections (`max_connections`), shared with the connector and tcp_proxy.
     pub connections: Arc<Gauge>,
-    /// Fired when the cluster is removed or replaced (stops its DNS refresh).
+    /// Fired when the cluster is removed or replaced (stops its DNS refresh and detector).
     pub stop: tokio_util::sync::CancellationToken,
+    /// Consecutive-error detections for the outlier detector task.
+    outlier_tx: Option<tokio::sync::mpsc::UnboundedSender<(SocketAddr, crate::outlier::EjectionType)>>,
+    /// Requests served from a priority in panic.
+    pub healthy_panic: metrics::Counter,
 }
 
 impl ClusterRuntime {
-    /// Builds the run-time cluster with its static (IP) hosts; DNS hosts come from
-    /// [`ClusterManager::resolve_all`].
-    pub fn new(config: Arc<Cluster>) -> Self {
+    /// Builds the run-time cluster with its static (IP) hosts and starts its outlier detector
+    /// (when configured); DNS hosts come from [`ClusterManager::resolve_all`].
+    pub fn new(config: Arc<Cluster>) -> Arc<Self> {
         let stats = Arc::new(ClusterStats::new(&config.name));
         let cb = config.circuit_breakers;
         let connections = Gauge::new(cb.max_connections);
@@ -90,8 +73,15 @@ impl ClusterRuntime {
         let h1 = b.build(connector.clone());
         let h2 = b.clone().http2_only(true).build(connector);
         let hosts = static_hosts(&config);
-        ClusterRuntime {
-            hosts: ArcSwap::from_pointee(HostSet::new(hosts, &config)),
+        let (tx, rx) = match &config.outlier {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let rt = Arc::new(ClusterRuntime {
+            hosts: ArcSwap::from_pointee(HostSet::new(hosts, &config, config.policy)),
             stats,
             h1,
             h2,
@@ -99,8 +89,16 @@ impl ClusterRuntime {
             retries: Gauge::new(cb.max_retries),
             connections,
             stop: tokio_util::sync::CancellationToken::new(),
+            outlier_tx: tx,
+            healthy_panic: metrics::counter!("envoy_cluster_lb_healthy_panic", "envoy_cluster_name" => config.name.clone()),
             config,
+        });
+        if let (Some(rx), Some(cfg), Ok(handle)) =
+            (rx, rt.config.outlier.clone(), tokio::runtime::Handle::try_current())
+        {
+            handle.spawn(crate::outlier::runtime::run(Arc::downgrade(&rt), cfg, rx, rt.stop.clone()));
         }
+        rt
     }
 
     /// The current host set.
@@ -108,14 +106,31 @@ impl ClusterRuntime {
         self.hosts.load()
     }
 
-    /// Replaces the hosts (DNS refresh, later EDS). Requests in flight keep their host.
+    /// Replaces the hosts (DNS refresh, EDS). Requests in flight keep their host.
     pub fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
-        self.hosts.store(Arc::new(HostSet::new(hosts, &self.config)));
+        let policy = self.hosts.load().policy;
+        self.hosts.store(Arc::new(HostSet::new(hosts, &self.config, policy)));
+    }
+
+    /// Recomputes loads after a health change (ejection, return).
+    pub fn rebuild(&self) {
+        let all = self.hosts.load().all.clone();
+        self.set_hosts(all);
+    }
+
+    /// Feeds an attempt's result to outlier detection (lock-free; detections are queued to
+    /// the cluster's detector task).
+    pub fn record(&self, host: &Host, outcome: crate::outlier::Outcome) {
+        let (Some(cfg), Some(tx)) = (&self.config.outlier, &self.outlier_tx) else { return };
+        for kind in host.counters.record(cfg, outcome).into_iter().flatten() {
+            let _ = tx.send((host.addr, kind));
+        }
     }
 
     /// Replaces the hosts from EDS endpoints. Hosts whose address, weight, priority and
     /// health are unchanged keep their `Host` (and its counters and active requests).
-    pub fn set_endpoints(&self, endpoints: &[crate::config::LocalityEndpoints]) {
+    pub fn set_endpoints(&self, assignment: &crate::config::Assignment) {
+        let endpoints = &assignment.endpoints;
         let prev: std::collections::HashMap<SocketAddr, Arc<Host>> =
             self.hosts().all.iter().map(|h| (h.addr, h.clone())).collect();
         let mut out = Vec::new();
@@ -158,7 +173,11 @@ impl ClusterRuntime {
         if self.config.discovery == Discovery::OriginalDst {
             return original_dst.map(|a| Arc::new(Host::for_test(a, 1)));
         }
-        let h = self.hosts.load().picker.pick(avoid, attempts);
+        let mut panicked = false;
+        let h = self.hosts.load().pick(avoid, attempts, &mut panicked);
+        if panicked {
+            self.healthy_panic.increment(1);
+        }
         if h.is_none() {
             self.stats.no_healthy_host.increment(1);
         }

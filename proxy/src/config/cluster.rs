@@ -18,8 +18,12 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     /// Static endpoints (STATIC / DNS), grouped by locality and priority.
     pub endpoints: Vec<LocalityEndpoints>,
-    /// `load_assignment.policy.overprovisioning_factor` (percent; default 140).
-    pub overprovisioning_factor: u32,
+    /// How load is spread over priorities (static `load_assignment`; EDS sends its own).
+    pub policy: AssignmentPolicy,
+    /// Passive health checking, when configured.
+    pub outlier: Option<crate::outlier::OutlierConfig>,
+    /// `common_lb_config.locality_weighted_lb_config`: pick a locality by weight first.
+    pub locality_weighted: bool,
     /// Limits (default priority thresholds).
     pub circuit_breakers: CircuitBreakers,
     /// Protocol towards HTTP upstreams.
@@ -63,6 +67,30 @@ pub enum LbPolicy {
     Random,
     /// The cluster's own rule (ORIGINAL_DST: the original destination).
     ClusterProvided,
+}
+
+/// `ClusterLoadAssignment.policy`: the knobs of Envoy's priority load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssignmentPolicy {
+    /// `overprovisioning_factor` (percent; default 140).
+    pub overprovisioning_factor: u32,
+    /// `weighted_priority_health`: availability by endpoint weight sums, not counts.
+    pub weighted_priority_health: bool,
+}
+
+impl Default for AssignmentPolicy {
+    fn default() -> Self {
+        AssignmentPolicy { overprovisioning_factor: 140, weighted_priority_health: false }
+    }
+}
+
+/// Endpoints and policy of one ClusterLoadAssignment.
+#[derive(Debug, Clone, Default)]
+pub struct Assignment {
+    /// Endpoints by locality and priority.
+    pub endpoints: Vec<LocalityEndpoints>,
+    /// Priority-load knobs.
+    pub policy: AssignmentPolicy,
 }
 
 /// Connection and request limits, with overflow counted.

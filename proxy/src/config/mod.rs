@@ -14,7 +14,7 @@ pub mod node_env;
 pub mod route;
 
 pub use bootstrap::{Admin, Bootstrap, Node};
-pub use cluster::{Cluster, Discovery, Endpoint, LbPolicy, LocalityEndpoints};
+pub use cluster::{Assignment, AssignmentPolicy, Cluster, Discovery, Endpoint, LbPolicy, LocalityEndpoints};
 pub use error::ConfigError;
 pub use listener::{FilterChain, Listener, NetworkFilter};
 pub use route::{RouteConfig, VirtualHost};

@@ -214,9 +214,9 @@ impl Consumer {
 
     fn endpoints(&self, r: &Resource) -> Result<(), String> {
         let cla = ClusterLoadAssignment::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
-        let (eps, _opf) = convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name)))
+        let assignment = convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name)))
             .map_err(|e| e.to_string())?;
-        self.t.clusters.set_assignment(&r.name, eps);
+        self.t.clusters.set_assignment(&r.name, assignment);
         Ok(())
     }
 

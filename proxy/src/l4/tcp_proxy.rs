@@ -50,8 +50,12 @@ pub async fn proxy<I>(
                         Err("UO")
                     }
                     Some(_permit) => match connector::connect(host.addr, c.config.connect_timeout, &c.stats).await {
-                        Err(_) => Err("UF"),
+                        Err(_) => {
+                            c.record(&host, crate::outlier::Outcome::ConnectFailure);
+                            Err("UF")
+                        }
                         Ok(up) => {
+                            c.record(&host, crate::outlier::Outcome::ConnectSuccess);
                             c.stats.cx_total.increment(1);
                             let _active = host.start_request();
                             pump(&mut down, up, cfg, &mut entry).await

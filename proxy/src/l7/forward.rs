@@ -94,6 +94,9 @@ pub async fn forward(
         let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol);
         let started = Instant::now();
         let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
+        if let Some(o) = outlier_outcome(&outcome) {
+            cluster.record(&host, o);
+        }
         let retriable = retriable(&policy, &outcome);
         let can_retry = retriable
             && attempt < policy.num_retries
@@ -210,6 +213,25 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
     } else {
         Outcome::Reset
     }
+}
+
+/// What outlier detection learns from a try (gRPC status in trailers-only responses is
+/// mapped to HTTP; circuit-breaker overflow is not the host's fault and is not reported).
+fn outlier_outcome(o: &Outcome) -> Option<crate::outlier::Outcome> {
+    use crate::outlier::Outcome as O;
+    Some(match o {
+        Outcome::Response(r) => {
+            let grpc = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+            match grpc {
+                Some(g) if r.status() == StatusCode::OK => O::Status(crate::outlier::grpc_to_http(g)),
+                _ => O::Status(r.status().as_u16()),
+            }
+        }
+        Outcome::ConnectFailure => O::ConnectFailure,
+        Outcome::Reset => O::Reset,
+        Outcome::PerTryTimeout | Outcome::RouteTimeout => O::Timeout,
+        Outcome::Overflow => return None,
+    })
 }
 
 fn retriable(p: &RetryPolicy, o: &Outcome) -> bool {

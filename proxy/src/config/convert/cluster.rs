@@ -28,6 +28,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "common_lb_config",
         "dns_refresh_rate",
         "least_request_lb_config",
+        "outlier_detection",
     ],
     ignored: &[
         "alt_stat_name",
@@ -46,7 +47,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
 
 pub(super) const COMMON_LB: FieldPolicy = FieldPolicy {
     message: "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-    honoured: &["healthy_panic_threshold"],
+    honoured: &["healthy_panic_threshold", "locality_weighted_lb_config"],
     ignored: &["update_merge_window", "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change"],
 };
 
@@ -78,6 +79,18 @@ pub(super) const ENDPOINT: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.Endpoint",
     honoured: &["address", "hostname"],
     ignored: &["health_check_config"],
+};
+
+pub(super) const CLA_POLICY: FieldPolicy = FieldPolicy {
+    message: "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+    honoured: &["overprovisioning_factor", "weighted_priority_health"],
+    ignored: &["endpoint_stale_after", "drop_overloads"],
+};
+
+pub(super) const CLA: FieldPolicy = FieldPolicy {
+    message: "envoy.config.endpoint.v3.ClusterLoadAssignment",
+    honoured: &["cluster_name", "endpoints", "policy"],
+    ignored: &["named_endpoints"],
 };
 
 const HTTP_OPTIONS_URL: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -123,9 +136,9 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         Some(d) => duration(d, &path.field("connect_timeout"))?,
         None => Duration::from_secs(5),
     };
-    let (endpoints, overprovisioning_factor) = match &c.load_assignment {
+    let Assignment { endpoints, policy } = match &c.load_assignment {
         Some(la) => load_assignment(la, &path.field("load_assignment"))?,
-        None => (Vec::new(), 140),
+        None => Assignment::default(),
     };
     let dns = matches!(discovery, Discovery::StrictDns | Discovery::LogicalDns);
     for le in &endpoints {
@@ -142,13 +155,31 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
     if discovery == Discovery::LogicalDns && endpoints.iter().map(|l| l.endpoints.len()).sum::<usize>() != 1 {
         return Err(path.err_at("load_assignment", "LOGICAL_DNS clusters take exactly one endpoint"));
     }
-    let healthy_panic_threshold = match &c.common_lb_config {
+    let (healthy_panic_threshold, locality_weighted) = match &c.common_lb_config {
         Some(lb) => {
-            check(lb, &COMMON_LB, &path.field("common_lb_config"))?;
-            lb.healthy_panic_threshold.map(|p| p.value).unwrap_or(50.0)
+            let lp = path.field("common_lb_config");
+            check(lb, &COMMON_LB, &lp)?;
+            let t = lb.healthy_panic_threshold.map(|p| p.value).unwrap_or(50.0);
+            if !(0.0..=100.0).contains(&t) {
+                return Err(lp.err_at("healthy_panic_threshold", format!("{t} is not a percentage")));
+            }
+            use proto::cluster::common_lb_config::LocalityConfigSpecifier as L;
+            let lw = match &lb.locality_config_specifier {
+                Some(L::LocalityWeightedLbConfig(_)) => true,
+                Some(L::ZoneAwareLbConfig(_)) => {
+                    return Err(lp.err_at("zone_aware_lb_config", "zone-aware routing is not supported"))
+                }
+                None => false,
+            };
+            (t, lw)
         }
-        None => 50.0,
+        None => (50.0, false),
     };
+    let outlier = c
+        .outlier_detection
+        .as_ref()
+        .map(|o| super::outlier::outlier_detection(o, &path.field("outlier_detection")))
+        .transpose()?;
     let (upstream_protocol, idle_timeout) = protocol(c, path)?;
     Ok(Cluster {
         name: c.name.clone(),
@@ -156,7 +187,9 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         connect_timeout,
         lb_policy,
         endpoints,
-        overprovisioning_factor,
+        policy,
+        outlier,
+        locality_weighted,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref(), &path.field("circuit_breakers"))?,
         upstream_protocol,
         healthy_panic_threshold,
@@ -234,10 +267,8 @@ fn circuit_breakers(cb: Option<&proto::CircuitBreakers>, path: &Path) -> Result<
 
 /// `ClusterLoadAssignment` → endpoints grouped by locality and priority, plus the
 /// overprovisioning factor. Shared by static `load_assignment` and EDS.
-pub fn load_assignment(
-    la: &ep::ClusterLoadAssignment,
-    path: &Path,
-) -> Result<(Vec<LocalityEndpoints>, u32), ConfigError> {
+pub fn load_assignment(la: &ep::ClusterLoadAssignment, path: &Path) -> Result<Assignment, ConfigError> {
+    check(la, &CLA, path)?;
     let mut out = Vec::with_capacity(la.endpoints.len());
     for (i, le) in la.endpoints.iter().enumerate() {
         let lp = path.field("endpoints").item(i, "");
@@ -258,8 +289,19 @@ pub fn load_assignment(
             endpoints,
         });
     }
-    let opf = la.policy.as_ref().and_then(|p| p.overprovisioning_factor).map(|v| v.value).unwrap_or(140);
-    Ok((out, opf))
+    let policy = match &la.policy {
+        Some(p) => {
+            let pp = path.field("policy");
+            check(p, &CLA_POLICY, &pp)?;
+            let opf = p.overprovisioning_factor.map(|v| v.value).unwrap_or(140);
+            if opf == 0 {
+                return Err(pp.err_at("overprovisioning_factor", "must be greater than 0"));
+            }
+            AssignmentPolicy { overprovisioning_factor: opf, weighted_priority_health: p.weighted_priority_health }
+        }
+        None => AssignmentPolicy::default(),
+    };
+    Ok(Assignment { endpoints: out, policy })
 }
 
 fn lb_endpoint(lb: &ep::LbEndpoint, path: &Path) -> Result<Endpoint, ConfigError> {

@@ -7,6 +7,7 @@ mod common;
 pub mod fields;
 mod http;
 mod listener;
+mod outlier;
 mod route;
 mod tcp;
 #[cfg(test)]
@@ -243,6 +244,9 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &route::REDIRECT,
         &cluster::CLUSTER,
         &cluster::COMMON_LB,
+        &outlier::OUTLIER,
+        &cluster::CLA,
+        &cluster::CLA_POLICY,
         &cluster::THRESHOLDS,
         &cluster::HTTP_OPTIONS,
         &cluster::LOCALITY_ENDPOINTS,

@@ -53,7 +53,7 @@ fn cluster_defaults_follow_envoy() {
     let b = convert(&format!("static_resources:\n{CLUSTER}")).unwrap();
     let c = &b.clusters[0];
     assert_eq!(c.connect_timeout, Duration::from_secs(5));
-    assert_eq!(c.overprovisioning_factor, 140);
+    assert_eq!(c.policy.overprovisioning_factor, 140);
     assert_eq!(c.healthy_panic_threshold, 50.0);
     assert_eq!((c.circuit_breakers.max_connections, c.circuit_breakers.max_retries), (1024, 3));
 }

@@ -1,0 +1,132 @@
+//! The balancing view of a cluster's hosts, rebuilt whenever membership or health changes:
+//! Envoy's priority load (with panic), optional locality weighting, then the host policy.
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::host::Host;
+use crate::balance::locality::{self, LocalityState};
+use crate::balance::priority::{self, Level, PriorityLoad};
+use crate::balance::Picker;
+use crate::config::{AssignmentPolicy, Cluster};
+
+/// Hosts of one class in one priority, possibly split by locality.
+#[derive(Debug)]
+enum Choice {
+    Plain(Picker),
+    Localities(Vec<f64>, Vec<Picker>),
+}
+
+impl Choice {
+    fn pick(&self, avoid: &dyn Fn(&Host) -> bool, attempts: u32) -> Option<Arc<Host>> {
+        match self {
+            Choice::Plain(p) => p.pick(avoid, attempts),
+            Choice::Localities(w, pickers) => {
+                let i = locality::pick(w, rand::rng().random::<f64>())?;
+                pickers.get(i)?.pick(avoid, attempts)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LevelPickers {
+    healthy: Choice,
+    degraded: Choice,
+    all: Picker,
+}
+
+/// The current hosts and how to choose among them.
+#[derive(Debug)]
+pub struct HostSet {
+    /// Every host, for admin and health accounting.
+    pub all: Vec<Arc<Host>>,
+    /// Priority numbers present, ascending (need not be contiguous).
+    pub priorities: Vec<u32>,
+    /// Loads per entry of `priorities`.
+    pub load: PriorityLoad,
+    /// The policy the loads were computed with.
+    pub policy: AssignmentPolicy,
+    levels: Vec<LevelPickers>,
+}
+
+impl HostSet {
+    /// Builds the view for `all` under `cluster`'s settings.
+    pub fn new(all: Vec<Arc<Host>>, cluster: &Cluster, policy: AssignmentPolicy) -> Self {
+        let mut priorities: Vec<u32> = all.iter().map(|h| h.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let mut counts = Vec::with_capacity(priorities.len());
+        let mut weights = Vec::with_capacity(priorities.len());
+        let mut levels = Vec::with_capacity(priorities.len());
+        for p in &priorities {
+            let hosts: Vec<Arc<Host>> = all.iter().filter(|h| h.priority == *p).cloned().collect();
+            let healthy: Vec<Arc<Host>> = hosts.iter().filter(|h| h.is_healthy()).cloned().collect();
+            let degraded: Vec<Arc<Host>> = hosts.iter().filter(|h| h.is_degraded()).cloned().collect();
+            counts.push(Level {
+                hosts: hosts.len() as u64,
+                healthy: healthy.len() as u64,
+                degraded: degraded.len() as u64,
+            });
+            let w = |v: &[Arc<Host>]| v.iter().map(|h| u64::from(h.weight)).sum::<u64>();
+            weights.push(Level { hosts: w(&hosts), healthy: w(&healthy), degraded: w(&degraded) });
+            let choice = |eligible: Vec<Arc<Host>>| {
+                if cluster.locality_weighted {
+                    localities(&hosts, eligible, cluster, policy.overprovisioning_factor)
+                } else {
+                    Choice::Plain(Picker::new(eligible, cluster.lb_policy, cluster.choice_count))
+                }
+            };
+            levels.push(LevelPickers {
+                healthy: choice(healthy),
+                degraded: choice(degraded),
+                all: Picker::new(hosts.clone(), cluster.lb_policy, cluster.choice_count),
+            });
+        }
+        let load = priority::compute(
+            &counts,
+            if policy.weighted_priority_health { &weights } else { &counts },
+            policy.overprovisioning_factor,
+            cluster.healthy_panic_threshold,
+        );
+        HostSet { all, priorities, load, policy, levels }
+    }
+
+    /// Picks a host: priority by load, all hosts of a panicking priority, else its healthy
+    /// (or degraded) hosts, by locality weight when enabled. `panicked` is set when the pick
+    /// came from a priority in panic.
+    pub fn pick(&self, avoid: &dyn Fn(&Host) -> bool, attempts: u32, panicked: &mut bool) -> Option<Arc<Host>> {
+        let r = rand::rng().random_range(1..=100);
+        let (i, degraded) = priority::choose(&self.load, r)?;
+        let level = self.levels.get(i)?;
+        if self.load.panic.get(i).copied().unwrap_or(false) {
+            *panicked = true;
+            return level.all.pick(avoid, attempts);
+        }
+        if degraded {
+            level.degraded.pick(avoid, attempts)
+        } else {
+            level.healthy.pick(avoid, attempts)
+        }
+    }
+}
+
+fn localities(hosts: &[Arc<Host>], eligible: Vec<Arc<Host>>, cluster: &Cluster, opf: u32) -> Choice {
+    let mut keys: Vec<&crate::config::bootstrap::Locality> = Vec::new();
+    for h in hosts {
+        if !keys.contains(&&h.locality) {
+            keys.push(&h.locality);
+        }
+    }
+    let mut states = Vec::with_capacity(keys.len());
+    let mut pickers = Vec::with_capacity(keys.len());
+    for k in keys {
+        let members = hosts.iter().filter(|h| &h.locality == k).count() as u64;
+        let elig: Vec<Arc<Host>> = eligible.iter().filter(|h| &h.locality == k).cloned().collect();
+        let weight = hosts.iter().find(|h| &h.locality == k).and_then(|h| h.locality_weight);
+        states.push(LocalityState { weight, hosts: members, eligible: elig.len() as u64 });
+        pickers.push(Picker::new(elig, cluster.lb_policy, cluster.choice_count));
+    }
+    Choice::Localities(locality::effective_weights(&states, opf), pickers)
+}

@@ -1,0 +1,107 @@
+//! The per-cluster detector task: takes consecutive-error detections from the request path,
+//! ticks on `interval`, flips host ejection flags and rebuilds the cluster's host set so
+//! priority loads follow health at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge};
+use rand::Rng;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::detector::{Attempt, Bucket, Detector};
+use super::{EjectionType, OutlierConfig};
+use crate::cluster::ClusterRuntime;
+
+/// Runs until the cluster is dropped or `stop` fires.
+pub async fn run(
+    cluster: Weak<ClusterRuntime>,
+    cfg: OutlierConfig,
+    mut rx: UnboundedReceiver<(SocketAddr, EjectionType)>,
+    stop: CancellationToken,
+) {
+    let mut det: Detector<SocketAddr> = Detector::new(cfg.clone());
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            msg = rx.recv() => {
+                let (Some((addr, kind)), Some(c)) = (msg, cluster.upgrade()) else { return };
+                sync(&mut det, &c);
+                if eject(&mut det, &c, &cfg, addr, kind) {
+                    c.rebuild();
+                }
+            }
+            _ = tick.tick() => {
+                let Some(c) = cluster.upgrade() else { return };
+                sync(&mut det, &c);
+                let buckets: HashMap<SocketAddr, Bucket> = c
+                    .hosts()
+                    .all
+                    .iter()
+                    .map(|h| {
+                        let (ext, local) = h.counters.take_interval();
+                        (h.addr, Bucket { ext, local })
+                    })
+                    .collect();
+                let (back, candidates) = det.tick(Instant::now(), &buckets);
+                let mut changed = !back.is_empty();
+                for addr in back {
+                    if let Some(h) = c.hosts().all.iter().find(|h| h.addr == addr) {
+                        h.set_ejected(false);
+                        h.counters.reset_consecutive();
+                    }
+                    info!(cluster = %c.config.name, host = %addr, "outlier host returned");
+                }
+                for (addr, kind) in candidates {
+                    changed |= eject(&mut det, &c, &cfg, addr, kind);
+                }
+                gauge!("envoy_cluster_outlier_detection_ejections_active", "envoy_cluster_name" => c.config.name.clone())
+                    .set(det.active() as f64);
+                if changed {
+                    c.rebuild();
+                }
+            }
+        }
+    }
+}
+
+fn sync(det: &mut Detector<SocketAddr>, c: &ClusterRuntime) {
+    det.sync(c.hosts().all.iter().map(|h| h.addr));
+}
+
+fn eject(
+    det: &mut Detector<SocketAddr>,
+    c: &Arc<ClusterRuntime>,
+    cfg: &OutlierConfig,
+    addr: SocketAddr,
+    kind: EjectionType,
+) -> bool {
+    let mut rng = rand::rng();
+    let jitter_ms = u64::try_from(cfg.max_ejection_time_jitter.as_millis()).unwrap_or(0);
+    let jitter = Duration::from_millis(if jitter_ms == 0 { 0 } else { rng.random_range(0..=jitter_ms) });
+    let name = c.config.name.clone();
+    match det.try_eject(&addr, kind, Instant::now(), rng.random_range(0..100), jitter) {
+        Attempt::Ejected => {
+            if let Some(h) = c.hosts().all.iter().find(|h| h.addr == addr) {
+                h.set_ejected(true);
+            }
+            let len = det.state(&addr).map(|s| s.length).unwrap_or_default();
+            warn!(cluster = %name, host = %addr, r#type = kind.as_str(), ejection_ms = len.as_millis() as u64, "outlier host ejected");
+            counter!("envoy_cluster_outlier_detection_ejections_total", "envoy_cluster_name" => name.clone(), "type" => kind.as_str()).increment(1);
+            gauge!("envoy_cluster_outlier_detection_ejections_active", "envoy_cluster_name" => name)
+                .set(det.active() as f64);
+            true
+        }
+        Attempt::Overflow => {
+            counter!("envoy_cluster_outlier_detection_ejections_overflow", "envoy_cluster_name" => name).increment(1);
+            false
+        }
+        Attempt::NotEnforced | Attempt::Ignored => false,
+    }
+}

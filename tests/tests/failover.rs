@@ -1,0 +1,150 @@
+//! Locality failover with the real binary: three localities × three upstreams, priorities
+//! P0 (own zone) → P1 (same region, other zone) → P2 (other region), outlier detection on
+//! consecutive 5xx. Shares are checked against Envoy's priority-load formula over 2,000
+//! requests; retries keep clients from seeing the failures while hosts are being ejected.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tests::proxy::Proxy;
+use tests::upstream::{get, Behaviour, Upstream};
+use tests::yaml::{bootstrap, http_listener};
+
+fn cluster(groups: &[(&str, &str, u32, Vec<SocketAddr>)]) -> String {
+    let mut eps = String::new();
+    for (region, zone, prio, hosts) in groups {
+        eps.push_str(&format!(
+            "      - locality: {{region: {region}, zone: {zone}}}\n        priority: {prio}\n        lb_endpoints:\n"
+        ));
+        for h in hosts {
+            eps.push_str(&format!(
+                "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+                h.port()
+            ));
+        }
+    }
+    format!(
+        "  - name: pay\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: ROUND_ROBIN\n    outlier_detection: {{consecutive_5xx: 5, interval: 0.5s, base_ejection_time: 4s, max_ejection_percent: 100}}\n    circuit_breakers: {{thresholds: [{{max_retries: 1000}}]}}\n    load_assignment:\n      cluster_name: pay\n      endpoints:\n{eps}"
+    )
+}
+
+/// Sends `n` requests from 16 tasks; returns status counts and hits by upstream name.
+async fn burst(addr: SocketAddr, n: usize) -> (usize, HashMap<String, usize>) {
+    let per = n / 16;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut failed = 0;
+                let mut by: HashMap<String, usize> = HashMap::new();
+                for _ in 0..per {
+                    let (s, h, _) = get(addr, "/pay", &[]).await.unwrap();
+                    if s != 200 {
+                        failed += 1;
+                    }
+                    *by.entry(h.get("x-upstream").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default())
+                        .or_default() += 1;
+                }
+                (failed, by)
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for t in tasks {
+        let (f, b) = t.await.unwrap();
+        failed += f;
+        for (k, v) in b {
+            *by.entry(k).or_default() += v;
+        }
+    }
+    (failed, by)
+}
+
+fn share(by: &HashMap<String, usize>, prefix: &str) -> f64 {
+    let total: usize = by.values().sum();
+    100.0 * by.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum::<usize>() as f64 / total as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_failures_fail_over_in_priority_order_and_traffic_returns() {
+    let flags: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let names = ["local-1", "local-2", "local-3"];
+    let mut local = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        local.push(Upstream::start(n, Behaviour { failing: Some(flags[i].clone()), ..Default::default() }).await);
+    }
+    let near = [
+        Upstream::start("near-1", Behaviour::default()).await,
+        Upstream::start("near-2", Behaviour::default()).await,
+        Upstream::start("near-3", Behaviour::default()).await,
+    ];
+    let far = [
+        Upstream::start("far-1", Behaviour::default()).await,
+        Upstream::start("far-2", Behaviour::default()).await,
+        Upstream::start("far-3", Behaviour::default()).await,
+    ];
+    let c = cluster(&[
+        ("cn-beijing", "cn-beijing-a", 0, local.iter().map(|u| u.addr).collect()),
+        ("cn-beijing", "cn-beijing-b", 1, near.iter().map(|u| u.addr).collect()),
+        ("cn-hangzhou", "cn-hangzhou-a", 2, far.iter().map(|u| u.addr).collect()),
+    ]);
+    let retry = ", timeout: 10s, retry_policy: {retry_on: \"5xx\", num_retries: 20, retry_back_off: {base_interval: 0.002s, max_interval: 0.01s}, retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}], host_selection_retry_max_attempts: 5}";
+    let routes = format!("              - match: {{prefix: \"/\"}}\n                route: {{cluster: pay{retry}}}");
+    let yaml = bootstrap(&[http_listener("ingress", &routes, "")], &[c]);
+    let proxy = Proxy::start(&yaml);
+    let addr = proxy.listener("ingress");
+
+    // Healthy: everything stays in the own zone.
+    let (failed, by) = burst(addr, 2000).await;
+    assert_eq!(failed, 0);
+    assert_eq!(share(&by, "local"), 100.0, "{by:?}");
+
+    // One of three local hosts fails: it is ejected after 5 failures (retried, unseen);
+    // then P0 availability is 140·2/3 → 93, so P0 93 % and P1 7 % (Envoy's formula).
+    flags[0].store(true, Ordering::Relaxed);
+    let (failed, _) = burst(addr, 160).await;
+    assert_eq!(failed, 0, "retries hide the failures while the host is ejected");
+    tests::eventually(Duration::from_secs(5), || {
+        (proxy.metric("envoy_cluster_outlier_detection_ejections_active", "pay") == 1.0).then_some(())
+    })
+    .await;
+    let (failed, by) = burst(addr, 2000).await;
+    assert_eq!(failed, 0);
+    let (p0, p1, p2) = (share(&by, "local"), share(&by, "near"), share(&by, "far"));
+    assert!((90.0..=96.0).contains(&p0) && (4.0..=10.0).contains(&p1) && p2 == 0.0, "P0 {p0} P1 {p1} P2 {p2}: {by:?}");
+    assert_eq!(by.get("local-1"), None, "the ejected host gets nothing");
+
+    // The whole zone fails: traffic moves to the same-region zone (P1), not the far region.
+    // (Retries are many and concurrent here: `max_retries` is raised so the retry circuit
+    // breaker, as in Envoy, does not turn a retriable failure into a client-visible one.)
+    for f in &flags {
+        f.store(true, Ordering::Relaxed);
+    }
+    let (failed, _) = burst(addr, 320).await;
+    assert_eq!(failed, 0, "no failed requests during the failover");
+    tests::eventually(Duration::from_secs(5), || {
+        (proxy.metric("envoy_cluster_outlier_detection_ejections_active", "pay") == 3.0).then_some(())
+    })
+    .await;
+    let (failed, by) = burst(addr, 2000).await;
+    assert_eq!(failed, 0);
+    assert_eq!((share(&by, "near"), share(&by, "far")), (100.0, 0.0), "{by:?}");
+
+    // Recovery: after the ejection time the hosts return and traffic goes home.
+    for f in &flags {
+        f.store(false, Ordering::Relaxed);
+    }
+    tests::eventually(Duration::from_secs(15), || {
+        (proxy.metric("envoy_cluster_outlier_detection_ejections_active", "pay") == 0.0).then_some(())
+    })
+    .await;
+    let (failed, by) = burst(addr, 2000).await;
+    assert_eq!(failed, 0);
+    assert_eq!(share(&by, "local"), 100.0, "{by:?}");
+    let (_, clusters) = proxy.admin_get("/clusters");
+    assert!(clusters.contains("::priority::2"), "{clusters}");
+}
