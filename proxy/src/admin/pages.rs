@@ -90,14 +90,17 @@ fn clusters_text(st: &AdminState) -> String {
         let name = &c.config.name;
         for h in c.hosts().all.iter() {
             let p = format!("{name}::{}", h.addr);
-            out.push_str(&format!(
-                "{p}::health_flags::{}\n",
-                if h.health == crate::config::cluster::HealthStatus::Unhealthy {
-                    "/failed_eds_health"
-                } else {
-                    "healthy"
+            let flags = match (h.health == crate::config::cluster::HealthStatus::Unhealthy, h.is_ejected()) {
+                (false, false) => "healthy".to_string(),
+                (eds, ejected) => {
+                    format!(
+                        "{}{}",
+                        if ejected { "/failed_outlier_check" } else { "" },
+                        if eds { "/failed_eds_health" } else { "" }
+                    )
                 }
-            ));
+            };
+            out.push_str(&format!("{p}::health_flags::{flags}\n"));
             out.push_str(&format!("{p}::weight::{}\n", h.weight));
             out.push_str(&format!(
                 "{p}::region::{}\n{p}::zone::{}\n{p}::sub_zone::{}\n",
@@ -129,10 +132,18 @@ fn clusters_json(st: &AdminState) -> String {
                         "locality": h.locality, "priority": h.priority, "weight": h.weight,
                         "rq_active": h.active_requests(), "rq_total": h.rq_total.load(Ordering::Relaxed),
                         "rq_error": h.rq_error.load(Ordering::Relaxed),
+                        "ejected": h.is_ejected(),
                     })
                 })
                 .collect();
-            json!({"name": c.config.name, "host_statuses": hosts})
+            let set = c.hosts();
+            let loads: Vec<_> = set
+                .priorities
+                .iter()
+                .enumerate()
+                .map(|(i, p)| json!({"priority": p, "healthy": set.load.healthy.get(i), "degraded": set.load.degraded.get(i), "panic": set.load.panic.get(i)}))
+                .collect();
+            json!({"name": c.config.name, "priority_loads": loads, "host_statuses": hosts})
         })
         .collect();
     serde_json::to_string_pretty(&json!({"cluster_statuses": clusters})).unwrap_or_default()

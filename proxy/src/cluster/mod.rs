@@ -109,7 +109,23 @@ impl ClusterRuntime {
     /// Replaces the hosts (DNS refresh, EDS). Requests in flight keep their host.
     pub fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
         let policy = self.hosts.load().policy;
-        self.hosts.store(Arc::new(HostSet::new(hosts, &self.config, policy)));
+        self.store(HostSet::new(hosts, &self.config, policy));
+    }
+
+    /// Publishes a new host set and its per-priority loads (gauges, and a log line when the
+    /// loads change).
+    fn store(&self, set: HostSet) {
+        let before = self.hosts.load().load.healthy.clone();
+        for (i, p) in set.priorities.iter().enumerate() {
+            for (class, v) in [("healthy", set.load.healthy.get(i)), ("degraded", set.load.degraded.get(i))] {
+                metrics::gauge!("isthmus_cluster_priority_load", "envoy_cluster_name" => self.config.name.clone(), "priority" => p.to_string(), "class" => class)
+                    .set(f64::from(v.copied().unwrap_or(0)));
+            }
+        }
+        if !before.is_empty() && before != set.load.healthy {
+            tracing::info!(cluster = %self.config.name, loads = ?set.load.healthy, panic = ?set.load.panic, "priority loads changed");
+        }
+        self.hosts.store(Arc::new(set));
     }
 
     /// Recomputes loads after a health change (ejection, return).
