@@ -130,3 +130,82 @@ fn localities(hosts: &[Arc<Host>], eligible: Vec<Arc<Host>>, cluster: &Cluster, 
     }
     Choice::Localities(locality::effective_weights(&states, opf), pickers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::bootstrap::Locality;
+    use crate::config::cluster::HealthStatus;
+
+    fn cluster(yaml_lb: &str, locality_weighted: bool) -> Cluster {
+        let y = format!("static_resources:\n  clusters:\n  - name: c\n    lb_policy: {yaml_lb}\n");
+        let b = crate::config::load::from_value(crate::config::load::parse(&y, "t").unwrap(), "t").unwrap();
+        let mut c = (*b.clusters[0]).clone();
+        c.locality_weighted = locality_weighted;
+        c
+    }
+
+    fn host(port: u16, zone: &str, prio: u32, lw: Option<u32>, health: HealthStatus) -> Arc<Host> {
+        let loc = Locality { region: "r".into(), zone: zone.into(), sub_zone: String::new() };
+        Arc::new(
+            Host::new(format!("127.0.0.1:{port}").parse().unwrap(), 1, loc, prio, health, String::new())
+                .with_locality_weight(lw),
+        )
+    }
+
+    fn shares(set: &HostSet, n: usize) -> HashMap<String, f64> {
+        let mut by: HashMap<String, f64> = HashMap::new();
+        for _ in 0..n {
+            let h = set.pick(&|_| false, 1, &mut false).unwrap();
+            *by.entry(h.locality.zone.clone()).or_default() += 100.0 / n as f64;
+        }
+        by
+    }
+
+    use std::collections::HashMap;
+
+    #[test]
+    fn locality_weights_scenario_8_through_the_host_set() {
+        let c = cluster("ROUND_ROBIN", true);
+        let mut hosts = Vec::new();
+        for i in 0..4 {
+            let health = if i < 2 { HealthStatus::Healthy } else { HealthStatus::Unhealthy };
+            hosts.push(host(1000 + i, "x", 0, Some(1), health));
+            hosts.push(host(2000 + i, "y", 0, Some(2), HealthStatus::Healthy));
+        }
+        let set = HostSet::new(hosts, &c, AssignmentPolicy::default());
+        let s = shares(&set, 20_000);
+        assert!((s["x"] - 25.9).abs() < 2.0, "{s:?}");
+    }
+
+    #[test]
+    fn ejected_hosts_spill_over_by_the_priority_formula() {
+        let c = cluster("RANDOM", false);
+        let hosts: Vec<_> = (0..3)
+            .map(|i| host(1000 + i, "a", 0, None, HealthStatus::Healthy))
+            .chain((0..3).map(|i| host(2000 + i, "b", 1, None, HealthStatus::Healthy)))
+            .collect();
+        hosts[0].set_ejected(true);
+        let set = HostSet::new(hosts, &c, AssignmentPolicy::default());
+        assert_eq!(set.load.healthy, [93, 7]);
+        let s = shares(&set, 20_000);
+        assert!((s["a"] - 93.0).abs() < 2.0 && (s["b"] - 7.0).abs() < 2.0, "{s:?}");
+    }
+
+    #[test]
+    fn total_panic_serves_every_host() {
+        let c = cluster("ROUND_ROBIN", false);
+        let hosts: Vec<_> = (0..4)
+            .map(|i| host(1000 + i, "a", 0, None, if i == 0 { HealthStatus::Healthy } else { HealthStatus::Unhealthy }))
+            .collect();
+        let set = HostSet::new(hosts, &c, AssignmentPolicy::default());
+        assert!(set.load.total_panic);
+        let mut seen = std::collections::HashSet::new();
+        let mut panicked = false;
+        for _ in 0..40 {
+            seen.insert(set.pick(&|_| false, 1, &mut panicked).unwrap().addr);
+        }
+        assert_eq!(seen.len(), 4);
+        assert!(panicked);
+    }
+}

@@ -158,24 +158,21 @@ impl ClusterRuntime {
                             if h.weight == e.weight
                                 && h.priority == le.priority
                                 && h.health == e.health
-                                && h.locality == le.locality =>
+                                && h.locality == le.locality
+                                && h.locality_weight == le.weight =>
                         {
                             h.clone()
                         }
-                        _ => Arc::new(Host::new(
-                            addr,
-                            e.weight,
-                            le.locality.clone(),
-                            le.priority,
-                            e.health,
-                            e.hostname.clone(),
-                        )),
+                        _ => Arc::new(
+                            Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())
+                                .with_locality_weight(le.weight),
+                        ),
                     };
                     out.push(host);
                 }
             }
         }
-        self.set_hosts(out);
+        self.store(HostSet::new(out, &self.config, assignment.policy));
     }
 
     /// Picks a host. `original_dst` is the connection's original destination, used by
@@ -206,14 +203,10 @@ fn static_hosts(c: &Cluster) -> Vec<Arc<Host>> {
     for le in &c.endpoints {
         for e in &le.endpoints {
             if let EndpointAddress::Socket(addr) = e.address {
-                out.push(Arc::new(Host::new(
-                    addr,
-                    e.weight,
-                    le.locality.clone(),
-                    le.priority,
-                    e.health,
-                    e.hostname.clone(),
-                )));
+                out.push(Arc::new(
+                    Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())
+                        .with_locality_weight(le.weight),
+                ));
             }
         }
     }
