@@ -67,7 +67,8 @@ pub struct Running {
 pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, StartError> {
     let prometheus = crate::telemetry::metrics::install();
     let bootstrap = Arc::new(bootstrap);
-    let clusters = Arc::new(ClusterManager::new(&bootstrap.clusters));
+    let clusters =
+        Arc::new(ClusterManager::new(&bootstrap.clusters, crate::locality::NodeView::from_bootstrap(&bootstrap)));
     let routes = Arc::new(crate::l7::routes::RouteRegistry::default());
     let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();

@@ -17,5 +17,6 @@ pub mod dynamic;
 pub mod l4;
 pub mod l7;
 pub mod listener;
+pub mod locality;
 pub mod outlier;
 pub mod telemetry;

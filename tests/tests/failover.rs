@@ -148,3 +148,49 @@ async fn local_failures_fail_over_in_priority_order_and_traffic_returns() {
     let (_, clusters) = proxy.admin_get("/clusters");
     assert!(clusters.contains("::priority::2"), "{clusters}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_side_failover_list_from_cluster_metadata_picks_the_preferred_region() {
+    // A plain control plane: every endpoint at priority 0; the cluster carries Istio's
+    // localityLbSetting. The proxy (cn-beijing/cn-beijing-a) computes: own zone P0,
+    // cn-hangzhou (the failover target) P1, cn-shanghai P2.
+    let fail = Arc::new(AtomicBool::new(false));
+    let local = [
+        Upstream::start("local-1", Behaviour { failing: Some(fail.clone()), ..Default::default() }).await,
+        Upstream::start("local-2", Behaviour { failing: Some(fail.clone()), ..Default::default() }).await,
+    ];
+    let hz = [Upstream::start("hz-1", Behaviour::default()).await, Upstream::start("hz-2", Behaviour::default()).await];
+    let sh = [Upstream::start("sh-1", Behaviour::default()).await, Upstream::start("sh-2", Behaviour::default()).await];
+    let c = cluster(&[
+        ("cn-shanghai", "cn-shanghai-a", 0, sh.iter().map(|u| u.addr).collect()),
+        ("cn-beijing", "cn-beijing-a", 0, local.iter().map(|u| u.addr).collect()),
+        ("cn-hangzhou", "cn-hangzhou-a", 0, hz.iter().map(|u| u.addr).collect()),
+    ])
+    .replace(
+        "    load_assignment:",
+        "    metadata: {filter_metadata: {isthmus.io/locality_lb: {failover: [{from: cn-beijing, to: cn-hangzhou}]}}}\n    load_assignment:",
+    );
+    let retry = ", timeout: 10s, retry_policy: {retry_on: \"5xx\", num_retries: 20, retry_back_off: {base_interval: 0.002s, max_interval: 0.01s}, retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}], host_selection_retry_max_attempts: 5}";
+    let routes = format!("              - match: {{prefix: \"/\"}}\n                route: {{cluster: pay{retry}}}");
+    let yaml = bootstrap(&[http_listener("ingress", &routes, "")], &[c]).replace(
+        "node: {id: test, cluster: test-client}",
+        "node: {id: test, cluster: test-client, locality: {region: cn-beijing, zone: cn-beijing-a}}",
+    );
+    let proxy = Proxy::start(&yaml);
+    let addr = proxy.listener("ingress");
+    let (_, by) = burst(addr, 2000).await;
+    assert_eq!(share(&by, "local"), 100.0, "{by:?}");
+    let (_, clusters) = proxy.admin_get("/clusters");
+    assert!(clusters.contains(&format!("pay::{}::priority::1", hz[0].addr)), "{clusters}");
+    assert!(clusters.contains(&format!("pay::{}::priority::2", sh[0].addr)), "{clusters}");
+    fail.store(true, Ordering::Relaxed);
+    let (failed, _) = burst(addr, 320).await;
+    assert_eq!(failed, 0);
+    tests::eventually(Duration::from_secs(5), || {
+        (proxy.metric("envoy_cluster_outlier_detection_ejections_active", "pay") == 2.0).then_some(())
+    })
+    .await;
+    let (failed, by) = burst(addr, 2000).await;
+    assert_eq!(failed, 0);
+    assert_eq!((share(&by, "hz"), share(&by, "sh")), (100.0, 0.0), "{by:?}");
+}

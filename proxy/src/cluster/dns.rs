@@ -16,7 +16,7 @@ use crate::config::Discovery;
 pub async fn resolve(c: &ClusterRuntime) -> Vec<Arc<Host>> {
     let previous: HashMap<SocketAddr, Arc<Host>> = c.hosts().all.iter().map(|h| (h.addr, h.clone())).collect();
     let mut out = Vec::new();
-    for le in &c.config.endpoints {
+    for le in &c.view_endpoints() {
         for e in &le.endpoints {
             let addrs: Vec<SocketAddr> = match &e.address {
                 EndpointAddress::Socket(a) => vec![*a],

@@ -19,13 +19,16 @@ pub struct ClusterManager {
     assignments: Mutex<HashMap<String, Arc<Assignment>>>,
     /// Stops DNS refresh loops on shutdown.
     stop: CancellationToken,
+    /// The proxy's locality and labels.
+    node: Arc<crate::locality::NodeView>,
 }
 
 impl ClusterManager {
     /// Builds run-time clusters for `configs` (static bootstrap).
-    pub fn new(configs: &[Arc<Cluster>]) -> Self {
-        let map = configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone()))).collect();
-        ClusterManager { clusters: ArcSwap::from_pointee(map), ..Default::default() }
+    pub fn new(configs: &[Arc<Cluster>], node: crate::locality::NodeView) -> Self {
+        let node = Arc::new(node);
+        let map = configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone(), node.clone()))).collect();
+        ClusterManager { clusters: ArcSwap::from_pointee(map), node, ..Default::default() }
     }
 
     /// A cluster by name.
@@ -54,7 +57,7 @@ impl ClusterManager {
     /// Adds or replaces a cluster (CDS). A replaced EDS cluster keeps serving its current
     /// endpoints until new ones arrive, so an update never empties a cluster.
     pub fn upsert(&self, config: Arc<Cluster>) {
-        let new = ClusterRuntime::new(config.clone());
+        let new = ClusterRuntime::new(config.clone(), self.node.clone());
         if let Discovery::Eds { service_name } = &config.discovery {
             let known = self.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(service_name).cloned();
             match (known, self.get(&config.name)) {

@@ -58,12 +58,14 @@ pub struct ClusterRuntime {
     outlier_tx: Option<tokio::sync::mpsc::UnboundedSender<(SocketAddr, crate::outlier::EjectionType)>>,
     /// Requests served from a priority in panic.
     pub healthy_panic: metrics::Counter,
+    /// The proxy's locality (proxy-side failover priorities).
+    node: Arc<crate::locality::NodeView>,
 }
 
 impl ClusterRuntime {
     /// Builds the run-time cluster with its static (IP) hosts and starts its outlier detector
     /// (when configured); DNS hosts come from [`ClusterManager::resolve_all`].
-    pub fn new(config: Arc<Cluster>) -> Arc<Self> {
+    pub fn new(config: Arc<Cluster>, node: Arc<crate::locality::NodeView>) -> Arc<Self> {
         let stats = Arc::new(ClusterStats::new(&config.name));
         let cb = config.circuit_breakers;
         let connections = Gauge::new(cb.max_connections);
@@ -72,7 +74,7 @@ impl ClusterRuntime {
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
         let h1 = b.build(connector.clone());
         let h2 = b.clone().http2_only(true).build(connector);
-        let hosts = static_hosts(&config);
+        let hosts = static_hosts(&config, &node);
         let (tx, rx) = match &config.outlier {
             Some(_) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -90,6 +92,7 @@ impl ClusterRuntime {
             connections,
             stop: tokio_util::sync::CancellationToken::new(),
             outlier_tx: tx,
+            node,
             healthy_panic: metrics::counter!("envoy_cluster_lb_healthy_panic", "envoy_cluster_name" => config.name.clone()),
             config,
         });
@@ -128,6 +131,11 @@ impl ClusterRuntime {
         self.hosts.store(Arc::new(set));
     }
 
+    /// The configured endpoints as this proxy sees them (failover priorities applied).
+    pub fn view_endpoints(&self) -> Vec<crate::config::LocalityEndpoints> {
+        self.node.view(&self.config, &self.config.endpoints)
+    }
+
     /// Recomputes loads after a health change (ejection, return).
     pub fn rebuild(&self) {
         let all = self.hosts.load().all.clone();
@@ -146,7 +154,7 @@ impl ClusterRuntime {
     /// Replaces the hosts from EDS endpoints. Hosts whose address, weight, priority and
     /// health are unchanged keep their `Host` (and its counters and active requests).
     pub fn set_endpoints(&self, assignment: &crate::config::Assignment) {
-        let endpoints = &assignment.endpoints;
+        let endpoints = &self.node.view(&self.config, &assignment.endpoints);
         let prev: std::collections::HashMap<SocketAddr, Arc<Host>> =
             self.hosts().all.iter().map(|h| (h.addr, h.clone())).collect();
         let mut out = Vec::new();
@@ -198,9 +206,9 @@ impl ClusterRuntime {
     }
 }
 
-fn static_hosts(c: &Cluster) -> Vec<Arc<Host>> {
+fn static_hosts(c: &Cluster, node: &crate::locality::NodeView) -> Vec<Arc<Host>> {
     let mut out = Vec::new();
-    for le in &c.endpoints {
+    for le in &node.view(c, &c.endpoints) {
         for e in &le.endpoints {
             if let EndpointAddress::Socket(addr) = e.address {
                 out.push(Arc::new(

@@ -24,6 +24,9 @@ pub struct Cluster {
     pub outlier: Option<crate::outlier::OutlierConfig>,
     /// `common_lb_config.locality_weighted_lb_config`: pick a locality by weight first.
     pub locality_weighted: bool,
+    /// Istio `localityLbSetting` from `metadata.filter_metadata["isthmus.io/locality_lb"]`:
+    /// the proxy computes failover priorities itself.
+    pub locality_lb: Option<crate::locality::setting::LocalityLbSetting>,
     /// Limits (default priority thresholds).
     pub circuit_breakers: CircuitBreakers,
     /// Protocol towards HTTP upstreams.
@@ -147,6 +150,8 @@ pub struct Endpoint {
     pub health: HealthStatus,
     /// Hostname for logs (`endpoint.hostname`).
     pub hostname: String,
+    /// Labels for `failover_priority` (`metadata.filter_metadata["isthmus.io/labels"]`).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// An endpoint address before resolution.

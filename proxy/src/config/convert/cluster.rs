@@ -29,6 +29,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "dns_refresh_rate",
         "least_request_lb_config",
         "outlier_detection",
+        "metadata",
     ],
     ignored: &[
         "alt_stat_name",
@@ -37,7 +38,6 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "respect_dns_ttl",
         "cleanup_interval",
         "upstream_connection_options",
-        "metadata",
         "track_cluster_stats",
         "close_connections_on_host_health_failure",
         "ignore_health_on_host_removal",
@@ -71,8 +71,8 @@ pub(super) const LOCALITY_ENDPOINTS: FieldPolicy = FieldPolicy {
 
 pub(super) const LB_ENDPOINT: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.LbEndpoint",
-    honoured: &["endpoint", "health_status", "load_balancing_weight"],
-    ignored: &["metadata"],
+    honoured: &["endpoint", "health_status", "load_balancing_weight", "metadata"],
+    ignored: &[],
 };
 
 pub(super) const ENDPOINT: FieldPolicy = FieldPolicy {
@@ -80,6 +80,11 @@ pub(super) const ENDPOINT: FieldPolicy = FieldPolicy {
     honoured: &["address", "hostname"],
     ignored: &["health_check_config"],
 };
+
+/// Cluster metadata namespace for Istio's `localityLbSetting` (proxy-side failover).
+pub const LOCALITY_LB_KEY: &str = "isthmus.io/locality_lb";
+/// Endpoint metadata namespace for labels (`failover_priority`).
+pub const LABELS_KEY: &str = "isthmus.io/labels";
 
 pub(super) const CLA_POLICY: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
@@ -175,6 +180,16 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         }
         None => (50.0, false),
     };
+    let locality_lb = match c.metadata.as_ref().and_then(|m| m.filter_metadata.get(LOCALITY_LB_KEY)) {
+        Some(s) => Some(crate::locality::setting::parse(&super::common::struct_to_json(s)).map_err(|(f, m)| {
+            path.field("metadata").field("filter_metadata").field(&format!("\"{LOCALITY_LB_KEY}\"")).err_at(&f, m)
+        })?),
+        None => None,
+    };
+    let locality_weighted = locality_weighted
+        || locality_lb
+            .as_ref()
+            .is_some_and(|s| !s.failover.is_empty() || !s.failover_priority.is_empty() || !s.distribute.is_empty());
     let outlier = c
         .outlier_detection
         .as_ref()
@@ -190,6 +205,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         policy,
         outlier,
         locality_weighted,
+        locality_lb,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref(), &path.field("circuit_breakers"))?,
         upstream_protocol,
         healthy_panic_threshold,
@@ -334,5 +350,21 @@ fn lb_endpoint(lb: &ep::LbEndpoint, path: &Path) -> Result<Endpoint, ConfigError
     if weight == 0 {
         return Err(path.err_at("load_balancing_weight", "must be at least 1"));
     }
-    Ok(Endpoint { address, weight, health, hostname: e.hostname.clone() })
+    let labels = lb
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get(LABELS_KEY))
+        .map(|s| {
+            s.fields
+                .iter()
+                .filter_map(|(k, v)| match &v.kind {
+                    Some(xds_client::protos::google::protobuf::value::Kind::StringValue(x)) => {
+                        Some((k.clone(), x.clone()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Endpoint { address, weight, health, hostname: e.hostname.clone(), labels })
 }

@@ -173,6 +173,25 @@ pub fn header_adds(opts: &[core::HeaderValueOption], path: &Path) -> Result<Vec<
     Ok(out)
 }
 
+/// A protobuf `Struct` as JSON (metadata values).
+pub fn struct_to_json(s: &protobuf::Struct) -> serde_json::Value {
+    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+}
+
+fn value_to_json(v: &protobuf::Value) -> serde_json::Value {
+    use protobuf::value::Kind;
+    match &v.kind {
+        Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(value_to_json).collect()),
+    }
+}
+
 /// Header names to remove.
 pub fn header_removes(names: &[String], path: &Path) -> Result<Vec<HeaderName>, ConfigError> {
     names.iter().enumerate().map(|(i, n)| header_name(n, &path.item(i, ""))).collect()
