@@ -78,7 +78,7 @@ pub enum Command {
     /// it and print a live per-second table.
     Demo {
         /// Seconds of load.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 15)]
         seconds: u64,
         /// Requests per second.
         #[arg(long, default_value_t = 200)]

@@ -1,10 +1,16 @@
-//! `isthmus demo`: the README's first command. Starts three local upstreams and the proxy on
-//! an embedded Envoy config (one cluster, weighted endpoints in two localities), drives a
-//! bounded fixed-rate load through it, and prints a per-second table.
+//! `isthmus demo`: the README's first command — the seed scenario. Six local upstreams stand
+//! in for three localities (`cn-beijing/a` here, `cn-beijing/b` a zone away, `cn-hangzhou/a`
+//! a region away, with simulated link latency); the proxy runs in `cn-beijing/a` on an
+//! embedded Envoy config with outlier detection, retries and a failover list. A bounded
+//! fixed-rate load runs through it; a third of the way in the local zone starts failing, two
+//! thirds in it recovers. The per-second table shows traffic moving to the nearest healthy
+//! locality and back, with errors and p99.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,13 +22,23 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::app::{self, Options};
 use crate::config::load;
 
-const UPSTREAMS: [(&str, u32); 3] = [("hangzhou-a", 2), ("hangzhou-b", 1), ("beijing-a", 1)];
+/// (name, region, zone, simulated one-way link latency in ms).
+const UPSTREAMS: [(&str, &str, &str, u64); 6] = [
+    ("beijing-a-1", "cn-beijing", "cn-beijing-a", 0),
+    ("beijing-a-2", "cn-beijing", "cn-beijing-a", 0),
+    ("beijing-b-1", "cn-beijing", "cn-beijing-b", 2),
+    ("beijing-b-2", "cn-beijing", "cn-beijing-b", 2),
+    ("hangzhou-a-1", "cn-hangzhou", "cn-hangzhou-a", 15),
+    ("hangzhou-a-2", "cn-hangzhou", "cn-hangzhou-a", 15),
+];
 
 /// Runs the demo; exit code 0 when every request succeeded.
 pub async fn run(seconds: u64, rate: u64) -> ExitCode {
+    let failing = Arc::new(AtomicBool::new(false));
     let mut addrs = Vec::new();
-    for (name, _) in UPSTREAMS {
-        match upstream(name).await {
+    for (name, _, zone, latency) in UPSTREAMS {
+        let fail = (zone == "cn-beijing-a").then(|| failing.clone());
+        match upstream(name, Duration::from_millis(latency), fail).await {
             Ok(a) => addrs.push(a),
             Err(e) => {
                 eprintln!("demo: cannot start upstream {name}: {e}");
@@ -48,7 +64,7 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
     };
     let Some(proxy) = running.listener("ingress") else { return ExitCode::FAILURE };
     println!("proxy on http://{proxy}  admin on {:?}  ({rate} req/s for {seconds}s)\n", running.admin);
-    let failures = drive(proxy, seconds, rate.max(1)).await;
+    let failures = drive(proxy, seconds.max(3), rate.max(1), failing).await;
     running.drain().await;
     if failures == 0 {
         ExitCode::SUCCESS
@@ -59,16 +75,21 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
 
 fn config(addrs: &[SocketAddr]) -> String {
     let mut eps = String::new();
-    for ((name, weight), addr) in UPSTREAMS.iter().zip(addrs) {
-        let (region, zone) = name.split_once('-').unwrap_or((name, ""));
-        eps.push_str(&format!(
-            "      - locality: {{region: {region}, zone: {region}-{zone}}}\n        lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}, hostname: {name}}}\n          load_balancing_weight: {weight}\n",
-            addr.ip(),
-            addr.port()
-        ));
+    for zone in ["cn-beijing-a", "cn-beijing-b", "cn-hangzhou-a"] {
+        let region = zone.rsplit_once('-').map_or(zone, |(r, _)| r);
+        eps.push_str(&format!("      - locality: {{region: {region}, zone: {zone}}}\n        lb_endpoints:\n"));
+        for ((name, _, z, _), addr) in UPSTREAMS.iter().zip(addrs) {
+            if *z == zone {
+                eps.push_str(&format!(
+                    "        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}, hostname: {name}}}\n",
+                    addr.ip(),
+                    addr.port()
+                ));
+            }
+        }
     }
     format!(
-        r#"node: {{id: demo, cluster: demo-gateway, locality: {{region: hangzhou}}}}
+        r#"node: {{id: demo, cluster: demo-gateway, locality: {{region: cn-beijing, zone: cn-beijing-a}}}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
 static_resources:
   listeners:
@@ -82,36 +103,65 @@ static_resources:
           stat_prefix: ingress
           route_config:
             virtual_hosts:
-            - name: web
+            - name: payments
               domains: ["*"]
               routes:
               - match: {{prefix: "/"}}
-                route: {{cluster: web, timeout: 2s, retry_policy: {{retry_on: "5xx,connect-failure", num_retries: 2}}}}
+                route:
+                  cluster: payments
+                  timeout: 5s
+                  retry_policy:
+                    retry_on: 5xx,connect-failure
+                    num_retries: 10
+                    retry_back_off: {{base_interval: 0.002s, max_interval: 0.02s}}
+                    retry_host_predicate: [{{name: envoy.retry_host_predicates.previous_hosts}}]
+                    host_selection_retry_max_attempts: 5
           http_filters:
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
   clusters:
-  - name: web
+  - name: payments
     connect_timeout: 0.25s
     type: STATIC
-    lb_policy: ROUND_ROBIN
+    lb_policy: LEAST_REQUEST
+    circuit_breakers: {{thresholds: [{{max_retries: 1000}}]}}
+    outlier_detection: {{consecutive_5xx: 5, interval: 1s, base_ejection_time: 3s, max_ejection_percent: 100}}
+    # Every endpoint arrives at priority 0; the proxy computes its own failover order:
+    # own zone first, then the same region, then the failover target region.
+    metadata: {{filter_metadata: {{isthmus.io/locality_lb: {{failover: [{{from: cn-beijing, to: cn-hangzhou}}]}}}}}}
     load_assignment:
-      cluster_name: web
+      cluster_name: payments
       endpoints:
 {eps}"#
     )
 }
 
-async fn upstream(name: &'static str) -> std::io::Result<SocketAddr> {
+async fn upstream(
+    name: &'static str,
+    latency: Duration,
+    failing: Option<Arc<AtomicBool>>,
+) -> std::io::Result<SocketAddr> {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            let failing = failing.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |_req| async move {
-                    let mut r = hyper::Response::new(Full::new(Bytes::from(name)));
-                    r.headers_mut().insert("x-upstream", hyper::header::HeaderValue::from_static(name));
-                    Ok::<_, std::convert::Infallible>(r)
+                let svc = service_fn(move |_req| {
+                    let failing = failing.clone();
+                    async move {
+                        if !latency.is_zero() {
+                            // The link's round trip, simulated in user space (no netem here).
+                            tokio::time::sleep(latency * 2).await;
+                        }
+                        let fail = failing.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+                        let mut r = hyper::Response::new(Full::new(Bytes::from(name)));
+                        if fail {
+                            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        r.headers_mut().insert("x-upstream", hyper::header::HeaderValue::from_static(name));
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
             });
@@ -121,7 +171,7 @@ async fn upstream(name: &'static str) -> std::io::Result<SocketAddr> {
 }
 
 /// Fixed-rate load; prints one row per second. Returns the number of failed requests.
-async fn drive(proxy: SocketAddr, seconds: u64, rate: u64) -> u64 {
+async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBool>) -> u64 {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>, Duration)>();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
@@ -151,7 +201,14 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64) -> u64 {
             });
         }
     });
-    println!("{:>4} {:>6} {:>6} {:>9} {:>9}  share by upstream", "sec", "reqs", "fail", "p50 ms", "p99 ms");
+    let (fail_at, heal_at) = (seconds / 3, 2 * seconds / 3);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(fail_at)).await;
+        failing.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(heal_at - fail_at)).await;
+        failing.store(false, Ordering::Relaxed);
+    });
+    println!("{:>4} {:>6} {:>6} {:>9} {:>9}  share by locality", "sec", "reqs", "fail", "p50 ms", "p99 ms");
     let mut failures = 0;
     let mut sec = 0;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3).ok();
@@ -162,9 +219,18 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64) -> u64 {
             let (p50, p99) = hist.as_ref().map_or((0.0, 0.0), |h| {
                 (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
             });
-            let share: Vec<String> =
-                by.iter().map(|(k, v)| format!("{k} {:.0}%", *v as f64 * 100.0 / n.max(1) as f64)).collect();
-            println!("{sec:>4} {n:>6} {f:>6} {p50:>9.2} {p99:>9.2}  {}", share.join("  "));
+            let share: Vec<String> = ["beijing-a", "beijing-b", "hangzhou-a"]
+                .iter()
+                .map(|k| format!("{k} {:>3.0}%", by.get(*k).copied().unwrap_or(0) as f64 * 100.0 / n.max(1) as f64))
+                .collect();
+            let note = if sec == fail_at {
+                "  <- local zone starts failing"
+            } else if sec == heal_at {
+                "  <- local zone recovers"
+            } else {
+                ""
+            };
+            println!("{sec:>4} {n:>6} {f:>6} {p50:>9.2} {p99:>9.2}  {}{note}", share.join("  "));
             if let Some(h) = hist.as_mut() {
                 h.reset();
             }
@@ -179,7 +245,7 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64) -> u64 {
         }
         n += 1;
         match who {
-            Some(w) => *by.entry(w).or_default() += 1,
+            Some(w) => *by.entry(w.rsplit_once('-').map_or(w.clone(), |(z, _)| z.to_string())).or_default() += 1,
             None => {
                 f += 1;
                 failures += 1;
@@ -191,6 +257,10 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64) -> u64 {
     }
     flush(sec, n, f, &mut hist, &mut by);
     let _ = sender.await;
-    println!("\n{} requests, {failures} failed; weights 2:1:1 give 50% / 25% / 25%", total);
+    println!(
+        "\n{total} requests, {failures} failed. The own zone serves everything while healthy; when it fails, its hosts \
+         are ejected after 5 errors each (retries hide them) and traffic moves to the same region's other zone, \
+         not to hangzhou; after the ejection time it comes home."
+    );
     failures
 }

@@ -163,12 +163,16 @@ async fn readiness_address_serves_healthz_ready() {
 }
 
 #[test]
-fn demo_runs_a_bounded_load_and_reports_every_upstream() {
-    let out = run(&["demo", "--seconds", "2", "--rate", "50"]);
+fn demo_shows_failover_to_the_nearest_healthy_zone_without_failed_requests() {
+    let out = run(&["demo", "--seconds", "6", "--rate", "50"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("100 requests, 0 failed"), "{text}");
-    for name in ["hangzhou-a", "hangzhou-b", "beijing-a"] {
-        assert!(text.contains(name), "{text}");
-    }
+    assert!(text.contains("300 requests, 0 failed"), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("beijing-a") && l.contains('%')).collect();
+    assert!(rows.first().is_some_and(|r| r.contains("beijing-a 100%")), "{text}");
+    assert!(
+        rows.iter().any(|r| r.contains("beijing-b 100%")),
+        "traffic moved to the same region's other zone:\n{text}"
+    );
+    assert!(rows.iter().all(|r| r.contains("hangzhou-a   0%")), "never to the other region:\n{text}");
 }
