@@ -194,3 +194,61 @@ async fn proxy_side_failover_list_from_cluster_metadata_picks_the_preferred_regi
     assert_eq!(failed, 0);
     assert_eq!((share(&by, "hz"), share(&by, "sh")), (100.0, 0.0), "{by:?}");
 }
+
+fn flat_cluster(hosts: &[SocketAddr], extra: &str) -> String {
+    let eps: String = hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+                h.port()
+            )
+        })
+        .collect();
+    format!("  - name: pay\n    connect_timeout: 1s\n    type: STATIC\n{extra}    load_assignment:\n      cluster_name: pay\n      endpoints:\n      - lb_endpoints:\n{eps}")
+}
+
+async fn slow_and_fast() -> (Upstream, [Upstream; 2]) {
+    let slow =
+        Upstream::start("slow", Behaviour { delay: Some(Duration::from_millis(200)), ..Default::default() }).await;
+    (
+        slow,
+        [Upstream::start("fast-1", Behaviour::default()).await, Upstream::start("fast-2", Behaviour::default()).await],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_ewma_starves_a_slow_host() {
+    let (slow, fast) = slow_and_fast().await;
+    let c = flat_cluster(
+        &[slow.addr, fast[0].addr, fast[1].addr],
+        "    metadata: {filter_metadata: {isthmus.io/lb: {policy: PEAK_EWMA}}}\n",
+    );
+    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &tests::yaml::route_to("pay", ""), "")], &[c]));
+    let (failed, by) = burst(proxy.listener("ingress"), 1600).await;
+    assert_eq!(failed, 0);
+    assert!(share(&by, "slow") < 5.0, "{by:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_detector_ejects_a_crawling_host() {
+    let (slow, fast) = slow_and_fast().await;
+    let c = flat_cluster(
+        &[slow.addr, fast[0].addr, fast[1].addr],
+        "    lb_policy: ROUND_ROBIN\n    outlier_detection: {interval: 0.3s, base_ejection_time: 30s, max_ejection_percent: 50}\n    metadata: {filter_metadata: {isthmus.io/outlier: {latency: {factor: 3, intervals: 2}}}}\n",
+    );
+    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &tests::yaml::route_to("pay", ""), "")], &[c]));
+    let addr = proxy.listener("ingress");
+    for _ in 0..40 {
+        burst(addr, 48).await;
+        if proxy.metric("envoy_cluster_outlier_detection_ejections_total", "LATENCY") >= 1.0 {
+            break;
+        }
+    }
+    assert_eq!(proxy.metric("envoy_cluster_outlier_detection_ejections_total", "LATENCY"), 1.0);
+    let (failed, by) = burst(addr, 1600).await;
+    assert_eq!(failed, 0);
+    assert_eq!(share(&by, "slow"), 0.0, "{by:?}");
+    let (_, clusters) = proxy.admin_get("/clusters");
+    assert!(clusters.contains(&format!("pay::{}::health_flags::/failed_outlier_check", slow.addr)), "{clusters}");
+}

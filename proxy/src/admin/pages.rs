@@ -107,6 +107,7 @@ fn clusters_text(st: &AdminState) -> String {
                 h.locality.region, h.locality.zone, h.locality.sub_zone
             ));
             out.push_str(&format!("{p}::priority::{}\n", h.priority));
+            out.push_str(&format!("{p}::ewma_ms::{:.3}\n", h.ewma.estimate_ms()));
             out.push_str(&format!("{p}::rq_active::{}\n", h.active_requests()));
             out.push_str(&format!("{p}::rq_total::{}\n", h.rq_total.load(Ordering::Relaxed)));
             out.push_str(&format!("{p}::rq_error::{}\n", h.rq_error.load(Ordering::Relaxed)));
@@ -133,6 +134,7 @@ fn clusters_json(st: &AdminState) -> String {
                         "rq_active": h.active_requests(), "rq_total": h.rq_total.load(Ordering::Relaxed),
                         "rq_error": h.rq_error.load(Ordering::Relaxed),
                         "ejected": h.is_ejected(),
+                        "ewma_ms": h.ewma.estimate_ms(),
                     })
                 })
                 .collect();

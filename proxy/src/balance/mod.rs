@@ -5,6 +5,7 @@
 //! counts; random is weighted by cumulative weight. Priority load and locality weights (Envoy's
 //! arithmetic) are their own module, built on these.
 
+pub mod ewma;
 pub mod locality;
 pub mod priority;
 mod schedule;
@@ -93,6 +94,7 @@ impl Picker {
             }
             LbPolicy::Random => self.weighted_random(),
             LbPolicy::LeastRequest => self.least_request(),
+            LbPolicy::PeakEwma => self.peak_ewma(),
         };
         self.hosts.get(idx).cloned()
     }
@@ -119,6 +121,27 @@ impl Picker {
             }
         }
         best
+    }
+
+    /// Linkerd's P2C over Peak-EWMA cost: two distinct random hosts, the cheaper wins (ties
+    /// go to the first).
+    fn peak_ewma(&self) -> usize {
+        let n = self.hosts.len();
+        if n < 2 {
+            return 0;
+        }
+        let mut rng = rand::rng();
+        let a = rng.random_range(0..n);
+        let mut b = rng.random_range(0..n - 1);
+        if b >= a {
+            b += 1;
+        }
+        let cost = |i: usize| self.hosts.get(i).map_or(f64::MAX, |h| h.ewma.cost(h.active_requests()));
+        if cost(b) < cost(a) {
+            b
+        } else {
+            a
+        }
     }
 
     fn score(&self, i: usize) -> f64 {

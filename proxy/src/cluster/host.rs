@@ -29,6 +29,8 @@ pub struct Host {
     pub rq_error: AtomicU64,
     /// The locality's `load_balancing_weight` (locality-weighted balancing).
     pub locality_weight: Option<u32>,
+    /// Latency estimate (Peak-EWMA policy, latency outliers, admin).
+    pub ewma: crate::balance::ewma::Ewma,
     /// Outlier-detection counters (request path).
     pub counters: crate::outlier::counters::HostCounters,
     ejected: std::sync::atomic::AtomicBool,
@@ -56,6 +58,7 @@ impl Host {
             rq_error: AtomicU64::new(0),
             locality_weight: None,
             counters: Default::default(),
+            ewma: Default::default(),
             ejected: std::sync::atomic::AtomicBool::new(false),
         }
     }

@@ -70,6 +70,9 @@ pub enum LbPolicy {
     Random,
     /// The cluster's own rule (ORIGINAL_DST: the original destination).
     ClusterProvided,
+    /// Linkerd's latency-aware P2C over Peak-EWMA cost (opt-in: cluster metadata
+    /// `isthmus.io/lb: {policy: PEAK_EWMA}`).
+    PeakEwma,
 }
 
 /// `ClusterLoadAssignment.policy`: the knobs of Envoy's priority load.

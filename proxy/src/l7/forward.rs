@@ -83,6 +83,9 @@ pub async fn forward(
         };
         tried.push(host.addr);
         rec.entry.upstream_host = Some(host.addr.to_string());
+        if !host.locality.region.is_empty() {
+            rec.dest_locality = format!("{}/{}", host.locality.region, host.locality.zone);
+        }
         let this_body = match (&replay, body.take()) {
             (_, Some(b)) => b,
             (Some(r), None) => match r.replay() {
@@ -96,6 +99,9 @@ pub async fn forward(
         let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
         if let Some(o) = outlier_outcome(&outcome) {
             cluster.record(&host, o);
+        }
+        if matches!(outcome, Outcome::Response(_) | Outcome::PerTryTimeout | Outcome::RouteTimeout) {
+            host.ewma.observe(started.elapsed());
         }
         let retriable = retriable(&policy, &outcome);
         let can_retry = retriable

@@ -32,6 +32,8 @@ pub struct Record {
     pub log: bool,
     /// `source_workload` label.
     pub source: Arc<str>,
+    /// `region/zone` of the upstream host that answered (metric label).
+    pub dest_locality: String,
     /// Request body bytes, shared with the request body wrapper.
     pub received: Arc<AtomicU64>,
     sent: u64,
@@ -49,6 +51,7 @@ impl Record {
             log,
             source,
             received: Arc::new(AtomicU64::new(0)),
+            dest_locality: String::new(),
             sent: 0,
         }
     }
@@ -70,6 +73,7 @@ impl Record {
             ("response_code", self.entry.response_code.to_string()),
             ("grpc_response_status", self.grpc_status.clone().unwrap_or_default()),
             ("response_flags", self.entry.response_flags.clone()),
+            ("destination_locality", self.dest_locality.clone()),
         ];
         counter!("istio_requests_total", &labels).increment(1);
         histogram!("istio_request_duration_milliseconds", &labels).record(self.start.elapsed().as_secs_f64() * 1000.0);

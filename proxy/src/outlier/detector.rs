@@ -52,18 +52,20 @@ pub struct Bucket {
 pub struct Detector<K> {
     cfg: OutlierConfig,
     hosts: HashMap<K, HostState>,
+    slow_streak: HashMap<K, u32>,
 }
 
 impl<K: Hash + Eq + Clone> Detector<K> {
     /// A detector with no hosts.
     pub fn new(cfg: OutlierConfig) -> Self {
-        Detector { cfg, hosts: HashMap::new() }
+        Detector { cfg, hosts: HashMap::new(), slow_streak: HashMap::new() }
     }
 
     /// Makes the host set `keys` (new hosts start clean; removed ones are forgotten).
     pub fn sync(&mut self, keys: impl IntoIterator<Item = K>) {
         let keys: Vec<K> = keys.into_iter().collect();
         self.hosts.retain(|k, _| keys.contains(k));
+        self.slow_streak.retain(|k, _| keys.contains(k));
         for k in keys {
             self.hosts.entry(k).or_default();
         }
@@ -105,6 +107,37 @@ impl<K: Hash + Eq + Clone> Detector<K> {
         }
         h.length = (cfg.base_ejection_time * h.backoff).min(cfg.max_ejection_time) + jitter;
         Attempt::Ejected
+    }
+
+    /// Latency outliers: hosts whose estimate (ms) stayed above `factor ×` the median of the
+    /// non-ejected hosts for `intervals` ticks in a row. Call once per interval.
+    pub fn latency_candidates(&mut self, estimates: &HashMap<K, f64>) -> Vec<K> {
+        let Some(l) = self.cfg.latency else { return Vec::new() };
+        let mut live: Vec<(K, f64)> = estimates
+            .iter()
+            .filter(|(k, _)| self.hosts.get(*k).is_some_and(|h| !h.ejected))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if live.len() < l.min_hosts as usize {
+            return Vec::new();
+        }
+        let mut sorted: Vec<f64> = live.iter().map(|(_, v)| *v).collect();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+        let mut out = Vec::new();
+        for (k, v) in live.drain(..) {
+            let streak = self.slow_streak.entry(k.clone()).or_insert(0);
+            if median > 0.0 && v > l.factor * median {
+                *streak += 1;
+                if *streak >= l.intervals {
+                    *streak = 0;
+                    out.push(k);
+                }
+            } else {
+                *streak = 0;
+            }
+        }
+        out
     }
 
     /// Returns a host at once (a passing active health check).
@@ -197,6 +230,22 @@ mod tests {
         let mut d = Detector::new(cfg);
         d.sync(0..hosts);
         d
+    }
+
+    #[test]
+    fn latency_outlier_needs_consecutive_slow_intervals() {
+        let cfg = OutlierConfig {
+            latency: Some(crate::outlier::LatencyOutlier { factor: 3.0, intervals: 2, min_hosts: 3 }),
+            ..OutlierConfig::default()
+        };
+        let mut d = detector(3, cfg);
+        let est: HashMap<usize, f64> = [(0, 200.0), (1, 1.0), (2, 1.2)].into_iter().collect();
+        assert!(d.latency_candidates(&est).is_empty(), "one slow interval is not enough");
+        assert_eq!(d.latency_candidates(&est), [0]);
+        let calm: HashMap<usize, f64> = [(0, 1.5), (1, 1.0), (2, 1.2)].into_iter().collect();
+        assert!(d.latency_candidates(&calm).is_empty());
+        let few: HashMap<usize, f64> = [(0, 200.0), (1, 1.0)].into_iter().collect();
+        assert!(d.latency_candidates(&few).is_empty() && d.latency_candidates(&few).is_empty(), "below min_hosts");
     }
 
     #[test]

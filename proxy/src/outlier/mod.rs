@@ -57,6 +57,20 @@ pub struct OutlierConfig {
     pub failure_percentage_minimum_hosts: u32,
     /// Failure percentage: minimum requests per host per interval (default 50).
     pub failure_percentage_request_volume: u32,
+    /// Latency outliers (Isthmus extension, `isthmus.io/outlier` metadata).
+    pub latency: Option<LatencyOutlier>,
+}
+
+/// Eject a host whose latency estimate stays above `factor ×` the cluster median for
+/// `intervals` consecutive intervals — a crawling host fails over like a failing one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyOutlier {
+    /// Multiple of the median (e.g. 3.0).
+    pub factor: f64,
+    /// Consecutive intervals above it (e.g. 2).
+    pub intervals: u32,
+    /// Hosts needed for a meaningful median (default 3).
+    pub min_hosts: u32,
 }
 
 impl Default for OutlierConfig {
@@ -85,6 +99,7 @@ impl Default for OutlierConfig {
             enforcing_failure_percentage_local_origin: 0,
             failure_percentage_minimum_hosts: 5,
             failure_percentage_request_volume: 50,
+            latency: None,
         }
     }
 }
@@ -106,6 +121,8 @@ pub enum EjectionType {
     FailurePercentage,
     /// Local-origin failure percentage.
     FailurePercentageLocalOrigin,
+    /// Latency far above the cluster median (Isthmus extension).
+    Latency,
 }
 
 impl EjectionType {
@@ -119,6 +136,7 @@ impl EjectionType {
             EjectionType::SuccessRateLocalOrigin => "SUCCESS_RATE_LOCAL_ORIGIN",
             EjectionType::FailurePercentage => "FAILURE_PERCENTAGE",
             EjectionType::FailurePercentageLocalOrigin => "FAILURE_PERCENTAGE_LOCAL_ORIGIN",
+            EjectionType::Latency => "LATENCY",
         }
     }
 
@@ -132,6 +150,7 @@ impl EjectionType {
             EjectionType::SuccessRateLocalOrigin => c.enforcing_local_origin_success_rate,
             EjectionType::FailurePercentage => c.enforcing_failure_percentage,
             EjectionType::FailurePercentageLocalOrigin => c.enforcing_failure_percentage_local_origin,
+            EjectionType::Latency => 100,
         }
     }
 }

@@ -49,7 +49,10 @@ pub async fn run(
                         (h.addr, Bucket { ext, local })
                     })
                     .collect();
-                let (back, candidates) = det.tick(Instant::now(), &buckets);
+                let (back, mut candidates) = det.tick(Instant::now(), &buckets);
+                let estimates: HashMap<SocketAddr, f64> =
+                    c.hosts().all.iter().map(|h| (h.addr, h.ewma.estimate_ms())).collect();
+                candidates.extend(det.latency_candidates(&estimates).into_iter().map(|a| (a, EjectionType::Latency)));
                 let mut changed = !back.is_empty();
                 for addr in back {
                     if let Some(h) = c.hosts().all.iter().find(|h| h.addr == addr) {

@@ -83,6 +83,10 @@ pub(super) const ENDPOINT: FieldPolicy = FieldPolicy {
 
 /// Cluster metadata namespace for Istio's `localityLbSetting` (proxy-side failover).
 pub const LOCALITY_LB_KEY: &str = "isthmus.io/locality_lb";
+/// Cluster metadata namespace for the opt-in host policy (`{policy: PEAK_EWMA}`).
+pub const LB_KEY: &str = "isthmus.io/lb";
+/// Cluster metadata namespace for latency outliers (`{latency: {factor, intervals}}`).
+pub const OUTLIER_KEY: &str = "isthmus.io/outlier";
 /// Endpoint metadata namespace for labels (`failover_priority`).
 pub const LABELS_KEY: &str = "isthmus.io/labels";
 
@@ -190,11 +194,28 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         || locality_lb
             .as_ref()
             .is_some_and(|s| !s.failover.is_empty() || !s.failover_priority.is_empty() || !s.distribute.is_empty());
-    let outlier = c
+    let meta =
+        |key: &str| c.metadata.as_ref().and_then(|m| m.filter_metadata.get(key)).map(super::common::struct_to_json);
+    let mpath = |key: &str| path.field("metadata").field("filter_metadata").field(&format!("\"{key}\""));
+    let mut outlier = c
         .outlier_detection
         .as_ref()
         .map(|o| super::outlier::outlier_detection(o, &path.field("outlier_detection")))
         .transpose()?;
+    if let Some(v) = meta(OUTLIER_KEY) {
+        let p = mpath(OUTLIER_KEY);
+        let Some(o) = outlier.as_mut() else {
+            return Err(p.err("latency outliers need outlier_detection (its gate and ejection times apply)"));
+        };
+        o.latency = Some(super::outlier::latency(&v, &p)?);
+    }
+    let mut lb_policy = lb_policy;
+    if let Some(v) = meta(LB_KEY) {
+        match v.get("policy").and_then(|x| x.as_str()) {
+            Some("PEAK_EWMA") => lb_policy = LbPolicy::PeakEwma,
+            other => return Err(mpath(LB_KEY).err_at("policy", format!("{other:?}: only PEAK_EWMA is supported"))),
+        }
+    }
     let (upstream_protocol, idle_timeout) = protocol(c, path)?;
     Ok(Cluster {
         name: c.name.clone(),

@@ -136,5 +136,20 @@ pub fn outlier_detection(o: &proto::OutlierDetection, path: &Path) -> Result<Out
             v(&o.failure_percentage_request_volume.map(|x| x.value)),
             d.failure_percentage_request_volume,
         ),
+        latency: None,
     })
+}
+
+/// `isthmus.io/outlier` metadata: `{latency: {factor: 3, intervals: 2, min_hosts: 3}}`.
+pub fn latency(v: &serde_json::Value, path: &Path) -> Result<crate::outlier::LatencyOutlier, ConfigError> {
+    let l = v.get("latency").ok_or_else(|| path.err_at("latency", "is required"))?;
+    let p = path.field("latency");
+    let factor = l.get("factor").and_then(|x| x.as_f64()).unwrap_or(3.0);
+    if !(factor > 1.0) {
+        return Err(p.err_at("factor", format!("{factor} must be above 1")));
+    }
+    let int = |k: &str, d: u64| l.get(k).and_then(|x| x.as_f64()).map_or(d, |f| f as u64);
+    let intervals = u32::try_from(int("intervals", 2)).unwrap_or(u32::MAX).max(1);
+    let min_hosts = u32::try_from(int("min_hosts", 3)).unwrap_or(u32::MAX).max(2);
+    Ok(crate::outlier::LatencyOutlier { factor, intervals, min_hosts })
 }
