@@ -145,7 +145,7 @@ pub fn latency(v: &serde_json::Value, path: &Path) -> Result<crate::outlier::Lat
     let l = v.get("latency").ok_or_else(|| path.err_at("latency", "is required"))?;
     let p = path.field("latency");
     let factor = l.get("factor").and_then(|x| x.as_f64()).unwrap_or(3.0);
-    if !(factor > 1.0) {
+    if factor.is_nan() || factor <= 1.0 {
         return Err(p.err_at("factor", format!("{factor} must be above 1")));
     }
     let int = |k: &str, d: u64| l.get(k).and_then(|x| x.as_f64()).map_or(d, |f| f as u64);
