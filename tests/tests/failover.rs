@@ -252,3 +252,36 @@ async fn latency_detector_ejects_a_crawling_host() {
     let (_, clusters) = proxy.admin_get("/clusters");
     assert!(clusters.contains(&format!("pay::{}::health_flags::/failed_outlier_check", slow.addr)), "{clusters}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_http_health_checks_take_a_host_out_and_bring_it_back() {
+    let sick = Arc::new(AtomicBool::new(false));
+    let a = Upstream::start("a", Behaviour { failing: Some(sick.clone()), ..Default::default() }).await;
+    let b = Upstream::start("b", Behaviour::default()).await;
+    let c = flat_cluster(
+        &[a.addr, b.addr],
+        "    lb_policy: ROUND_ROBIN\n    health_checks: [{timeout: 1s, interval: 0.2s, unhealthy_threshold: 2, healthy_threshold: 1, http_health_check: {path: /healthz}}]\n",
+    );
+    let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &tests::yaml::route_to("pay", ""), "")], &[c]));
+    let addr = proxy.listener("ingress");
+    let (_, by) = burst(addr, 400).await;
+    assert!(share(&by, "a") > 40.0, "{by:?}");
+    sick.store(true, Ordering::Relaxed);
+    tests::eventually(Duration::from_secs(5), || {
+        proxy
+            .admin_get("/clusters")
+            .1
+            .contains(&format!("pay::{}::health_flags::/failed_active_hc", a.addr))
+            .then_some(())
+    })
+    .await;
+    let (failed, by) = burst(addr, 400).await;
+    assert_eq!((failed, share(&by, "b")), (0, 100.0), "{by:?}");
+    sick.store(false, Ordering::Relaxed);
+    tests::eventually(Duration::from_secs(5), || {
+        proxy.admin_get("/clusters").1.contains(&format!("pay::{}::health_flags::healthy", a.addr)).then_some(())
+    })
+    .await;
+    let (_, by) = burst(addr, 400).await;
+    assert!(share(&by, "a") > 40.0, "{by:?}");
+}

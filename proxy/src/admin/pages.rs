@@ -90,15 +90,16 @@ fn clusters_text(st: &AdminState) -> String {
         let name = &c.config.name;
         for h in c.hosts().all.iter() {
             let p = format!("{name}::{}", h.addr);
-            let flags = match (h.health == crate::config::cluster::HealthStatus::Unhealthy, h.is_ejected()) {
-                (false, false) => "healthy".to_string(),
-                (eds, ejected) => {
-                    format!(
-                        "{}{}",
-                        if ejected { "/failed_outlier_check" } else { "" },
-                        if eds { "/failed_eds_health" } else { "" }
-                    )
-                }
+            let eds = h.health == crate::config::cluster::HealthStatus::Unhealthy;
+            let flags = if !eds && !h.is_ejected() && !h.hc_failed() {
+                "healthy".to_string()
+            } else {
+                format!(
+                    "{}{}{}",
+                    if h.hc_failed() { "/failed_active_hc" } else { "" },
+                    if h.is_ejected() { "/failed_outlier_check" } else { "" },
+                    if eds { "/failed_eds_health" } else { "" }
+                )
             };
             out.push_str(&format!("{p}::health_flags::{flags}\n"));
             out.push_str(&format!("{p}::weight::{}\n", h.weight));

@@ -34,6 +34,7 @@ pub struct Host {
     /// Outlier-detection counters (request path).
     pub counters: crate::outlier::counters::HostCounters,
     ejected: std::sync::atomic::AtomicBool,
+    hc_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -60,6 +61,7 @@ impl Host {
             counters: Default::default(),
             ewma: Default::default(),
             ejected: std::sync::atomic::AtomicBool::new(false),
+            hc_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -79,14 +81,24 @@ impl Host {
         self.ejected.store(on, Ordering::Relaxed);
     }
 
-    /// Healthy for balancing: configured healthy and not ejected.
-    pub fn is_healthy(&self) -> bool {
-        self.health == HealthStatus::Healthy && !self.is_ejected()
+    /// Failing active health checks.
+    pub fn hc_failed(&self) -> bool {
+        self.hc_failed.load(Ordering::Relaxed)
     }
 
-    /// Degraded for balancing: configured degraded and not ejected.
+    /// Sets the active-health-check flag (health checker only).
+    pub fn set_hc_failed(&self, on: bool) {
+        self.hc_failed.store(on, Ordering::Relaxed);
+    }
+
+    /// Healthy for balancing: configured healthy, not ejected, passing health checks.
+    pub fn is_healthy(&self) -> bool {
+        self.health == HealthStatus::Healthy && !self.is_ejected() && !self.hc_failed()
+    }
+
+    /// Degraded for balancing: configured degraded, not ejected, passing health checks.
     pub fn is_degraded(&self) -> bool {
-        self.health == HealthStatus::Degraded && !self.is_ejected()
+        self.health == HealthStatus::Degraded && !self.is_ejected() && !self.hc_failed()
     }
 
     /// A healthy host with no locality (unit tests).

@@ -55,7 +55,7 @@ pub struct ClusterRuntime {
     /// Fired when the cluster is removed or replaced (stops its DNS refresh and detector).
     pub stop: tokio_util::sync::CancellationToken,
     /// Consecutive-error detections for the outlier detector task.
-    outlier_tx: Option<tokio::sync::mpsc::UnboundedSender<(SocketAddr, crate::outlier::EjectionType)>>,
+    outlier_tx: Option<tokio::sync::mpsc::UnboundedSender<(SocketAddr, Option<crate::outlier::EjectionType>)>>,
     /// Requests served from a priority in panic.
     pub healthy_panic: metrics::Counter,
     /// The proxy's locality (proxy-side failover priorities).
@@ -101,6 +101,9 @@ impl ClusterRuntime {
         {
             handle.spawn(crate::outlier::runtime::run(Arc::downgrade(&rt), cfg, rx, rt.stop.clone()));
         }
+        if let (Some(cfg), Ok(handle)) = (rt.config.health_check.clone(), tokio::runtime::Handle::try_current()) {
+            handle.spawn(crate::health::runtime::run(Arc::downgrade(&rt), cfg, rt.stop.clone()));
+        }
         rt
     }
 
@@ -131,6 +134,13 @@ impl ClusterRuntime {
         self.hosts.store(Arc::new(set));
     }
 
+    /// Tells the outlier detector that a health check returned `addr` early.
+    pub fn uneject_notice(&self, addr: SocketAddr) {
+        if let Some(tx) = &self.outlier_tx {
+            let _ = tx.send((addr, None));
+        }
+    }
+
     /// The configured endpoints as this proxy sees them (failover priorities applied).
     pub fn view_endpoints(&self) -> Vec<crate::config::LocalityEndpoints> {
         self.node.view(&self.config, &self.config.endpoints)
@@ -147,7 +157,7 @@ impl ClusterRuntime {
     pub fn record(&self, host: &Host, outcome: crate::outlier::Outcome) {
         let (Some(cfg), Some(tx)) = (&self.config.outlier, &self.outlier_tx) else { return };
         for kind in host.counters.record(cfg, outcome).into_iter().flatten() {
-            let _ = tx.send((host.addr, kind));
+            let _ = tx.send((host.addr, Some(kind)));
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Cluster {
     /// Istio `localityLbSetting` from `metadata.filter_metadata["isthmus.io/locality_lb"]`:
     /// the proxy computes failover priorities itself.
     pub locality_lb: Option<crate::locality::setting::LocalityLbSetting>,
+    /// Active health checking, when configured.
+    pub health_check: Option<crate::health::HealthCheckConfig>,
     /// Limits (default priority thresholds).
     pub circuit_breakers: CircuitBreakers,
     /// Protocol towards HTTP upstreams.

@@ -21,7 +21,7 @@ use crate::cluster::ClusterRuntime;
 pub async fn run(
     cluster: Weak<ClusterRuntime>,
     cfg: OutlierConfig,
-    mut rx: UnboundedReceiver<(SocketAddr, EjectionType)>,
+    mut rx: UnboundedReceiver<(SocketAddr, Option<EjectionType>)>,
     stop: CancellationToken,
 ) {
     let mut det: Detector<SocketAddr> = Detector::new(cfg.clone());
@@ -33,8 +33,15 @@ pub async fn run(
             msg = rx.recv() => {
                 let (Some((addr, kind)), Some(c)) = (msg, cluster.upgrade()) else { return };
                 sync(&mut det, &c);
-                if eject(&mut det, &c, &cfg, addr, kind) {
-                    c.rebuild();
+                match kind {
+                    Some(kind) => {
+                        if eject(&mut det, &c, &cfg, addr, kind) {
+                            c.rebuild();
+                        }
+                    }
+                    None => {
+                        det.uneject(&addr, Instant::now());
+                    }
                 }
             }
             _ = tick.tick() => {

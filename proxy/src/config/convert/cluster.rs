@@ -30,6 +30,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "least_request_lb_config",
         "outlier_detection",
         "metadata",
+        "health_checks",
     ],
     ignored: &[
         "alt_stat_name",
@@ -209,6 +210,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         };
         o.latency = Some(super::outlier::latency(&v, &p)?);
     }
+    let health_check = super::health::health_checks(&c.health_checks, &c.name, &path.field("health_checks"))?;
     let mut lb_policy = lb_policy;
     if let Some(v) = meta(LB_KEY) {
         match v.get("policy").and_then(|x| x.as_str()) {
@@ -227,6 +229,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         outlier,
         locality_weighted,
         locality_lb,
+        health_check,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref(), &path.field("circuit_breakers"))?,
         upstream_protocol,
         healthy_panic_threshold,

@@ -5,6 +5,7 @@
 mod cluster;
 mod common;
 pub mod fields;
+mod health;
 mod http;
 mod listener;
 mod outlier;
@@ -245,6 +246,9 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &cluster::CLUSTER,
         &cluster::COMMON_LB,
         &outlier::OUTLIER,
+        &health::HEALTH_CHECK,
+        &health::HTTP_HC,
+        &health::TCP_HC,
         &cluster::CLA,
         &cluster::CLA_POLICY,
         &cluster::THRESHOLDS,

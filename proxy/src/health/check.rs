@@ -1,0 +1,61 @@
+//! One probe against one host.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Probe;
+
+/// Runs the probe; true when the host passed.
+pub async fn probe(addr: SocketAddr, p: &Probe, timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, run(addr, p)).await.unwrap_or(false)
+}
+
+async fn run(addr: SocketAddr, p: &Probe) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    match p {
+        Probe::Tcp { send, receive } => {
+            if send.is_empty() {
+                return true;
+            }
+            if stream.write_all(send).await.is_err() {
+                return false;
+            }
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !contains(&got, receive) {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                }
+            }
+            true
+        }
+        Probe::Http { path, host, expected } => {
+            let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+                return false;
+            };
+            tokio::spawn(conn);
+            let req = http::Request::get(path.as_str())
+                .header(http::header::HOST, host.as_str())
+                .header(http::header::USER_AGENT, "Isthmus-HealthChecker/1.0")
+                .body(Empty::<bytes::Bytes>::new());
+            let Ok(req) = req else { return false };
+            match send.send_request(req).await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let _ = resp.into_body().collect().await;
+                    expected.iter().any(|(lo, hi)| (*lo..*hi).contains(&status))
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}

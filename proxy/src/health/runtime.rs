@@ -1,0 +1,54 @@
+//! The per-cluster health-check task: probes every host each interval, flips the host's
+//! active-HC flag on threshold crossings, unejects outlier-ejected hosts that pass, and
+//! rebuilds the host set when anything changed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Weak;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{check, HealthCheckConfig, Streak};
+use crate::cluster::ClusterRuntime;
+
+/// Runs until the cluster is dropped or `stop` fires. The first round starts at once.
+pub async fn run(cluster: Weak<ClusterRuntime>, cfg: HealthCheckConfig, stop: CancellationToken) {
+    let mut streaks: HashMap<SocketAddr, Streak> = HashMap::new();
+    let mut tick = tokio::time::interval(cfg.interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(c) = cluster.upgrade() else { return };
+        let hosts = c.hosts().all.clone();
+        streaks.retain(|a, _| hosts.iter().any(|h| h.addr == *a));
+        let results =
+            futures_util::future::join_all(hosts.iter().map(|h| check::probe(h.addr, &cfg.probe, cfg.timeout))).await;
+        let mut changed = false;
+        for (h, ok) in hosts.iter().zip(results) {
+            let s = streaks.entry(h.addr).or_default();
+            if let Some(healthy) = s.record(ok, h.hc_failed(), &cfg) {
+                h.set_hc_failed(!healthy);
+                changed = true;
+                if healthy {
+                    info!(cluster = %c.config.name, host = %h.addr, "health check passing");
+                } else {
+                    warn!(cluster = %c.config.name, host = %h.addr, "health check failing");
+                }
+            }
+            if ok && h.is_ejected() {
+                // successful_active_health_check_uneject_host (Envoy default true).
+                h.set_ejected(false);
+                h.counters.reset_consecutive();
+                c.uneject_notice(h.addr);
+                changed = true;
+                info!(cluster = %c.config.name, host = %h.addr, "health check returned an ejected host");
+            }
+        }
+        if changed {
+            c.rebuild();
+        }
+    }
+}
