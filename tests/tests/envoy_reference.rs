@@ -114,3 +114,57 @@ async fn routing_and_local_replies_match_envoy() {
         envoy.iter().zip(isthmus).filter(|(e, i)| e != i).map(|(e, i)| format!("envoy:   {e}\nisthmus: {i}")).collect();
     assert!(diffs.is_empty(), "differences from Envoy:\n{}", diffs.join("\n\n"));
 }
+
+fn weighted_cluster(name: &str, policy: &str, hosts: &[(SocketAddr, u32)]) -> String {
+    let eps: String = hosts
+        .iter()
+        .map(|(a, w)| {
+            format!("        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}\n          load_balancing_weight: {w}\n", a.ip(), a.port())
+        })
+        .collect();
+    format!("  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: {policy}\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n{eps}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ring_hash_and_maglev_send_each_key_to_the_same_host_as_envoy() {
+    let names = ["h0", "h1", "h2", "h3", "h4"];
+    let mut ups = Vec::new();
+    for n in names {
+        ups.push(Upstream::start(n, Behaviour::default()).await);
+    }
+    let hosts: Vec<(SocketAddr, u32)> = ups.iter().zip([1, 1, 2, 1, 3]).map(|(u, w)| (u.addr, w)).collect();
+    let routes = "              - match: {prefix: \"/ring\"}\n                route: {cluster: ring, hash_policy: [{header: {header_name: x-user}}]}\n              - match: {prefix: \"/maglev\"}\n                route: {cluster: maglev, hash_policy: [{header: {header_name: x-user}}, {connection_properties: {source_ip: true}}]}";
+    let yaml = bootstrap(
+        &[http_listener("ingress", routes, "")],
+        &[weighted_cluster("ring", "RING_HASH", &hosts), weighted_cluster("maglev", "MAGLEV", &hosts)],
+    );
+    let mut results = Vec::new();
+    for which in ["envoy", "isthmus"] {
+        let (addr, _guard): (SocketAddr, Box<dyn std::any::Any>) = if which == "envoy" {
+            let e = Envoy::start(&yaml).await;
+            (e.listener("ingress"), Box::new(e))
+        } else {
+            let p = Proxy::start(&yaml);
+            (p.listener("ingress"), Box::new(p))
+        };
+        let mut seen = Vec::new();
+        for path in ["/ring", "/maglev"] {
+            for u in 0..60 {
+                let user = format!("user-{u}");
+                let (s, h, _) = get(addr, path, &[("x-user", &user)]).await.unwrap();
+                assert_eq!(s, 200);
+                seen.push(format!("{path} {user} -> {}", h["x-upstream"].to_str().unwrap()));
+            }
+        }
+        results.push(seen);
+    }
+    let spread: std::collections::HashSet<&str> = results[1].iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert!(spread.len() >= 4, "keys spread over the hosts: {spread:?}");
+    let diffs: Vec<String> = results[0]
+        .iter()
+        .zip(&results[1])
+        .filter(|(e, i)| e != i)
+        .map(|(e, i)| format!("envoy {e} | isthmus {i}"))
+        .collect();
+    assert!(diffs.is_empty(), "{} of 120 keys land elsewhere than with Envoy:\n{}", diffs.len(), diffs.join("\n"));
+}

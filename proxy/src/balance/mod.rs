@@ -6,6 +6,7 @@
 //! arithmetic) are their own module, built on these.
 
 pub mod ewma;
+pub mod hashing;
 pub mod locality;
 pub mod priority;
 mod schedule;
@@ -92,7 +93,8 @@ impl Picker {
                     self.schedule.get(c % self.schedule.len()).map(|i| *i as usize).unwrap_or(0)
                 }
             }
-            LbPolicy::Random => self.weighted_random(),
+            // Hash policies pick through `HostSet`; without a hash they behave like random.
+            LbPolicy::Random | LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } => self.weighted_random(),
             LbPolicy::LeastRequest => self.least_request(),
             LbPolicy::PeakEwma => self.peak_ewma(),
         };

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::host::Host;
+use crate::balance::hashing;
 use crate::balance::locality::{self, LocalityState};
 use crate::balance::priority::{self, Level, PriorityLoad};
 use crate::balance::Picker;
-use crate::config::{AssignmentPolicy, Cluster};
+use crate::config::{AssignmentPolicy, Cluster, LbPolicy};
 
 /// Hosts of one class in one priority, possibly split by locality.
 #[derive(Debug)]
@@ -35,6 +36,60 @@ struct LevelPickers {
     healthy: Choice,
     degraded: Choice,
     all: Picker,
+    /// RING_HASH / MAGLEV: tables over the healthy hosts and over all hosts (panic).
+    hashed: Option<(Hashed, Hashed)>,
+}
+
+/// A consistent-hash structure with the hosts its indices refer to.
+#[derive(Debug)]
+struct Hashed {
+    hosts: Vec<Arc<Host>>,
+    table: HashTable,
+}
+
+#[derive(Debug)]
+enum HashTable {
+    Ring(hashing::Ring),
+    Maglev(hashing::Maglev),
+}
+
+impl Hashed {
+    /// Builds Envoy's ring or table over `hosts` (keys are `ip:port`, as Envoy's `hashKey`).
+    fn new(hosts: Vec<Arc<Host>>, policy: LbPolicy, locality_weighted: bool) -> Self {
+        let keys: Vec<String> = hosts.iter().map(|h| h.addr.to_string()).collect();
+        let hh: Vec<hashing::HashHost<'_>> =
+            keys.iter().zip(&hosts).map(|(k, h)| hashing::HashHost { key: k, weight: h.weight }).collect();
+        let normalized = if locality_weighted {
+            let mut groups: Vec<(&crate::config::bootstrap::Locality, u32, Vec<usize>)> = Vec::new();
+            for (i, h) in hosts.iter().enumerate() {
+                match groups.iter_mut().find(|g| g.0 == &h.locality) {
+                    Some(g) => g.2.push(i),
+                    None => groups.push((&h.locality, h.locality_weight.unwrap_or(0), vec![i])),
+                }
+            }
+            let locs: Vec<hashing::LocalityHosts<'_>> =
+                groups.iter().map(|g| hashing::LocalityHosts { weight: g.1, hosts: &g.2 }).collect();
+            hashing::normalize_locality_weights(&hh, &locs)
+        } else {
+            hashing::normalize_host_weights(&hh)
+        };
+        let table = match policy {
+            LbPolicy::Maglev { table_size } => {
+                HashTable::Maglev(hashing::Maglev::from_normalized(&normalized, table_size))
+            }
+            LbPolicy::RingHash { min, max } => HashTable::Ring(hashing::Ring::from_normalized(&normalized, min, max)),
+            _ => HashTable::Ring(hashing::Ring::from_normalized(&normalized, 1, 1)),
+        };
+        Hashed { hosts, table }
+    }
+
+    fn pick(&self, hash: u64, attempt: u32) -> Option<Arc<Host>> {
+        let i = match &self.table {
+            HashTable::Ring(r) => r.pick_attempt(hash, attempt),
+            HashTable::Maglev(m) => m.pick_attempt(hash, attempt),
+        }?;
+        self.hosts.get(i).cloned()
+    }
 }
 
 /// The current hosts and how to choose among them.
@@ -78,10 +133,17 @@ impl HostSet {
                     Choice::Plain(Picker::new(eligible, cluster.lb_policy, cluster.choice_count))
                 }
             };
+            let hashed = matches!(cluster.lb_policy, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }).then(|| {
+                (
+                    Hashed::new(healthy.clone(), cluster.lb_policy, cluster.locality_weighted),
+                    Hashed::new(hosts.clone(), cluster.lb_policy, cluster.locality_weighted),
+                )
+            });
             levels.push(LevelPickers {
                 healthy: choice(healthy),
                 degraded: choice(degraded),
                 all: Picker::new(hosts.clone(), cluster.lb_policy, cluster.choice_count),
+                hashed,
             });
         }
         let load = priority::compute(
@@ -97,10 +159,36 @@ impl HostSet {
     /// (or degraded) hosts, by locality weight when enabled. `panicked` is set when the pick
     /// came from a priority in panic.
     pub fn pick(&self, avoid: &dyn Fn(&Host) -> bool, attempts: u32, panicked: &mut bool) -> Option<Arc<Host>> {
-        let r = rand::rng().random_range(1..=100);
+        self.pick_hashed(None, 0, avoid, attempts, panicked)
+    }
+
+    /// [`HostSet::pick`] with a request hash for RING_HASH/MAGLEV clusters: the priority is
+    /// `hash % 100 + 1` against the loads (Envoy's thread-aware LB), then the ring or table of
+    /// that priority; `attempt` > 0 walks on as Envoy's retry host selection does. Without a
+    /// hash, a random one is used.
+    pub fn pick_hashed(
+        &self,
+        hash: Option<u64>,
+        attempt: u32,
+        avoid: &dyn Fn(&Host) -> bool,
+        attempts: u32,
+        panicked: &mut bool,
+    ) -> Option<Arc<Host>> {
+        let hashing = self.levels.first().is_some_and(|l| l.hashed.is_some());
+        let hash = if hashing { Some(hash.unwrap_or_else(|| rand::rng().random())) } else { None };
+        let r = match hash {
+            Some(h) => (h % 100) as u32 + 1,
+            None => rand::rng().random_range(1..=100),
+        };
         let (i, degraded) = priority::choose(&self.load, r)?;
         let level = self.levels.get(i)?;
-        if self.load.panic.get(i).copied().unwrap_or(false) {
+        let panic = self.load.panic.get(i).copied().unwrap_or(false);
+        if let (Some(h), Some((healthy, all))) = (hash, &level.hashed) {
+            *panicked |= panic;
+            let table = if panic { all } else { healthy };
+            return table.pick(h, attempt);
+        }
+        if panic {
             *panicked = true;
             return level.all.pick(avoid, attempts);
         }

@@ -201,11 +201,23 @@ impl ClusterRuntime {
         avoid: &dyn Fn(&Host) -> bool,
         attempts: u32,
     ) -> Option<Arc<Host>> {
+        self.pick_hashed(original_dst, None, 0, avoid, attempts)
+    }
+
+    /// [`ClusterRuntime::pick`] with a request hash (RING_HASH/MAGLEV) and the try number.
+    pub fn pick_hashed(
+        &self,
+        original_dst: Option<SocketAddr>,
+        hash: Option<u64>,
+        attempt: u32,
+        avoid: &dyn Fn(&Host) -> bool,
+        attempts: u32,
+    ) -> Option<Arc<Host>> {
         if self.config.discovery == Discovery::OriginalDst {
             return original_dst.map(|a| Arc::new(Host::for_test(a, 1)));
         }
         let mut panicked = false;
-        let h = self.hosts.load().pick(avoid, attempts, &mut panicked);
+        let h = self.hosts.load().pick_hashed(hash, attempt, avoid, attempts, &mut panicked);
         if panicked {
             self.healthy_panic.increment(1);
         }

@@ -64,6 +64,18 @@ pub enum Discovery {
 /// Host selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
+    /// Envoy's Ketama ring over xxHash64 (route `hash_policy` gives the key).
+    RingHash {
+        /// `minimum_ring_size` (default 1024).
+        min: u64,
+        /// `maximum_ring_size` (default 8M).
+        max: u64,
+    },
+    /// Envoy's Maglev table.
+    Maglev {
+        /// `table_size` (prime, default 65537).
+        table_size: u64,
+    },
     /// Weighted round robin (earliest-deadline-first over weights).
     RoundRobin,
     /// Power of N choices by active requests.

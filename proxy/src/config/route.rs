@@ -154,6 +154,30 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     /// Retries.
     pub retry_policy: Option<RetryPolicy>,
+    /// How to hash the request for RING_HASH/MAGLEV clusters (`hash_policy`).
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// One `hash_policy` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashPolicy {
+    /// What to hash.
+    pub source: HashSource,
+    /// Stop at this policy if it produced a hash.
+    pub terminal: bool,
+}
+
+/// The request property a hash policy reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashSource {
+    /// A header's value.
+    Header(http::HeaderName),
+    /// A cookie's value (no cookie is generated when absent).
+    Cookie(String),
+    /// The downstream peer IP.
+    SourceIp,
+    /// A query parameter's value.
+    QueryParameter(String),
 }
 
 /// A redirect response.

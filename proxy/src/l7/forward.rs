@@ -57,6 +57,7 @@ pub fn choose_cluster(t: &ClusterTarget) -> Option<&str> {
 pub async fn forward(
     clusters: &ClusterManager,
     original_dst: Option<SocketAddr>,
+    peer: std::net::IpAddr,
     parts: request::Parts,
     body: ProxyBody,
     fwd: &Forward,
@@ -75,10 +76,13 @@ pub async fn forward(
     let (replay, mut body) =
         if policy.num_retries > 0 { (Some(ReplayBody::new(body)), None) } else { (None, Some(body)) };
     let mut tried: Vec<SocketAddr> = Vec::new();
+    let hash =
+        if fwd.hash_policy.is_empty() { None } else { super::hash::request_hash(&fwd.hash_policy, &parts, peer) };
     let mut attempt = 0u32;
     loop {
         let avoid = |h: &Host| policy.avoid_previous_hosts && tried.contains(&h.addr);
-        let Some(host) = cluster.pick(original_dst, &avoid, policy.host_selection_attempts) else {
+        let Some(host) = cluster.pick_hashed(original_dst, hash, attempt, &avoid, policy.host_selection_attempts)
+        else {
             return fail(rec, Flag::NoHealthyUpstream);
         };
         tried.push(host.addr);

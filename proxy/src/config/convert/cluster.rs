@@ -28,6 +28,8 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "common_lb_config",
         "dns_refresh_rate",
         "least_request_lb_config",
+        "ring_hash_lb_config",
+        "maglev_lb_config",
         "outlier_detection",
         "metadata",
         "health_checks",
@@ -136,6 +138,40 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         Ok(L::LeastRequest) => LbPolicy::LeastRequest,
         Ok(L::Random) => LbPolicy::Random,
         Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
+        Ok(L::RingHash) => {
+            use crate::balance::hashing::{DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE, RING_SIZE_LIMIT};
+            let (min, max) = match &c.lb_config {
+                Some(proto::cluster::LbConfig::RingHashLbConfig(r)) => {
+                    if r.hash_function != 0 {
+                        return Err(path
+                            .field("ring_hash_lb_config")
+                            .err_at("hash_function", "only XX_HASH is supported"));
+                    }
+                    (
+                        r.minimum_ring_size.map(|v| v.value).unwrap_or(DEFAULT_MIN_RING_SIZE),
+                        r.maximum_ring_size.map(|v| v.value).unwrap_or(DEFAULT_MAX_RING_SIZE),
+                    )
+                }
+                _ => (DEFAULT_MIN_RING_SIZE, DEFAULT_MAX_RING_SIZE),
+            };
+            if min == 0 || min > max || max > RING_SIZE_LIMIT {
+                return Err(path.err_at("ring_hash_lb_config", format!("ring sizes {min}..{max} are invalid")));
+            }
+            LbPolicy::RingHash { min, max }
+        }
+        Ok(L::Maglev) => {
+            let table_size = match &c.lb_config {
+                Some(proto::cluster::LbConfig::MaglevLbConfig(m)) => m.table_size.map(|v| v.value),
+                _ => None,
+            }
+            .unwrap_or(crate::balance::hashing::DEFAULT_MAGLEV_TABLE_SIZE);
+            if !crate::balance::hashing::is_valid_maglev_table_size(table_size) {
+                return Err(path
+                    .field("maglev_lb_config")
+                    .err_at("table_size", format!("{table_size} is not a prime up to 5000011")));
+            }
+            LbPolicy::Maglev { table_size }
+        }
         Ok(other) => return Err(path.err_at("lb_policy", format!("{} is not supported", other.as_str_name()))),
         Err(_) => return Err(path.err_at("lb_policy", format!("unknown value {}", c.lb_policy))),
     };

@@ -73,9 +73,16 @@ pub(super) const ROUTE_MATCH: FieldPolicy = FieldPolicy {
 
 pub(super) const ROUTE_ACTION: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteAction",
-    honoured: &["cluster", "weighted_clusters", "prefix_rewrite", "host_rewrite_literal", "timeout", "retry_policy"],
-    ignored: &[
+    honoured: &[
+        "cluster",
+        "weighted_clusters",
+        "prefix_rewrite",
+        "host_rewrite_literal",
+        "timeout",
+        "retry_policy",
         "hash_policy",
+    ],
+    ignored: &[
         "idle_timeout",
         "max_stream_duration",
         "max_grpc_timeout",
@@ -314,7 +321,37 @@ fn forward(a: &proto::RouteAction, path: &Path, res: &Resources) -> Result<Forwa
         host_rewrite,
         timeout: timeout(a.timeout.as_ref(), Some(Duration::from_secs(15)), &path.field("timeout"))?,
         retry_policy: a.retry_policy.as_ref().map(|r| retry_policy(r, &path.field("retry_policy"))).transpose()?,
+        hash_policy: hash_policies(&a.hash_policy, &path.field("hash_policy"))?,
     })
+}
+
+fn hash_policies(hp: &[proto::route_action::HashPolicy], path: &Path) -> Result<Vec<HashPolicy>, ConfigError> {
+    use proto::route_action::hash_policy::PolicySpecifier as S;
+    hp.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let p = path.item(i, "");
+            let source = match &h.policy_specifier {
+                Some(S::Header(x)) => {
+                    HashSource::Header(header_name(&x.header_name, &p.field("header").field("header_name"))?)
+                }
+                Some(S::Cookie(c)) => {
+                    if c.ttl.is_some() {
+                        return Err(p.field("cookie").err_at("ttl", "generating cookies is not supported"));
+                    }
+                    HashSource::Cookie(c.name.clone())
+                }
+                Some(S::ConnectionProperties(cp)) if cp.source_ip => HashSource::SourceIp,
+                Some(S::QueryParameter(q)) => HashSource::QueryParameter(q.name.clone()),
+                _ => {
+                    return Err(
+                        p.err("only header, cookie, connection_properties.source_ip and query_parameter are supported")
+                    )
+                }
+            };
+            Ok(HashPolicy { source, terminal: h.terminal })
+        })
+        .collect()
 }
 
 /// `RetryPolicy` → model, with Envoy's defaults (1 retry, 25 ms base, 10 × base cap).
