@@ -16,7 +16,7 @@ use super::replay::ReplayBody;
 use super::reply::{self, Flag};
 use crate::cluster::connector::ConnectError;
 use crate::cluster::host::Host;
-use crate::cluster::{ClusterManager, ClusterRuntime, ProxyBody};
+use crate::cluster::{ClusterRuntime, ProxyBody};
 use crate::config::cluster::UpstreamProtocol;
 use crate::config::listener::ClusterTarget;
 use crate::config::route::{Forward, RetryPolicy};
@@ -55,9 +55,7 @@ pub fn choose_cluster(t: &ClusterTarget) -> Option<&str> {
 /// Proxies the request; always returns a response (a local reply on failure) and fills in
 /// the record's upstream fields and flags.
 pub async fn forward(
-    clusters: &ClusterManager,
-    original_dst: Option<SocketAddr>,
-    peer: std::net::IpAddr,
+    ctx: &super::service::ConnCtx,
     parts: request::Parts,
     body: ProxyBody,
     fwd: &Forward,
@@ -66,6 +64,7 @@ pub async fn forward(
 ) -> Response<ProxyBody> {
     let Some(name) = choose_cluster(&fwd.target) else { return fail(rec, Flag::NoCluster) };
     rec.entry.upstream_cluster = Some(name.to_string());
+    let (clusters, original_dst, peer) = (&ctx.clusters, ctx.original_dst, ctx.peer.ip());
     let Some(cluster) = clusters.get(name) else { return fail(rec, Flag::NoCluster) };
     let Some(_rq) = cluster.requests.try_acquire() else {
         cluster.stats.rq_pending_overflow.increment(1);

@@ -100,8 +100,7 @@ async fn route_and_send(
             }
             let body = Counting::new(body, rec.received.clone()).boxed_unsync();
             let retry = fwd.retry_policy.as_ref().or(vh.retry_policy.as_ref());
-            let mut resp =
-                forward::forward(&ctx.clusters, ctx.original_dst, ctx.peer.ip(), parts, body, fwd, retry, rec).await;
+            let mut resp = forward::forward(ctx, parts, body, fwd, retry, rec).await;
             if let Some(down) = downstream_upgrade {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     upgrade::splice_later(down, &mut resp);
