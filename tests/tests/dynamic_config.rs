@@ -160,7 +160,7 @@ async fn warming_traffic_and_updates(delta: bool) {
     read_response(&mut keep).await;
 
     // Bad pushes are NACKed naming the field; traffic keeps flowing; a correction is ACKed.
-    let bad_cds = json!({"@type": CDS, "name": "c-bad", "type": "EDS", "connect_timeout": "1s", "lb_policy": "MAGLEV"});
+    let bad_cds = json!({"@type": CDS, "name": "c-bad", "type": "EDS", "connect_timeout": "1s", "lb_policy": "LOAD_BALANCING_POLICY_CONFIG"});
     let mut bad_regex = routes(50);
     bad_regex["virtual_hosts"][0]["routes"][0]["match"] = json!({"safe_regex": {"regex": "/(unclosed"}});
     let mut ambiguous = listener(port);
@@ -170,7 +170,7 @@ async fn warming_traffic_and_updates(delta: bool) {
     dup_addr["name"] = json!("ingress-2");
     let no_addr = json!({"@type": EDS, "cluster_name": "a", "endpoints": [{"lb_endpoints": [{"endpoint": {}}]}]});
     let cases: Vec<(&str, Vec<Value>, &str)> = vec![
-        (CDS, vec![eds_cluster("a"), eds_cluster("b"), bad_cds], "lb_policy: MAGLEV is not supported"),
+        (CDS, vec![eds_cluster("a"), eds_cluster("b"), bad_cds], "lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported"),
         (RDS, vec![bad_regex], "safe_regex.regex: invalid regex"),
         (LDS, vec![listener(port), dup_addr], "already"),
         (LDS, vec![ambiguous], "filter_chain_match: same matching rules"),

@@ -108,7 +108,7 @@ fn eds_cluster(name: &str) -> Value {
 }
 
 fn bad_cluster(name: &str) -> Value {
-    json!({"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "connect_timeout": "1s", "lb_policy": "MAGLEV"})
+    json!({"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "connect_timeout": "1s", "lb_policy": "LOAD_BALANCING_POLICY_CONFIG"})
 }
 
 fn assignment(name: &str) -> Value {
@@ -196,7 +196,7 @@ async fn push_sequence(mode: Mode) {
     until("EDS applied", || consumer.endpoints.lock().unwrap().get(ECHO) == Some(&3));
 
     // 5. Partial NACK: one valid new cluster applied, the bad one named; old ones kept.
-    cp.set(types::CLUSTER, "c2", vec![eds_cluster(ECHO), eds_cluster(OTHER), bad_cluster("bad-maglev")]);
+    cp.set(types::CLUSTER, "c2", vec![eds_cluster(ECHO), eds_cluster(OTHER), bad_cluster("bad-policy")]);
     cp.push(types::CLUSTER, "nack-1");
     let nack = cp.request(types::CLUSTER, |e| e["nonce"] == "nack-1");
     assert_eq!(nack["nack"], true);
@@ -204,7 +204,7 @@ async fn push_sequence(mode: Mode) {
         assert_eq!(nack["version"], "c1", "a NACK carries the previous version");
     }
     let err = nack["error"].as_str().unwrap();
-    assert!(err.contains("bad-maglev") && err.contains("lb_policy: MAGLEV is not supported"), "{err}");
+    assert!(err.contains("bad-policy") && err.contains("lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported"), "{err}");
     until("valid cluster applied", || consumer.clusters.lock().unwrap().contains_key(OTHER));
     assert!(consumer.clusters.lock().unwrap().contains_key(ECHO));
     cp.request(types::ENDPOINT, |e| {
@@ -255,7 +255,7 @@ async fn push_sequence(mode: Mode) {
     if delta {
         let iv = again["initial_versions"].as_object().unwrap();
         assert_eq!(iv.get(OTHER), Some(&json!("c4")), "{again}");
-        assert!(!iv.contains_key("bad-maglev"));
+        assert!(!iv.contains_key("bad-policy"));
         assert_eq!(again["subscribe"], json!([]), "CDS stays wildcard on reconnect");
     } else {
         assert_eq!(again["version"], "c4");
