@@ -110,11 +110,25 @@ impl Picker {
         self.cumulative.partition_point(|c| *c <= r)
     }
 
-    /// Envoy's least request: N random choices, fewest active requests wins; with unequal
-    /// weights the score is `weight / (active + 1)` (active-request bias 1.0).
+    /// Envoy's least request: with equal weights, N random choices (with replacement) and the
+    /// fewest active requests wins (first sampled on ties); with unequal weights, a pick in
+    /// proportion to the dynamic weight `weight / (active + 1)` (active-request bias 1.0) —
+    /// the long-run share of Envoy's EDF over those weights.
     fn least_request(&self) -> usize {
         let n = self.hosts.len();
         let mut rng = rand::rng();
+        if !self.schedule.is_empty() {
+            let scores: Vec<f64> = (0..n).map(|i| self.score(i)).collect();
+            let total: f64 = scores.iter().sum();
+            let mut x = rng.random::<f64>() * total;
+            for (i, s) in scores.iter().enumerate() {
+                if x < *s {
+                    return i;
+                }
+                x -= s;
+            }
+            return n - 1;
+        }
         let mut best = rng.random_range(0..n);
         for _ in 1..self.choice_count {
             let cand = rng.random_range(0..n);
@@ -196,6 +210,24 @@ mod tests {
         let c = counts(&p, 1000);
         // With two hosts, P2C picks the busy one only when both choices land on it (~25%).
         assert!(c[1] > 650, "{c:?}");
+    }
+
+    #[test]
+    fn scenario_24b_least_request() {
+        // Unequal weights: A (w2, 4 active) has 2/5 = 0.4, B (w1, idle) 1.0 → B ≈ 71 %.
+        let hs = hosts(&[2, 1]);
+        let _busy: Vec<_> = (0..4).map(|_| hs[0].start_request()).collect();
+        let p = Picker::new(hs, LbPolicy::LeastRequest, 2);
+        let c = counts(&p, 20_000);
+        let b = c[1] as f64 / 200.0;
+        assert!((b - 71.4).abs() < 2.0, "{b}");
+        // Equal weights, P2C: a pair (A: 3 active, B: 1 active) always yields B.
+        let hs = hosts(&[1, 1]);
+        let _a: Vec<_> = (0..3).map(|_| hs[0].start_request()).collect();
+        let _b = hs[1].start_request();
+        let p = Picker::new(hs, LbPolicy::LeastRequest, 2);
+        let c = counts(&p, 4000);
+        assert!((c[1] as f64 / 40.0 - 75.0).abs() < 3.0, "B wins unless both draws are A: {c:?}");
     }
 
     #[test]
