@@ -170,7 +170,11 @@ async fn warming_traffic_and_updates(delta: bool) {
     dup_addr["name"] = json!("ingress-2");
     let no_addr = json!({"@type": EDS, "cluster_name": "a", "endpoints": [{"lb_endpoints": [{"endpoint": {}}]}]});
     let cases: Vec<(&str, Vec<Value>, &str)> = vec![
-        (CDS, vec![eds_cluster("a"), eds_cluster("b"), bad_cds], "lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported"),
+        (
+            CDS,
+            vec![eds_cluster("a"), eds_cluster("b"), bad_cds],
+            "lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported",
+        ),
         (RDS, vec![bad_regex], "safe_regex.regex: invalid regex"),
         (LDS, vec![listener(port), dup_addr], "already"),
         (LDS, vec![ambiguous], "filter_chain_match: same matching rules"),

@@ -204,7 +204,10 @@ async fn push_sequence(mode: Mode) {
         assert_eq!(nack["version"], "c1", "a NACK carries the previous version");
     }
     let err = nack["error"].as_str().unwrap();
-    assert!(err.contains("bad-policy") && err.contains("lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported"), "{err}");
+    assert!(
+        err.contains("bad-policy") && err.contains("lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported"),
+        "{err}"
+    );
     until("valid cluster applied", || consumer.clusters.lock().unwrap().contains_key(OTHER));
     assert!(consumer.clusters.lock().unwrap().contains_key(ECHO));
     cp.request(types::ENDPOINT, |e| {

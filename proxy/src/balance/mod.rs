@@ -10,6 +10,7 @@ pub mod hashing;
 pub mod locality;
 pub mod priority;
 mod schedule;
+pub mod zone;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

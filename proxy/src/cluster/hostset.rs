@@ -6,10 +6,10 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::host::Host;
-use crate::balance::hashing;
 use crate::balance::locality::{self, LocalityState};
 use crate::balance::priority::{self, Level, PriorityLoad};
 use crate::balance::Picker;
+use crate::balance::{hashing, zone};
 use crate::config::{AssignmentPolicy, Cluster, LbPolicy};
 
 /// Hosts of one class in one priority, possibly split by locality.
@@ -92,6 +92,26 @@ impl Hashed {
     }
 }
 
+/// What zone-aware routing needs from outside the cluster.
+#[derive(Debug, Clone)]
+pub struct ZoneInput {
+    /// The proxy's locality.
+    pub own: crate::config::bootstrap::Locality,
+    /// Healthy hosts per locality of the local cluster.
+    pub local: Arc<Vec<(crate::config::bootstrap::Locality, u64)>>,
+    /// The cluster's knobs.
+    pub cfg: crate::config::cluster::ZoneAware,
+}
+
+/// Zone routing over priority 0: the decision and one picker per local-cluster locality
+/// (own locality first).
+#[derive(Debug)]
+struct Zone {
+    routing: zone::ZoneRouting,
+    pickers: Vec<Picker>,
+    cfg: crate::config::cluster::ZoneAware,
+}
+
 /// The current hosts and how to choose among them.
 #[derive(Debug)]
 pub struct HostSet {
@@ -104,11 +124,24 @@ pub struct HostSet {
     /// The policy the loads were computed with.
     pub policy: AssignmentPolicy,
     levels: Vec<LevelPickers>,
+    zone: Option<Zone>,
 }
 
 impl HostSet {
     /// Builds the view for `all` under `cluster`'s settings.
     pub fn new(all: Vec<Arc<Host>>, cluster: &Cluster, policy: AssignmentPolicy) -> Self {
+        Self::with_zone(all, cluster, policy, None)
+    }
+
+    /// [`HostSet::new`] with zone-aware routing over priority 0 when `zone` is given and its
+    /// preconditions hold (Envoy: local cluster with ≥ 2 localities and a host in ours,
+    /// upstream ≥ 2 localities and ≥ `min_cluster_size` healthy hosts).
+    pub fn with_zone(
+        all: Vec<Arc<Host>>,
+        cluster: &Cluster,
+        policy: AssignmentPolicy,
+        zone: Option<ZoneInput>,
+    ) -> Self {
         let mut priorities: Vec<u32> = all.iter().map(|h| h.priority).collect();
         priorities.sort_unstable();
         priorities.dedup();
@@ -152,7 +185,8 @@ impl HostSet {
             policy.overprovisioning_factor,
             cluster.healthy_panic_threshold,
         );
-        HostSet { all, priorities, load, policy, levels }
+        let zone = zone.filter(|_| priorities.first() == Some(&0)).and_then(|z| build_zone(&all, cluster, z));
+        HostSet { all, priorities, load, policy, levels, zone }
     }
 
     /// Picks a host: priority by load, all hosts of a panicking priority, else its healthy
@@ -188,6 +222,16 @@ impl HostSet {
             let table = if panic { all } else { healthy };
             return table.pick(h, attempt);
         }
+        if i == 0 && !degraded {
+            if let Some(z) = &self.zone {
+                if panic && z.cfg.fail_traffic_on_panic {
+                    return None;
+                }
+                if !panic && rand::rng().random::<f64>() * 100.0 < z.cfg.routing_enabled {
+                    return z.pick(avoid, attempts);
+                }
+            }
+        }
         if panic {
             *panicked = true;
             return level.all.pick(avoid, attempts);
@@ -197,6 +241,72 @@ impl HostSet {
         } else {
             level.healthy.pick(avoid, attempts)
         }
+    }
+}
+
+fn build_zone(all: &[Arc<Host>], cluster: &Cluster, z: ZoneInput) -> Option<Zone> {
+    let p0: Vec<&Arc<Host>> = all.iter().filter(|h| h.priority == 0).collect();
+    let mut order: Vec<&crate::config::bootstrap::Locality> = vec![&z.own];
+    for (l, _) in z.local.iter() {
+        if !order.contains(&l) {
+            order.push(l);
+        }
+    }
+    let local: Vec<u64> = order.iter().map(|l| z.local.iter().filter(|(x, _)| x == *l).map(|(_, n)| n).sum()).collect();
+    let healthy = |l: &crate::config::bootstrap::Locality| {
+        p0.iter().filter(|h| &h.locality == l && h.is_healthy()).count() as u64
+    };
+    let upstream: Vec<u64> = order.iter().map(|l| healthy(l)).collect();
+    let up_total = p0.iter().filter(|h| h.is_healthy()).count() as u64;
+    let mut up_localities: Vec<&crate::config::bootstrap::Locality> = Vec::new();
+    for h in &p0 {
+        if !up_localities.contains(&&h.locality) {
+            up_localities.push(&h.locality);
+        }
+    }
+    let routing = zone::decide(&local, &upstream, up_total, up_localities.len(), z.cfg.min_cluster_size).ok()?;
+    let pickers = order
+        .iter()
+        .map(|l| {
+            let hosts: Vec<Arc<Host>> =
+                p0.iter().filter(|h| &h.locality == *l && h.is_healthy()).map(|h| (*h).clone()).collect();
+            Picker::new(hosts, cluster.lb_policy, cluster.choice_count)
+        })
+        .collect();
+    Some(Zone { routing, pickers, cfg: z.cfg })
+}
+
+impl Zone {
+    fn pick(&self, avoid: &dyn Fn(&Host) -> bool, attempts: u32) -> Option<Arc<Host>> {
+        let mut rng = rand::rng();
+        let i = match &self.routing {
+            zone::ZoneRouting::Direct => 0,
+            zone::ZoneRouting::Residual { local, residual } => {
+                if rng.random::<f64>() < *local {
+                    0
+                } else {
+                    let total: u64 = residual.iter().sum();
+                    if total == 0 {
+                        let candidates: Vec<usize> = (1..self.pickers.len())
+                            .filter(|i| self.pickers.get(*i).is_some_and(|p| !p.hosts().is_empty()))
+                            .collect();
+                        *candidates.get(rng.random_range(0..candidates.len().max(1)))?
+                    } else {
+                        let mut x = rng.random_range(0..total);
+                        let mut pick = 0;
+                        for (i, r) in residual.iter().enumerate() {
+                            if x < *r {
+                                pick = i;
+                                break;
+                            }
+                            x -= r;
+                        }
+                        pick
+                    }
+                }
+            }
+        };
+        self.pickers.get(i)?.pick(avoid, attempts)
     }
 }
 
@@ -278,6 +388,32 @@ mod tests {
         assert_eq!(set.load.healthy, [93, 7]);
         let s = shares(&set, 20_000);
         assert!((s["a"] - 93.0).abs() < 2.0 && (s["b"] - 7.0).abs() < 2.0, "{s:?}");
+    }
+
+    #[test]
+    fn scenario_9_zone_aware_shares_through_the_host_set() {
+        let c = cluster("RANDOM", false);
+        let loc = |z: &str| Locality { region: "r".into(), zone: z.into(), sub_zone: String::new() };
+        let mut hosts = Vec::new();
+        for (z, n) in [("A", 2), ("B", 4), ("C", 2)] {
+            for i in 0..n {
+                hosts.push(host(1000 + hosts.len() as u16 + i, z, 0, None, HealthStatus::Healthy));
+            }
+        }
+        let zone = |own: &str| ZoneInput {
+            own: loc(own),
+            local: Arc::new(vec![(loc("A"), 4), (loc("B"), 4), (loc("C"), 2)]),
+            cfg: Default::default(),
+        };
+        let set = HostSet::with_zone(hosts.clone(), &c, AssignmentPolicy::default(), Some(zone("A")));
+        let s = shares(&set, 40_000);
+        assert!((s["A"] - 62.5).abs() < 2.0 && (s["B"] - 25.0).abs() < 2.0 && (s["C"] - 12.5).abs() < 2.0, "{s:?}");
+        let set = HostSet::with_zone(hosts.clone(), &c, AssignmentPolicy::default(), Some(zone("B")));
+        assert_eq!(shares(&set, 2000).get("B").copied().map(f64::round), Some(100.0), "direct");
+        // Without the zone input: plain random over all 8 hosts.
+        let set = HostSet::new(hosts, &c, AssignmentPolicy::default());
+        let s = shares(&set, 40_000);
+        assert!((s["A"] - 25.0).abs() < 2.0, "{s:?}");
     }
 
     #[test]

@@ -27,8 +27,19 @@ impl ClusterManager {
     /// Builds run-time clusters for `configs` (static bootstrap).
     pub fn new(configs: &[Arc<Cluster>], node: crate::locality::NodeView) -> Self {
         let node = Arc::new(node);
-        let map = configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone(), node.clone()))).collect();
-        ClusterManager { clusters: ArcSwap::from_pointee(map), node, ..Default::default() }
+        let map: HashMap<String, Arc<ClusterRuntime>> =
+            configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone(), node.clone()))).collect();
+        let m = ClusterManager { clusters: ArcSwap::from_pointee(map), node, ..Default::default() };
+        m.local_changed();
+        m
+    }
+
+    /// Zone-aware routing reads the local cluster's hosts: rebuild the others when it changes.
+    fn local_changed(&self) {
+        let Some(local) = self.node.local_cluster.as_deref() else { return };
+        for c in self.clusters.load().values().filter(|c| c.config.name != local) {
+            c.rebuild();
+        }
     }
 
     /// A cluster by name.
@@ -80,6 +91,9 @@ impl ClusterManager {
         if let Some(old) = old.get(&config.name) {
             old.stop.cancel();
         }
+        if self.node.local_cluster.as_deref() == Some(config.name.as_str()) {
+            self.local_changed();
+        }
     }
 
     /// Removes a cluster (CDS). Requests already holding it finish.
@@ -99,6 +113,9 @@ impl ClusterManager {
         for c in self.clusters.load().values() {
             if matches!(&c.config.discovery, Discovery::Eds { service_name: s } if s == service_name) {
                 c.set_endpoints(&eps);
+                if self.node.local_cluster.as_deref() == Some(c.config.name.as_str()) {
+                    self.local_changed();
+                }
             }
         }
     }

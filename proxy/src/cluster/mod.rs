@@ -83,7 +83,7 @@ impl ClusterRuntime {
             None => (None, None),
         };
         let rt = Arc::new(ClusterRuntime {
-            hosts: ArcSwap::from_pointee(HostSet::new(hosts, &config, config.policy)),
+            hosts: ArcSwap::from_pointee(HostSet::new(Vec::new(), &config, config.policy)),
             stats,
             h1,
             h2,
@@ -96,6 +96,7 @@ impl ClusterRuntime {
             healthy_panic: metrics::counter!("envoy_cluster_lb_healthy_panic", "envoy_cluster_name" => config.name.clone()),
             config,
         });
+        rt.store(rt.build(hosts, rt.config.policy));
         if let (Some(rx), Some(cfg), Ok(handle)) =
             (rx, rt.config.outlier.clone(), tokio::runtime::Handle::try_current())
         {
@@ -115,7 +116,31 @@ impl ClusterRuntime {
     /// Replaces the hosts (DNS refresh, EDS). Requests in flight keep their host.
     pub fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
         let policy = self.hosts.load().policy;
-        self.store(HostSet::new(hosts, &self.config, policy));
+        self.store(self.build(hosts, policy));
+    }
+
+    /// Builds a host set, with zone-aware routing when the bootstrap names a local cluster and
+    /// this is not it (and it is not locality-weighted or hash-based, which Envoy keeps apart).
+    fn build(&self, hosts: Vec<Arc<Host>>, policy: crate::config::AssignmentPolicy) -> HostSet {
+        let c = &self.config;
+        let zone = match &self.node.local_cluster {
+            Some(local)
+                if *local != c.name
+                    && !c.locality_weighted
+                    && !matches!(
+                        c.lb_policy,
+                        crate::config::LbPolicy::RingHash { .. } | crate::config::LbPolicy::Maglev { .. }
+                    ) =>
+            {
+                Some(hostset::ZoneInput {
+                    own: self.node.locality.clone(),
+                    local: self.node.local_hosts.load_full(),
+                    cfg: c.zone_aware,
+                })
+            }
+            _ => None,
+        };
+        HostSet::with_zone(hosts, c, policy, zone)
     }
 
     /// Publishes a new host set and its per-priority loads (gauges, and a log line when the
@@ -130,6 +155,16 @@ impl ClusterRuntime {
         }
         if !before.is_empty() && before != set.load.healthy {
             tracing::info!(cluster = %self.config.name, loads = ?set.load.healthy, panic = ?set.load.panic, "priority loads changed");
+        }
+        if self.node.local_cluster.as_deref() == Some(self.config.name.as_str()) {
+            let mut per: Vec<(crate::config::bootstrap::Locality, u64)> = Vec::new();
+            for h in set.all.iter().filter(|h| h.is_healthy()) {
+                match per.iter_mut().find(|(l, _)| *l == h.locality) {
+                    Some((_, n)) => *n += 1,
+                    None => per.push((h.locality.clone(), 1)),
+                }
+            }
+            self.node.local_hosts.store(Arc::new(per));
         }
         self.hosts.store(Arc::new(set));
     }
@@ -190,7 +225,7 @@ impl ClusterRuntime {
                 }
             }
         }
-        self.store(HostSet::new(out, &self.config, assignment.policy));
+        self.store(self.build(out, assignment.policy));
     }
 
     /// Picks a host. `original_dst` is the connection's original destination, used by

@@ -61,6 +61,8 @@ pub struct Bootstrap {
     pub listeners: Vec<Arc<Listener>>,
     /// Static clusters, in file order.
     pub clusters: Vec<Arc<Cluster>>,
+    /// `cluster_manager.local_cluster_name`: the proxy's own service, for zone-aware routing.
+    pub local_cluster: Option<String>,
     /// ADS settings from `dynamic_resources`, when the config comes from a control plane.
     pub dynamic: Option<Dynamic>,
     /// The node as configured, sent to the control plane (metadata included).

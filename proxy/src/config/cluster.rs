@@ -27,6 +27,8 @@ pub struct Cluster {
     /// Istio `localityLbSetting` from `metadata.filter_metadata["isthmus.io/locality_lb"]`:
     /// the proxy computes failover priorities itself.
     pub locality_lb: Option<crate::locality::setting::LocalityLbSetting>,
+    /// Zone-aware routing knobs (used when the bootstrap names a local cluster).
+    pub zone_aware: ZoneAware,
     /// Active health checking, when configured.
     pub health_check: Option<crate::health::HealthCheckConfig>,
     /// Limits (default priority thresholds).
@@ -87,6 +89,23 @@ pub enum LbPolicy {
     /// Linkerd's latency-aware P2C over Peak-EWMA cost (opt-in: cluster metadata
     /// `isthmus.io/lb: {policy: PEAK_EWMA}`).
     PeakEwma,
+}
+
+/// `common_lb_config.zone_aware_lb_config`, with Envoy's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZoneAware {
+    /// Percent of requests that zone routing applies to (default 100).
+    pub routing_enabled: f64,
+    /// Minimum healthy upstream hosts in P0 (default 6).
+    pub min_cluster_size: u64,
+    /// Fail instead of using all hosts when P0 is in panic.
+    pub fail_traffic_on_panic: bool,
+}
+
+impl Default for ZoneAware {
+    fn default() -> Self {
+        ZoneAware { routing_enabled: 100.0, min_cluster_size: 6, fail_traffic_on_panic: false }
+    }
 }
 
 /// `ClusterLoadAssignment.policy`: the knobs of Envoy's priority load.

@@ -20,6 +20,10 @@ pub struct NodeView {
     pub locality: Locality,
     /// Node labels (Istio node metadata `LABELS`).
     pub labels: HashMap<String, String>,
+    /// `cluster_manager.local_cluster_name`, enabling zone-aware routing.
+    pub local_cluster: Option<String>,
+    /// Healthy hosts per locality of the local cluster, published by that cluster.
+    pub local_hosts: std::sync::Arc<arc_swap::ArcSwap<Vec<(Locality, u64)>>>,
 }
 
 impl NodeView {
@@ -50,19 +54,25 @@ impl NodeView {
         } else {
             b.node.locality.clone()
         };
-        NodeView { locality, labels }
+        NodeView { locality, labels, local_cluster: b.local_cluster.clone(), local_hosts: Default::default() }
     }
 
     /// The endpoints as this proxy should see them: proxy-side failover priorities applied
     /// when the cluster carries a `localityLbSetting`.
+    ///
+    /// As istiod: `distribute` always applies; failover priorities only when the cluster has
+    /// `outlier_detection` (without it nothing would ever mark a host unhealthy, so istiod
+    /// keeps every endpoint at priority 0 — spec §7.3, scenario 19).
     pub fn view(
         &self,
         cluster: &crate::config::Cluster,
         eps: &[crate::config::LocalityEndpoints],
     ) -> Vec<crate::config::LocalityEndpoints> {
         match &cluster.locality_lb {
-            Some(s) => failover::apply(s, &self.locality, &self.labels, eps),
-            None => eps.to_vec(),
+            Some(s) if !s.distribute.is_empty() || cluster.outlier.is_some() => {
+                failover::apply(s, &self.locality, &self.labels, eps)
+            }
+            _ => eps.to_vec(),
         }
     }
 }

@@ -50,7 +50,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
 
 pub(super) const COMMON_LB: FieldPolicy = FieldPolicy {
     message: "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-    honoured: &["healthy_panic_threshold", "locality_weighted_lb_config"],
+    honoured: &["healthy_panic_threshold", "locality_weighted_lb_config", "zone_aware_lb_config"],
     ignored: &["update_merge_window", "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change"],
 };
 
@@ -201,6 +201,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
     if discovery == Discovery::LogicalDns && endpoints.iter().map(|l| l.endpoints.len()).sum::<usize>() != 1 {
         return Err(path.err_at("load_assignment", "LOGICAL_DNS clusters take exactly one endpoint"));
     }
+    let mut zone_aware = ZoneAware::default();
     let (healthy_panic_threshold, locality_weighted) = match &c.common_lb_config {
         Some(lb) => {
             let lp = path.field("common_lb_config");
@@ -212,8 +213,19 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
             use proto::cluster::common_lb_config::LocalityConfigSpecifier as L;
             let lw = match &lb.locality_config_specifier {
                 Some(L::LocalityWeightedLbConfig(_)) => true,
-                Some(L::ZoneAwareLbConfig(_)) => {
-                    return Err(lp.err_at("zone_aware_lb_config", "zone-aware routing is not supported"))
+                Some(L::ZoneAwareLbConfig(z)) => {
+                    let re = z.routing_enabled.map(|p| p.value).unwrap_or(100.0);
+                    if !(0.0..=100.0).contains(&re) {
+                        return Err(lp
+                            .field("zone_aware_lb_config")
+                            .err_at("routing_enabled", format!("{re} is not a percentage")));
+                    }
+                    zone_aware = ZoneAware {
+                        routing_enabled: re,
+                        min_cluster_size: z.min_cluster_size.map(|v| v.value).unwrap_or(6),
+                        fail_traffic_on_panic: z.fail_traffic_on_panic,
+                    };
+                    false
                 }
                 None => false,
             };
@@ -265,6 +277,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         outlier,
         locality_weighted,
         locality_lb,
+        zone_aware,
         health_check,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref(), &path.field("circuit_breakers"))?,
         upstream_protocol,

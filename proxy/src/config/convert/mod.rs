@@ -57,14 +57,13 @@ impl Resources {
 
 pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Bootstrap",
-    honoured: &["node", "admin", "static_resources", "dynamic_resources"],
+    honoured: &["node", "admin", "static_resources", "dynamic_resources", "cluster_manager"],
     ignored: &[
         "layered_runtime",
         "stats_config",
         "stats_sinks",
         "stats_flush_interval",
         "overload_manager",
-        "cluster_manager",
         "watchdog",
         "watchdogs",
         "enable_dispatcher_stats",
@@ -73,7 +72,13 @@ pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
     ],
 };
 
-pub(super) const NODE: FieldPolicy = FieldPolicy {
+pub(super) const CLUSTER_MANAGER: FieldPolicy = FieldPolicy {
+    message: "envoy.config.bootstrap.v3.ClusterManager",
+    honoured: &["local_cluster_name"],
+    ignored: &["outlier_detection", "enable_deferred_cluster_creation"],
+};
+
+const NODE: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.Node",
     honoured: &["id", "cluster", "locality"],
     ignored: &[
@@ -218,6 +223,18 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         out.dynamic = Some(dynamic);
     }
     out.node_proto = b.node.clone().unwrap_or_default();
+    if let Some(cm) = &b.cluster_manager {
+        let p = root.field("cluster_manager");
+        check(cm, &CLUSTER_MANAGER, &p)?;
+        if !cm.local_cluster_name.is_empty() {
+            if out.dynamic.is_none() && !out.clusters.iter().any(|c| c.name == cm.local_cluster_name) {
+                return Err(
+                    p.err_at("local_cluster_name", format!("\"{}\" is not a static cluster", cm.local_cluster_name))
+                );
+            }
+            out.local_cluster = Some(cm.local_cluster_name.clone());
+        }
+    }
     Ok(out)
 }
 
@@ -226,6 +243,7 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
     vec![
         &BOOTSTRAP,
         &NODE,
+        &CLUSTER_MANAGER,
         &ADMIN,
         &STATIC,
         &DYNAMIC,
