@@ -79,6 +79,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         drain: drain.clone(),
         tracker: tracker.clone(),
         source: Arc::from(bootstrap.node.cluster.as_str()),
+        virtuals: Arc::default(),
     };
     let listeners = Arc::new(ListenerManager::new(shared));
     for l in &bootstrap.listeners {

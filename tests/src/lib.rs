@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod envoy;
+pub mod netns;
 pub mod proxy;
 pub mod upstream;
 pub mod xds_server;

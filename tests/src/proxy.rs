@@ -37,9 +37,27 @@ impl Proxy {
     }
 
     fn launch(yaml: &str, args: &[&str], wait_ready: bool) -> Proxy {
+        Self::launch_with_prefix(yaml, args, wait_ready, &[])
+    }
+
+    /// Starts the proxy through a command prefix (e.g. `ip netns exec NS setpriv …`) and waits
+    /// for readiness.
+    pub fn start_prefixed(yaml: &str, prefix: &[String]) -> Proxy {
+        Self::launch_with_prefix(yaml, &[], true, prefix)
+    }
+
+    fn launch_with_prefix(yaml: &str, args: &[&str], wait_ready: bool, prefix: &[String]) -> Proxy {
         let path = crate::scratch("bootstrap.yaml");
         std::fs::write(&path, yaml).expect("write bootstrap");
-        let mut child = Command::new(crate::isthmus_bin())
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(crate::isthmus_bin());
+                c
+            }
+            None => Command::new(crate::isthmus_bin()),
+        };
+        let mut child = cmd
             .arg("-c")
             .arg(&path)
             .args(["-l", "info", "--concurrency", "2"])

@@ -29,8 +29,21 @@ impl AdsServer {
 
     /// Starts the server on `port` (0: any).
     pub fn start_on(port: u16) -> AdsServer {
+        Self::start_prefixed(port, &[])
+    }
+
+    /// Starts the server through a command prefix (e.g. `ip netns exec NS`).
+    pub fn start_prefixed(port: u16, prefix: &[String]) -> AdsServer {
         let script = crate::repo_root().join("tests/xds_server/ads_server.py");
-        let mut child = Command::new(crate::python())
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(crate::python());
+                c
+            }
+            None => Command::new(crate::python()),
+        };
+        let mut child = cmd
             .arg(script)
             .args(["--port", &port.to_string()])
             .stdin(Stdio::piped())

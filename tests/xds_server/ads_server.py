@@ -57,6 +57,16 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noq
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa: F401  TcpProxy
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401  Router
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+# Types an istiod-shaped push carries (Istio's TypedStruct filters, inspectors, no-op filters).
+from xds.type.v3 import typed_struct_pb2 as _xds_typed_struct  # noqa: F401,E402
+from udpa.type.v1 import typed_struct_pb2 as _udpa_typed_struct  # noqa: F401,E402
+from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as _grpc_stats  # noqa: F401,E402
+from envoy.extensions.filters.http.fault.v3 import fault_pb2 as _fault  # noqa: F401,E402
+from envoy.extensions.filters.http.cors.v3 import cors_pb2 as _cors  # noqa: F401,E402
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2 as _odst  # noqa: F401,E402
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2 as _tlsi  # noqa: F401,E402
+from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2 as _httpi  # noqa: F401,E402
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2 as _prev  # noqa: F401,E402
 
 TYPE_PREFIX = "type.googleapis.com/"
 LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"

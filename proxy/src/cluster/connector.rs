@@ -50,6 +50,8 @@ pub struct Connector {
     pub limit: Arc<Gauge>,
     /// Where counts go.
     pub stats: Arc<ClusterStats>,
+    /// Local address to connect from (`upstream_bind_config`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -72,7 +74,7 @@ impl tower::Service<Uri> for Connector {
                 this.stats.cx_overflow.increment(1);
                 return Err(ConnectError::Overflow);
             };
-            let stream = connect(addr, this.timeout, &this.stats).await?;
+            let stream = connect(addr, this.timeout, &this.stats, this.source).await?;
             this.stats.cx_total.increment(1);
             this.stats.cx_active.increment(1.0);
             Ok(Counted { io: TokioIo::new(stream), _permit: permit, stats: this.stats.clone() })
@@ -81,8 +83,20 @@ impl tower::Service<Uri> for Connector {
 }
 
 /// A TCP connect with timeout, counting failures on the cluster.
-pub async fn connect(addr: SocketAddr, timeout: Duration, stats: &ClusterStats) -> Result<TcpStream, ConnectError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    stats: &ClusterStats,
+    source: Option<std::net::IpAddr>,
+) -> Result<TcpStream, ConnectError> {
+    let dial = async {
+        let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        if let Some(ip) = source {
+            sock.bind(SocketAddr::new(ip, 0))?;
+        }
+        sock.connect(addr).await
+    };
+    match tokio::time::timeout(timeout, dial).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)

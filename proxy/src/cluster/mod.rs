@@ -69,7 +69,12 @@ impl ClusterRuntime {
         let stats = Arc::new(ClusterStats::new(&config.name));
         let cb = config.circuit_breakers;
         let connections = Gauge::new(cb.max_connections);
-        let connector = Connector { timeout: config.connect_timeout, limit: connections.clone(), stats: stats.clone() };
+        let connector = Connector {
+            timeout: config.connect_timeout,
+            limit: connections.clone(),
+            stats: stats.clone(),
+            source: config.source_address,
+        };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
         let h1 = b.build(connector.clone());

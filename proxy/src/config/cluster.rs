@@ -27,6 +27,9 @@ pub struct Cluster {
     /// Istio `localityLbSetting` from `metadata.filter_metadata["isthmus.io/locality_lb"]`:
     /// the proxy computes failover priorities itself.
     pub locality_lb: Option<crate::locality::setting::LocalityLbSetting>,
+    /// `upstream_bind_config.source_address`: connect from this address (Istio's inbound
+    /// passthrough uses 127.0.0.6 so the app sees the connection as local, not looped).
+    pub source_address: Option<std::net::IpAddr>,
     /// Zone-aware routing knobs (used when the bootstrap names a local cluster).
     pub zone_aware: ZoneAware,
     /// Active health checking, when configured.

@@ -29,6 +29,12 @@ pub struct Listener {
     pub continue_on_inspect_timeout: bool,
     /// Accept-queue length.
     pub backlog: u32,
+    /// Hand connections redirected here (iptables) to the listener that owns their original
+    /// destination (Istio's `virtualOutbound` / `virtualInbound`).
+    pub use_original_dst: bool,
+    /// False for listeners that only receive handed-off connections (Istio's per-port
+    /// outbound listeners such as `0.0.0.0_8080`).
+    pub bind_to_port: bool,
 }
 
 /// What a connection must look like to use a chain. An empty field matches anything.

@@ -235,6 +235,9 @@ pub struct RetryOn {
     pub retriable_status_codes: bool,
     /// HTTP/2 REFUSED_STREAM.
     pub refused_stream: bool,
+    /// gRPC statuses that retry (`cancelled`, `deadline-exceeded`, `internal`,
+    /// `resource-exhausted`, `unavailable`), read from trailers-only responses.
+    pub grpc_statuses: [bool; 17],
 }
 
 /// Header edits at one level of the route table.

@@ -244,7 +244,7 @@ impl Consumer {
         } else {
             // Warming: a running listener keeps serving its current version meanwhile.
             info!(listener = %model.name, routes = ?needs, "listener warming until its routes arrive");
-            if !self.t.listeners.contains(&model.name) {
+            if model.bind_to_port && !self.t.listeners.contains(&model.name) {
                 self.check_bindable(&model)?;
             }
             self.lock().warming.insert(model.name.clone(), model.clone());

@@ -49,18 +49,22 @@ pub async fn proxy<I>(
                         c.stats.cx_overflow.increment(1);
                         Err("UO")
                     }
-                    Some(_permit) => match connector::connect(host.addr, c.config.connect_timeout, &c.stats).await {
-                        Err(_) => {
-                            c.record(&host, crate::outlier::Outcome::ConnectFailure);
-                            Err("UF")
+                    Some(_permit) => {
+                        match connector::connect(host.addr, c.config.connect_timeout, &c.stats, c.config.source_address)
+                            .await
+                        {
+                            Err(_) => {
+                                c.record(&host, crate::outlier::Outcome::ConnectFailure);
+                                Err("UF")
+                            }
+                            Ok(up) => {
+                                c.record(&host, crate::outlier::Outcome::ConnectSuccess);
+                                c.stats.cx_total.increment(1);
+                                let _active = host.start_request();
+                                pump(&mut down, up, cfg, &mut entry).await
+                            }
                         }
-                        Ok(up) => {
-                            c.record(&host, crate::outlier::Outcome::ConnectSuccess);
-                            c.stats.cx_total.increment(1);
-                            let _active = host.start_request();
-                            pump(&mut down, up, cfg, &mut entry).await
-                        }
-                    },
+                    }
                 }
             }
         },

@@ -248,7 +248,10 @@ fn retriable(p: &RetryPolicy, o: &Outcome) -> bool {
     match o {
         Outcome::Response(r) => {
             let s = r.status().as_u16();
-            (on.server_error && s >= 500)
+            let grpc =
+                r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+            grpc.is_some_and(|g| on.grpc_statuses.get(g).copied().unwrap_or(false))
+                || (on.server_error && s >= 500)
                 || (on.gateway_error && matches!(s, 502..=504))
                 || (on.retriable_status_codes && p.retriable_status_codes.contains(&s))
         }

@@ -130,6 +130,8 @@ mod tests {
             inspect_timeout: std::time::Duration::from_secs(1),
             continue_on_inspect_timeout: false,
             backlog: 128,
+            use_original_dst: false,
+            bind_to_port: true,
         }
     }
 

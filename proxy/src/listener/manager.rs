@@ -34,8 +34,23 @@ impl ListenerManager {
         ListenerManager { shared, running: Mutex::new(HashMap::new()) }
     }
 
-    /// Starts a listener or replaces its config; returns the bound address.
+    /// Starts a listener or replaces its config; returns the bound address. A listener with
+    /// `bind_to_port: false` binds nothing: it only receives connections handed off by a
+    /// `use_original_dst` listener.
     pub fn upsert(&self, l: Arc<Listener>) -> Result<SocketAddr, BindError> {
+        if !l.bind_to_port {
+            self.remove(&l.name);
+            let addr = l.address;
+            self.shared.virtuals.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.retain(|_, v| v.name != l.name);
+                m.insert(addr, l.clone());
+                m
+            });
+            info!(listener = %l.name, %addr, "virtual listener (bind_to_port: false)");
+            return Ok(addr);
+        }
+        self.remove_virtual(&l.name);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.get(&l.name) {
             if r.current.load().listener.address == l.address {
@@ -61,8 +76,19 @@ impl ListenerManager {
         Ok(addr)
     }
 
+    fn remove_virtual(&self, name: &str) {
+        if self.shared.virtuals.load().values().any(|v| v.name == name) {
+            self.shared.virtuals.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.retain(|_, v| v.name != name);
+                m
+            });
+        }
+    }
+
     /// Stops a listener: no new connections; its HTTP connections drain.
     pub fn remove(&self, name: &str) {
+        self.remove_virtual(name);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.remove(name) {
             r.stop.cancel();
@@ -79,8 +105,9 @@ impl ListenerManager {
         v
     }
 
-    /// Whether a listener with this name runs.
+    /// Whether a listener with this name runs (bound or virtual).
     pub fn contains(&self, name: &str) -> bool {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(name)
+            || self.shared.virtuals.load().values().any(|v| v.name == name)
     }
 }

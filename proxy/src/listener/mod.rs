@@ -62,6 +62,23 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// `source_workload` label.
     pub source: Arc<str>,
+    /// Listeners with `bind_to_port: false`, by address: where `use_original_dst` listeners
+    /// hand redirected connections.
+    pub virtuals: Arc<arc_swap::ArcSwap<std::collections::HashMap<SocketAddr, Arc<Listener>>>>,
+}
+
+impl Shared {
+    /// The listener owning `dst`: exact address first, then the wildcard address of its port
+    /// (Envoy's `use_original_dst` hand-off).
+    fn owner_of(&self, dst: SocketAddr) -> Option<Arc<Listener>> {
+        let v = self.virtuals.load();
+        let wildcard: SocketAddr = if dst.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], dst.port()))
+        } else {
+            SocketAddr::from(([0u16; 8], dst.port()))
+        };
+        v.get(&dst).or_else(|| v.get(&wildcard)).cloned()
+    }
 }
 
 /// The listener config in force and the drain signal of the connections accepted under it.
@@ -117,6 +134,13 @@ async fn connection(
     drain: CancellationToken,
 ) {
     let original = original_dst::original_dst(&stream);
+    let l = match original.filter(|_| l.use_original_dst).and_then(|dst| shared.owner_of(dst)) {
+        Some(owner) => {
+            debug!(listener = %owner.name, "handed off by original destination");
+            owner
+        }
+        None => l,
+    };
     let local = original.unwrap_or_else(|| stream.local_addr().unwrap_or(l.address));
     let mut info = ConnInfo { local: Some(local), peer: Some(peer), transport: "raw_buffer", ..ConnInfo::default() };
     let mut prefix = BytesMut::new();

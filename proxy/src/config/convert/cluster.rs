@@ -33,6 +33,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "outlier_detection",
         "metadata",
         "health_checks",
+        "upstream_bind_config",
     ],
     ignored: &[
         "alt_stat_name",
@@ -45,6 +46,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "close_connections_on_host_health_failure",
         "ignore_health_on_host_removal",
         "track_timeout_budgets",
+        "filters",
     ],
 };
 
@@ -92,6 +94,9 @@ pub const LB_KEY: &str = "isthmus.io/lb";
 pub const OUTLIER_KEY: &str = "isthmus.io/outlier";
 /// Endpoint metadata namespace for labels (`failover_priority`).
 pub const LABELS_KEY: &str = "isthmus.io/labels";
+
+const BIND_CONFIG: FieldPolicy =
+    FieldPolicy { message: "envoy.config.core.v3.BindConfig", honoured: &["source_address"], ignored: &["freebind"] };
 
 pub(super) const CLA_POLICY: FieldPolicy = FieldPolicy {
     message: "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
@@ -258,6 +263,22 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         };
         o.latency = Some(super::outlier::latency(&v, &p)?);
     }
+    let source_address = match &c.upstream_bind_config {
+        Some(b) => {
+            let bp = path.field("upstream_bind_config");
+            check(b, &BIND_CONFIG, &bp)?;
+            match &b.source_address {
+                Some(sa) => {
+                    let ip = sa.address.parse().map_err(|_| {
+                        bp.field("source_address").err_at("address", format!("\"{}\" is not an IP address", sa.address))
+                    })?;
+                    Some(ip)
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
     let health_check = super::health::health_checks(&c.health_checks, &c.name, &path.field("health_checks"))?;
     let mut lb_policy = lb_policy;
     if let Some(v) = meta(LB_KEY) {
@@ -278,6 +299,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         locality_weighted,
         locality_lb,
         zone_aware,
+        source_address,
         health_check,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref(), &path.field("circuit_breakers"))?,
         upstream_protocol,

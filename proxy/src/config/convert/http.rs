@@ -49,6 +49,23 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
     ],
 };
 
+/// Istio's HTTP filters accepted as documented no-ops (peer metadata, stats, ALPN override —
+/// Isthmus has no mTLS upstream yet, so there is no ALPN to override).
+const ISTIO_NOOP_HTTP: &[&str] = &[
+    "istio.metadata_exchange",
+    "istio.peer_metadata",
+    "envoy.filters.http.peer_metadata",
+    "istio.alpn",
+    "istio.stats",
+];
+
+/// Envoy filters Istio always inserts that do nothing unless a route configures them.
+const NOOP_HTTP_TYPES: &[&str] = &[
+    "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+    "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
+];
+
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
 /// Converts an HTTP connection manager.
@@ -128,7 +145,7 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
         if is_router {
             return Err(path.item(i, &f.name).err("the router must be the last HTTP filter"));
         }
-        if f.is_optional {
+        if f.is_optional || ISTIO_NOOP_HTTP.contains(&f.name.as_str()) || NOOP_HTTP_TYPES.contains(&url) {
             continue;
         }
         return Err(path.item(i, &f.name).err(format!(

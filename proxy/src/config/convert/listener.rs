@@ -26,6 +26,8 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
         "listener_filters_timeout",
         "continue_on_listener_filters_timeout",
         "tcp_backlog_size",
+        "use_original_dst",
+        "bind_to_port",
     ],
     ignored: &[
         "stat_prefix",
@@ -85,6 +87,10 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         };
         if INSPECTORS.contains(&f.name.as_str()) || INSPECTORS.contains(&url) {
             inspect = true;
+        } else if f.name == "envoy.filters.listener.original_dst"
+            || url == "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+        {
+            // The original destination is always read (SO_ORIGINAL_DST); nothing to do.
         } else {
             return Err(path
                 .item(i, &f.name)
@@ -124,8 +130,15 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         inspect_timeout,
         continue_on_inspect_timeout: l.continue_on_listener_filters_timeout,
         backlog: l.tcp_backlog_size.map(|v| v.value).unwrap_or(1024),
+        use_original_dst: l.use_original_dst.map(|b| b.value).unwrap_or(false),
+        bind_to_port: l.bind_to_port.map(|b| b.value).unwrap_or(true),
     })
 }
+
+/// Istio's TypedStruct network filters accepted as documented no-ops: peer metadata exchange
+/// and stats have no effect on routing, and Isthmus emits Istio's metrics itself.
+pub(super) const ISTIO_NOOP_NETWORK: &[&str] =
+    &["istio.metadata_exchange", "envoy.filters.network.metadata_exchange", "istio.stats"];
 
 fn needs_inspection(m: &ChainMatch) -> bool {
     !m.server_names.is_empty() || m.transport_protocol.is_some() || !m.application_protocols.is_empty()
@@ -149,10 +162,11 @@ fn filter_chain(
     let Some((last, rest)) = fc.filters.split_last() else {
         return Err(fpath.err("a terminal network filter (tcp_proxy or http_connection_manager) is required"));
     };
-    if let Some((i, f)) = rest.iter().enumerate().next() {
-        return Err(fpath
-            .item(i, &f.name)
-            .err(format!("network filter {} is not supported (only one terminal filter per chain)", f.name)));
+    if let Some((i, f)) = rest.iter().enumerate().find(|(_, f)| !ISTIO_NOOP_NETWORK.contains(&f.name.as_str())) {
+        return Err(fpath.item(i, &f.name).err(format!(
+            "network filter {} is not supported (only one terminal filter per chain, after Istio's no-op filters)",
+            f.name
+        )));
     }
     let lpath = fpath.item(fc.filters.len() - 1, &last.name);
     let any = match &last.config_type {

@@ -366,6 +366,11 @@ pub fn retry_policy(r: &proto::RetryPolicy, path: &Path) -> Result<RetryPolicy, 
             "reset" | "reset-before-request" => on.reset = true,
             "retriable-status-codes" => on.retriable_status_codes = true,
             "refused-stream" => on.refused_stream = true,
+            "cancelled" => on.grpc_statuses[1] = true,
+            "deadline-exceeded" => on.grpc_statuses[4] = true,
+            "resource-exhausted" => on.grpc_statuses[8] = true,
+            "internal" => on.grpc_statuses[13] = true,
+            "unavailable" => on.grpc_statuses[14] = true,
             other => return Err(path.err_at("retry_on", format!("\"{other}\" is not supported"))),
         }
     }

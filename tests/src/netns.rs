@@ -1,0 +1,61 @@
+//! Network namespaces made by a test (root only; CI runs as root): a private loopback and a
+//! dummy interface standing in for a pod network, removed on drop.
+
+use std::process::{Command, Output};
+
+/// A namespace named uniquely for this process.
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip").args(args).output().expect("run ip")
+}
+
+impl Netns {
+    /// Creates `isx-<pid>-<tag>` with `lo` up and a veth pair `d0`/`d1` (10.200.0.2/24 on
+    /// `d0`, default route) so any non-loopback destination is routable and can be redirected
+    /// (this kernel has veth but no dummy interfaces).
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("isx-{}-{tag}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        let out = ip(&["netns", "add", &name]);
+        assert!(
+            out.status.success(),
+            "ip netns add failed (tests need root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = Netns { name };
+        for cmd in [
+            vec!["link", "set", "lo", "up"],
+            vec!["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+            vec!["addr", "add", "10.200.0.2/24", "dev", "d0"],
+            vec!["link", "set", "d0", "up"],
+            vec!["link", "set", "d1", "up"],
+            vec!["route", "add", "default", "dev", "d0"],
+        ] {
+            let mut args = vec!["-n", ns.name.as_str()];
+            args.extend(cmd);
+            let out = ip(&args);
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        ns
+    }
+
+    /// `ip netns exec <ns>` as a command prefix.
+    pub fn prefix(&self) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.name.clone()]
+    }
+
+    /// Runs a command inside and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("ip").args(["netns", "exec", &self.name]).args(args).output().expect("run in netns")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
