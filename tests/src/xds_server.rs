@@ -91,12 +91,17 @@ impl AdsServer {
     /// queued for later waits, so an event that arrives while a command is in progress is
     /// not lost.
     pub fn wait(&mut self, f: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(Duration::from_secs(10), f)
+    }
+
+    /// [`AdsServer::wait`] with a custom limit.
+    pub fn wait_for(&mut self, limit: Duration, f: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.backlog.iter().position(&f) {
             if let Some(e) = self.backlog.remove(i) {
                 return e;
             }
         }
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + limit;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
@@ -107,7 +112,7 @@ impl AdsServer {
                     }
                     self.backlog.push_back(e);
                 }
-                Err(_) => panic!("no matching control-plane event within 10 s; seen:\n{}", self.dump()),
+                Err(_) => panic!("no matching control-plane event within {limit:?}; seen:\n{}", self.dump()),
             }
         }
     }

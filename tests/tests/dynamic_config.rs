@@ -169,7 +169,14 @@ async fn warming_traffic_and_updates(delta: bool) {
     let mut dup_addr = listener(port);
     dup_addr["name"] = json!("ingress-2");
     let no_addr = json!({"@type": EDS, "cluster_name": "a", "endpoints": [{"lb_endpoints": [{"endpoint": {}}]}]});
+    let custom_type = json!({"@type": CDS, "name": "c-custom", "connect_timeout": "1s",
+        "cluster_type": {"name": "envoy.clusters.aggregate", "typed_config": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {}}}});
     let cases: Vec<(&str, Vec<Value>, &str)> = vec![
+        (
+            CDS,
+            vec![eds_cluster("a"), eds_cluster("b"), custom_type],
+            "c-custom: cluster \"c-custom\".cluster_type: is not supported",
+        ),
         (
             CDS,
             vec![eds_cluster("a"), eds_cluster("b"), bad_cds],
@@ -271,4 +278,40 @@ async fn node_identity_comes_from_istio_environment_variables() {
     assert_eq!(first["locality"]["zone"], "cn-hangzhou-h");
     let keys = first["metadata_keys"].as_array().unwrap();
     assert!(keys.contains(&json!("CLUSTER_ID")) && keys.contains(&json!("ISTIO_VERSION")), "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_second_control_plane_outage_never_stops_traffic() {
+    let a1 = Upstream::start("a1", Behaviour::default()).await;
+    let b1 = Upstream::start("b1", Behaviour::default()).await;
+    let mut cp = AdsServer::start();
+    let port = free_port();
+    cp.set(CDS, "c1", vec![eds_cluster("a"), eds_cluster("b")]);
+    cp.set(EDS, "e1", vec![assignment("a", &[a1.addr.port()]), assignment("b", &[b1.addr.port()])]);
+    cp.set(LDS, "l1", vec![listener(port)]);
+    cp.set(RDS, "r1", vec![routes(100)]);
+    let proxy = Proxy::start(&bootstrap(cp.port, true));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(get(addr, "/", &[]).await.unwrap().0, 200);
+    let cp_port = cp.port;
+    drop(cp);
+    // 30 s without a control plane: a request every 100 ms, every one answered from the last
+    // accepted config.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        let (s, h, _) = get(addr, "/outage", &[]).await.unwrap();
+        assert_eq!((s, h["x-upstream"].to_str().unwrap()), (200, "a1"), "request {n} during the outage");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(n > 200);
+    let mut cp2 = AdsServer::start_on(cp_port);
+    cp2.set(CDS, "c1", vec![eds_cluster("a"), eds_cluster("b")]);
+    // Back-off is capped at 30 s (Envoy's), so the reconnect may take that long.
+    let again = cp2.wait_for(Duration::from_secs(45), |e| e["event"] == "request" && e["type"] == CDS);
+    let iv = again["initial_versions"].as_object().unwrap();
+    assert!(iv.contains_key("a") && iv.contains_key("b"), "{again}");
+    assert_eq!(get(addr, "/after", &[]).await.unwrap().0, 200);
+    drop(proxy);
 }

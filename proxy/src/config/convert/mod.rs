@@ -68,6 +68,8 @@ pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
         "watchdogs",
         "enable_dispatcher_stats",
         "use_tcp_for_dns_lookups",
+        "tracing",
+        "bootstrap_extensions",
         "typed_dns_resolver_config",
     ],
 };
