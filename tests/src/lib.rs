@@ -21,8 +21,13 @@ pub fn repo_root() -> PathBuf {
 
 /// The built `isthmus` binary (`cargo build --bins` runs before the suite).
 pub fn isthmus_bin() -> PathBuf {
+    bin("isthmus")
+}
+
+/// A workspace binary from the debug target directory.
+pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-    let bin = target.join("debug").join("isthmus");
+    let bin = target.join("debug").join(name);
     assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (scripts/test.sh does)", bin.display());
     bin
 }

@@ -43,6 +43,36 @@ impl Netns {
         ns
     }
 
+    /// A pod/peer pair joined by a veth: the pod side `10.200.0.2/24` (default route via the
+    /// peer), the peer side `10.200.0.1/24` — the recipe of spec capture-injection §5.
+    pub fn pair(tag: &str) -> (Netns, Netns) {
+        let mk = |t: &str| {
+            let name = format!("isx-{}-{t}", std::process::id());
+            let _ = ip(&["netns", "del", &name]);
+            let out = ip(&["netns", "add", &name]);
+            assert!(
+                out.status.success(),
+                "ip netns add failed (tests need root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Netns { name }
+        };
+        let pod = mk(&format!("{tag}p"));
+        let peer = mk(&format!("{tag}q"));
+        let run = |args: &[&str]| {
+            let out = ip(args);
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(&["-n", &pod.name, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", &peer.name]);
+        for (ns, dev, addr) in [(&pod, "v0", "10.200.0.2/24"), (&peer, "v1", "10.200.0.1/24")] {
+            run(&["-n", &ns.name, "link", "set", "lo", "up"]);
+            run(&["-n", &ns.name, "addr", "add", addr, "dev", dev]);
+            run(&["-n", &ns.name, "link", "set", dev, "up"]);
+        }
+        run(&["-n", &pod.name, "route", "add", "default", "via", "10.200.0.1"]);
+        (pod, peer)
+    }
+
     /// `ip netns exec <ns>` as a command prefix.
     pub fn prefix(&self) -> Vec<String> {
         vec!["ip".into(), "netns".into(), "exec".into(), self.name.clone()]

@@ -46,6 +46,11 @@ impl Proxy {
         Self::launch_with_prefix(yaml, &[], true, prefix)
     }
 
+    /// [`Proxy::start_prefixed`] with extra flags.
+    pub fn start_prefixed_args(yaml: &str, prefix: &[String], args: &[&str]) -> Proxy {
+        Self::launch_with_prefix(yaml, args, true, prefix)
+    }
+
     fn launch_with_prefix(yaml: &str, args: &[&str], wait_ready: bool, prefix: &[String]) -> Proxy {
         let path = crate::scratch("bootstrap.yaml");
         std::fs::write(&path, yaml).expect("write bootstrap");

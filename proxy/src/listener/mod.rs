@@ -134,6 +134,13 @@ async fn connection(
     drain: CancellationToken,
 ) {
     let original = original_dst::original_dst(&stream);
+    if l.use_original_dst && original.is_none() {
+        // Loop guard: a capture listener reached directly (or a connection that would loop
+        // back into it) has no other destination to hand it to.
+        counter!("isthmus_downstream_cx_loop_refused", "listener" => l.name.clone()).increment(1);
+        debug!("connection to the capture port itself refused (loop guard)");
+        return;
+    }
     let l = match original.filter(|_| l.use_original_dst).and_then(|dst| shared.owner_of(dst)) {
         Some(owner) => {
             debug!(listener = %owner.name, "handed off by original destination");
