@@ -99,12 +99,16 @@ static_resources:
   - {name: BlackHoleCluster, type: STATIC, connect_timeout: 2s}
 "#;
 
-const FLAGS: [&str; 14] =
-    ["-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-b", "*", "-d", "15090,15021,15020"];
+/// Istio's injector flags (`-m` given separately).
+const FLAGS: [&str; 12] = ["-p", "15001", "-z", "15006", "-u", "1337", "-i", "*", "-b", "*", "-d", "15090,15021,15020"];
 
 fn iptables_init(pod: &Netns, extra: &[&str]) -> Output {
+    iptables_init_mode(pod, "REDIRECT", extra)
+}
+
+fn iptables_init_mode(pod: &Netns, mode: &str, extra: &[&str]) -> Output {
     let bin = tests::bin("iptables-init");
-    let mut args = vec![bin.to_str().unwrap()];
+    let mut args = vec![bin.to_str().unwrap(), "-m", mode];
     args.extend(FLAGS);
     args.extend(extra);
     pod.run(&args)
@@ -171,4 +175,33 @@ async fn iptables_init_and_the_proxy_capture_a_pods_traffic() {
     assert!(!String::from_utf8_lossy(&pod.run(&["iptables-save"]).stdout).contains("ISTIO"));
     assert_eq!(get(&pod, 1000, "http://10.200.0.1:8080/who"), "peer-upstream");
     assert_eq!(pass(), 1.0, "no longer captured");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tproxy_mode_keeps_the_original_destination_on_a_transparent_listener() {
+    let (pod, peer) = Netns::pair("tpx");
+    let applied = iptables_init_mode(&pod, "TPROXY", &[]);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let rules = String::from_utf8_lossy(&pod.run(&["iptables-save", "-t", "mangle"]).stdout).into_owned();
+    assert!(rules.contains("TPROXY --on-port 15006"), "{rules}");
+    let _app = http_server(&pod, 1000, 9080, "pod-app");
+    // Istio's TPROXY mode runs the proxy as uid 0 / gid 1337 (the gid-owner rules exclude it).
+    let mut prefix = pod.prefix();
+    prefix.extend(["setpriv", "--regid=1337", "--clear-groups"].map(String::from));
+    let yaml = BOOTSTRAP.replace(
+        "  - name: virtualInbound\n    address: {socket_address: {address: 0.0.0.0, port_value: 15006}}\n",
+        "  - name: virtualInbound\n    address: {socket_address: {address: 0.0.0.0, port_value: 15006}}\n    transparent: true\n",
+    );
+    assert!(yaml.contains("transparent: true"));
+    let _proxy = Proxy::start_prefixed_args(&yaml, &prefix, &["--readiness-address", "0.0.0.0:15021"]);
+    assert_eq!(
+        String::from_utf8_lossy(&peer.run(&["curl", "-s", "-m", "5", "http://10.200.0.2:9080/who"]).stdout),
+        "pod-app"
+    );
+    assert_eq!(
+        metric(&pod, "istio_tcp_connections_opened_total", "destination_service_name=\"InboundPassthroughCluster\""),
+        1.0
+    );
+    let clean = iptables_init_mode(&pod, "TPROXY", &["--cleanup"]);
+    assert!(clean.status.success());
 }

@@ -32,6 +32,9 @@ pub struct Listener {
     /// Hand connections redirected here (iptables) to the listener that owns their original
     /// destination (Istio's `virtualOutbound` / `virtualInbound`).
     pub use_original_dst: bool,
+    /// `transparent`: IP_TRANSPARENT on the socket (TPROXY inbound): accepted connections
+    /// keep their original destination as local address.
+    pub transparent: bool,
     /// False for listeners that only receive handed-off connections (Istio's per-port
     /// outbound listeners such as `0.0.0.0_8080`).
     pub bind_to_port: bool,

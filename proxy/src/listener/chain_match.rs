@@ -132,6 +132,7 @@ mod tests {
             backlog: 128,
             use_original_dst: false,
             bind_to_port: true,
+            transparent: false,
         }
     }
 

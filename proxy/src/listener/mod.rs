@@ -43,6 +43,16 @@ pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
     let domain = socket2::Domain::for_address(l.address);
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP)).map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
+    if l.transparent {
+        #[cfg(target_os = "linux")]
+        {
+            if l.address.is_ipv4() {
+                s.set_ip_transparent_v4(true).map_err(err)?;
+            } else {
+                s.set_ip_transparent_v6(true).map_err(err)?;
+            }
+        }
+    }
     s.set_nonblocking(true).map_err(err)?;
     s.bind(&l.address.into()).map_err(err)?;
     s.listen(i32::try_from(l.backlog).unwrap_or(1024)).map_err(err)?;
@@ -133,7 +143,11 @@ async fn connection(
     shared: Shared,
     drain: CancellationToken,
 ) {
-    let original = original_dst::original_dst(&stream);
+    let original = original_dst::original_dst(&stream).or_else(|| {
+        // TPROXY: no NAT; the accepted socket's local address is the original destination.
+        let local = stream.local_addr().ok()?;
+        (l.transparent && local.port() != l.address.port()).then_some(local)
+    });
     if l.use_original_dst && original.is_none() {
         // Loop guard: a capture listener reached directly (or a connection that would loop
         // back into it) has no other destination to hand it to.

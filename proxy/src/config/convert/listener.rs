@@ -28,6 +28,7 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
         "tcp_backlog_size",
         "use_original_dst",
         "bind_to_port",
+        "transparent",
     ],
     ignored: &[
         "stat_prefix",
@@ -132,6 +133,7 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         backlog: l.tcp_backlog_size.map(|v| v.value).unwrap_or(1024),
         use_original_dst: l.use_original_dst.map(|b| b.value).unwrap_or(false),
         bind_to_port: l.bind_to_port.map(|b| b.value).unwrap_or(true),
+        transparent: l.transparent.map(|b| b.value).unwrap_or(false),
     })
 }
 
