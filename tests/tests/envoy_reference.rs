@@ -168,3 +168,24 @@ async fn ring_hash_and_maglev_send_each_key_to_the_same_host_as_envoy() {
         .collect();
     assert!(diffs.is_empty(), "{} of 120 keys land elsewhere than with Envoy:\n{}", diffs.len(), diffs.join("\n"));
 }
+
+#[test]
+fn every_example_config_is_valid_envoy_config_too() {
+    // The examples are Envoy bootstraps: the real Envoy must accept what Isthmus accepts.
+    let envoy = tests::python().parent().unwrap().join("envoy");
+    let dir = tests::repo_root().join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let out = std::process::Command::new(&envoy)
+                .args(["--mode", "validate", "--disable-hot-restart", "-l", "error", "-c"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "Envoy rejects {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}

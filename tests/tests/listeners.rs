@@ -160,6 +160,12 @@ async fn readiness_address_serves_healthz_ready() {
     );
     let (s, _, body) = tests::upstream::get(addr.parse().unwrap(), "/healthz/ready", &[]).await.unwrap();
     assert_eq!((s, &body[..]), (200, &b"LIVE\n"[..]));
+    // The readiness port is reachable from outside the pod: nothing else is served there.
+    for path in ["/config_dump", "/stats/prometheus", "/quitquitquit", "/logging?level=off"] {
+        let (s, _, _) = tests::upstream::get(addr.parse().unwrap(), path, &[]).await.unwrap();
+        assert_eq!(s, 404, "{path}");
+    }
+    assert_eq!(_proxy.admin_get("/ready").0, 200, "still running");
 }
 
 #[test]

@@ -42,23 +42,33 @@ pub struct AdminState {
     pub shutdown: CancellationToken,
 }
 
+/// What an admin address serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every admin page (keep it on loopback).
+    Full,
+    /// Only `/healthz/ready` and `/ready`: the readiness port is reachable from outside the
+    /// pod (kubelet probes it), so it must not expose config dumps or `/quitquitquit`.
+    ReadyOnly,
+}
+
 /// Binds each address now (so a port clash fails start-up) and serves them on a dedicated
 /// thread. Returns the bound addresses.
-pub fn start(addrs: &[SocketAddr], state: Arc<AdminState>) -> std::io::Result<Vec<SocketAddr>> {
+pub fn start(addrs: &[(SocketAddr, Scope)], state: Arc<AdminState>) -> std::io::Result<Vec<SocketAddr>> {
     let mut listeners = Vec::new();
-    for a in addrs {
+    for (a, scope) in addrs {
         let l = std::net::TcpListener::bind(a)?;
         l.set_nonblocking(true)?;
-        listeners.push(l);
+        listeners.push((l, *scope));
     }
-    let bound = listeners.iter().map(|l| l.local_addr()).collect::<Result<Vec<_>, _>>()?;
+    let bound = listeners.iter().map(|(l, _)| l.local_addr()).collect::<Result<Vec<_>, _>>()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("isthmus-admin".into()).spawn(move || {
         rt.block_on(async move {
             let mut tasks = Vec::new();
-            for l in listeners {
+            for (l, scope) in listeners {
                 if let Ok(l) = tokio::net::TcpListener::from_std(l) {
-                    tasks.push(tokio::spawn(accept(l, state.clone())));
+                    tasks.push(tokio::spawn(accept(l, state.clone(), scope)));
                 }
             }
             for t in tasks {
@@ -69,13 +79,20 @@ pub fn start(addrs: &[SocketAddr], state: Arc<AdminState>) -> std::io::Result<Ve
     Ok(bound)
 }
 
-async fn accept(l: tokio::net::TcpListener, state: Arc<AdminState>) {
+async fn accept(l: tokio::net::TcpListener, state: Arc<AdminState>, scope: Scope) {
     while let Ok((s, _)) = l.accept().await {
         let st = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let st = st.clone();
-                async move { Ok::<_, Infallible>(pages::route(&st, &req)) }
+                async move {
+                    let ready_page = matches!(req.uri().path(), "/healthz/ready" | "/ready");
+                    Ok::<_, Infallible>(if scope == Scope::Full || ready_page {
+                        pages::route(&st, &req)
+                    } else {
+                        text(404, "only /healthz/ready is served on the readiness port\n", "text/plain")
+                    })
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(s), svc)
