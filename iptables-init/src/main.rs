@@ -109,7 +109,7 @@ fn options(cli: &Cli) -> Result<Options, options::OptionsError> {
     };
     let exclude_inbound = list(options::ports("-d", &cli.inbound_exclude, false)?);
     let ipv6 = cli.ipv6 || pod_has_ipv6();
-    Ok(Options {
+    let o = Options {
         proxy_port: cli.proxy_port,
         inbound_port: cli.inbound_port,
         tunnel_port: cli.tunnel_port,
@@ -132,7 +132,9 @@ fn options(cli: &Cli) -> Result<Options, options::OptionsError> {
             .map(|t| options::resolv_conf_servers(&t))
             .unwrap_or_default(),
         ipv6,
-    })
+    };
+    o.validate()?;
+    Ok(o)
 }
 
 /// A global (non-loopback, non-link-local) IPv6 address on any interface.
@@ -143,7 +145,18 @@ fn pod_has_ipv6() -> bool {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a bad flag; istio-iptables' contract is 1 for any bad input.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+    };
     let opts = match options(&cli) {
         Ok(o) => o,
         Err(e) => {

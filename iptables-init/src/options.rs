@@ -27,6 +27,58 @@ pub enum OptionsError {
     /// `-m` is neither REDIRECT nor TPROXY.
     #[error("-m: \"{0}\" is not REDIRECT or TPROXY")]
     Mode(String),
+    /// `-u 0`: root's traffic would bypass capture entirely.
+    #[error("-u: uid 0 cannot be the proxy uid (every root process would bypass capture)")]
+    RootUid,
+    /// An exclude range covers an include range, so the `-i` entry could never capture.
+    /// (An exclude strictly inside an include is a carve-out istio-iptables users rely on,
+    /// and is allowed.)
+    #[error("-x: {exclude} overlaps the included range {include} (-i) and would exclude all of it")]
+    Overlap {
+        /// The exclude CIDR.
+        exclude: String,
+        /// The include CIDR.
+        include: String,
+    },
+}
+
+/// Whether `outer` contains every address of `inner` (same family, prefix no longer).
+pub fn covers(outer: (IpAddr, u8), inner: (IpAddr, u8)) -> bool {
+    if outer.1 > inner.1 {
+        return false;
+    }
+    let len = outer.1;
+    match (outer.0, inner.0) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+            u128::from(x) & mask == u128::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+impl Options {
+    /// Checks combinations istio-iptables refuses, before anything is written.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if self.uid == 0 {
+            return Err(OptionsError::RootUid);
+        }
+        if let Cidrs::List(include) = &self.include_cidrs {
+            for x in &self.exclude_cidrs {
+                if let Some(i) = include.iter().find(|i| covers(*x, **i)) {
+                    return Err(OptionsError::Overlap {
+                        exclude: format!("{}/{}", x.0, x.1),
+                        include: format!("{}/{}", i.0, i.1),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Inbound interception mode.
@@ -214,6 +266,21 @@ mod tests {
         );
         assert!(cidrs("-i", "10.0.0.0/33", true).is_err());
         assert!(mode("NONE").is_err());
+        let o = Options { uid: 0, ..Options::default() };
+        assert!(matches!(o.validate(), Err(OptionsError::RootUid)));
+        let o = Options {
+            include_cidrs: cidrs("-i", "10.0.0.0/8", true).unwrap(),
+            exclude_cidrs: vec![("10.1.0.0".parse().unwrap(), 16)],
+            ..Options::default()
+        };
+        assert!(o.validate().is_ok(), "a carve-out inside the include range is allowed");
+        let o = Options { exclude_cidrs: vec![("10.0.0.0".parse().unwrap(), 8)], ..o };
+        assert!(matches!(o.validate(), Err(OptionsError::Overlap { .. })));
+        let o = Options { exclude_cidrs: vec![("0.0.0.0".parse().unwrap(), 0)], ..o };
+        assert!(matches!(o.validate(), Err(OptionsError::Overlap { .. })));
+        assert!(!covers(("10.0.0.0".parse().unwrap(), 16), ("10.1.0.0".parse().unwrap(), 16)));
+        assert!(!covers(("10.1.0.0".parse().unwrap(), 16), ("10.0.0.0".parse().unwrap(), 8)));
+        assert!(!covers(("fd00::".parse().unwrap(), 8), ("10.0.0.0".parse().unwrap(), 8)));
         assert_eq!(resolv_conf_servers("search x\nnameserver 10.96.0.10\nnameserver ::1 # c\n").len(), 2);
     }
 }

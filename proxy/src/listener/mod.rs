@@ -43,6 +43,11 @@ pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
     let domain = socket2::Domain::for_address(l.address);
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP)).map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
+    if l.address.is_ipv6() {
+        // Envoy's default (`ipv4_compat: false`): `[::]:15001` and `0.0.0.0:15001` coexist,
+        // as Istio's dual-stack sidecar listeners need.
+        s.set_only_v6(true).map_err(err)?;
+    }
     if l.transparent {
         #[cfg(target_os = "linux")]
         {
