@@ -57,6 +57,10 @@ pub struct Cli {
     /// Accepted for Envoy compatibility; log lines use tracing's format.
     #[arg(long = "log-format")]
     pub log_format: Option<String>,
+    /// TCP proxying through a user-space copy instead of `splice(2)` (for comparison runs, or
+    /// a kernel whose splice misbehaves).
+    #[arg(long = "l4-copy")]
+    pub l4_copy: bool,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(rt) = runtime(cli.concurrency) else { return ExitCode::FAILURE };
+    proxy::l4::splice::set_enabled(!cli.l4_copy);
     let opts = Options { drain_time: Duration::from_secs(cli.drain_time_s), readiness: cli.readiness_address };
     rt.block_on(async move {
         match app::start(bootstrap, opts).await {

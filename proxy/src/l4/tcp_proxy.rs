@@ -4,28 +4,29 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use metrics::counter;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::copy::one_way;
+use super::splice;
 use crate::cluster::{connector, ClusterManager};
 use crate::config::listener::TcpProxy;
 use crate::l7::forward::choose_cluster;
 use crate::telemetry::access_log::{self, Entry};
 
-/// Proxies one downstream connection (bytes read for inspection are already put back in
-/// front of `down`). `original_dst` serves ORIGINAL_DST clusters.
-pub async fn proxy<I>(
-    mut down: I,
+/// Proxies one downstream connection; `prefix` holds the bytes listener inspection already
+/// read, sent upstream first. `original_dst` serves ORIGINAL_DST clusters. Plain sockets on
+/// both sides, so the bytes go through `splice(2)` (see [`splice`]).
+pub async fn proxy(
+    mut down: TcpStream,
+    prefix: Bytes,
     cfg: &TcpProxy,
     clusters: &ClusterManager,
     peer: SocketAddr,
     local: SocketAddr,
     original_dst: Option<SocketAddr>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let start = Instant::now();
     let mut entry = Entry {
         start_time: access_log::rfc3339(SystemTime::now()),
@@ -61,7 +62,7 @@ pub async fn proxy<I>(
                                 c.record(&host, crate::outlier::Outcome::ConnectSuccess);
                                 c.stats.cx_total.increment(1);
                                 let _active = host.start_request();
-                                pump(&mut down, up, cfg, &mut entry).await
+                                pump(&down, up, prefix, cfg, &mut entry).await
                             }
                         }
                     }
@@ -84,17 +85,33 @@ pub async fn proxy<I>(
     }
 }
 
-async fn pump<I>(down: &mut I, mut up: TcpStream, cfg: &TcpProxy, entry: &mut Entry) -> Result<(), &'static str>
-where
-    I: AsyncRead + AsyncWrite + Unpin,
-{
-    let received = AtomicU64::new(0);
+async fn pump(
+    down: &TcpStream,
+    mut up: TcpStream,
+    prefix: Bytes,
+    cfg: &TcpProxy,
+    entry: &mut Entry,
+) -> Result<(), &'static str> {
+    let received = AtomicU64::new(prefix.len() as u64);
     let sent = AtomicU64::new(0);
     let activity = AtomicU64::new(0);
-    let (dr, dw) = tokio::io::split(down);
-    let (ur, uw) = up.split();
+    if !prefix.is_empty() && up.write_all(&prefix).await.is_err() {
+        entry.bytes_received = prefix.len() as u64;
+        return Ok(());
+    }
+    let up = &up;
     let both = async {
-        let _ = tokio::join!(one_way(dr, uw, &received, &activity), one_way(ur, dw, &sent, &activity));
+        let ((m1, _), (m2, _)) = if splice::enabled() {
+            tokio::join!(splice::one_way(down, up, &received, &activity), splice::one_way(up, down, &sent, &activity))
+        } else {
+            tokio::join!(
+                splice::copy_one_way(down, up, &received, &activity),
+                splice::copy_one_way(up, down, &sent, &activity)
+            )
+        };
+        for m in [m1, m2] {
+            counter!("isthmus_tcp_proxy_io_total", "mode" => m.label()).increment(1);
+        }
     };
     let timed_out = match cfg.idle_timeout {
         None => {

@@ -192,7 +192,7 @@ async fn connection(
     let prefix = prefix.freeze();
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
-            crate::l4::tcp_proxy::proxy(Prefixed::new(prefix, stream), t, &shared.clusters, peer, local, original).await
+            crate::l4::tcp_proxy::proxy(stream, prefix, t, &shared.clusters, peer, local, original).await
         }
         NetworkFilter::Http(hcm) => {
             let ctx = Arc::new(ConnCtx {
