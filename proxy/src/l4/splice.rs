@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Most bytes one splice call moves (the default pipe capacity).
-const CHUNK: usize = 64 * 1024;
+/// Most bytes one splice call moves, and the pipe capacity asked for: bigger than the 64 KiB
+/// default so a bulk transfer takes fewer wake-ups per megabyte (the kernel pins the pages
+/// only while data is in flight, so idle connections cost nothing extra).
+const CHUNK: usize = 256 * 1024;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -58,8 +60,11 @@ fn pipe() -> io::Result<Pipe> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
     let [r, w] = fds;
+    // A larger pipe is an optimisation; the default size works if the kernel refuses.
+    // SAFETY: `w` is the pipe just created, still open.
+    let _ = unsafe { libc::fcntl(w, libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
     Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(r), write: OwnedFd::from_raw_fd(w) } })
 }
 
