@@ -85,7 +85,9 @@ pub async fn forward(
             return fail(rec, Flag::NoHealthyUpstream);
         };
         tried.push(host.addr);
-        rec.entry.upstream_host = Some(host.addr.to_string());
+        if rec.log {
+            rec.entry.upstream_host = Some(host.addr.to_string());
+        }
         if !host.locality.region.is_empty() {
             rec.dest_locality = format!("{}/{}", host.locality.region, host.locality.zone);
         }

@@ -9,11 +9,11 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use metrics::{counter, histogram};
 
 use super::reply::Flag;
 use crate::cluster::BoxError;
 use crate::telemetry::access_log::{self, Entry};
+use crate::telemetry::request_metrics;
 
 /// What is known about a request by the time its response starts.
 #[derive(Debug)]
@@ -44,7 +44,10 @@ impl Record {
     pub fn new(log: bool, source: Arc<str>) -> Self {
         Record {
             start: Instant::now(),
-            entry: Entry { start_time: access_log::rfc3339(SystemTime::now()), ..Entry::default() },
+            entry: Entry {
+                start_time: if log { access_log::rfc3339(SystemTime::now()) } else { String::new() },
+                ..Entry::default()
+            },
             flags: Vec::new(),
             grpc_status: None,
             grpc: false,
@@ -65,20 +68,22 @@ impl Record {
         } else {
             self.flags.iter().map(|f| f.code()).collect::<Vec<_>>().join(",")
         };
-        let labels = [
-            ("reporter", "source".to_string()),
-            ("source_workload", self.source.to_string()),
-            ("destination_service_name", self.entry.upstream_cluster.clone().unwrap_or_else(|| "unknown".into())),
-            ("request_protocol", if self.grpc { "grpc".into() } else { "http".into() }),
-            ("response_code", self.entry.response_code.to_string()),
-            ("grpc_response_status", self.grpc_status.clone().unwrap_or_default()),
-            ("response_flags", self.entry.response_flags.clone()),
-            ("destination_locality", self.dest_locality.clone()),
-        ];
-        counter!("istio_requests_total", &labels).increment(1);
-        histogram!("istio_request_duration_milliseconds", &labels).record(self.start.elapsed().as_secs_f64() * 1000.0);
-        histogram!("istio_request_bytes", &labels).record(self.entry.bytes_received as f64);
-        histogram!("istio_response_bytes", &labels).record(self.sent as f64);
+        let cluster = self.entry.upstream_cluster.as_deref().unwrap_or("unknown");
+        let labels = request_metrics::Labels {
+            source: &self.source,
+            cluster,
+            grpc: self.grpc,
+            code: self.entry.response_code,
+            grpc_status: self.grpc_status.as_deref().unwrap_or_default(),
+            flags: &self.entry.response_flags,
+            locality: &self.dest_locality,
+        };
+        request_metrics::record(
+            &labels,
+            self.start.elapsed().as_secs_f64() * 1000.0,
+            self.entry.bytes_received,
+            self.sent,
+        );
         if self.log {
             access_log::write(&self.entry);
         }

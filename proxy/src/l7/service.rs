@@ -51,7 +51,10 @@ async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tra
     let mut rec = Record::new(ctx.hcm.access_log, ctx.source.clone());
     rec.grpc = router::is_grpc(req.headers());
     let host = authority(&req).unwrap_or_default();
-    fill_entry(&mut rec, &ctx, &req, &host);
+    if rec.log {
+        // Only the access log reads these; formatting them costs every request otherwise.
+        fill_entry(&mut rec, &ctx, &req, &host);
+    }
     let resp = route_and_send(&ctx, req, &host, &mut rec).await;
     rec.entry.response_code = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
