@@ -32,8 +32,26 @@ impl AdsServer {
         Self::start_prefixed(port, &[])
     }
 
+    /// Starts the server over TLS with `cert`/`key` (PEM files), requiring client certificates
+    /// from `client_ca`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, client_ca: &std::path::Path) -> AdsServer {
+        let args = [
+            "--tls-cert".to_string(),
+            cert.display().to_string(),
+            "--tls-key".to_string(),
+            key.display().to_string(),
+            "--tls-client-ca".to_string(),
+            client_ca.display().to_string(),
+        ];
+        Self::launch(0, &[], &args)
+    }
+
     /// Starts the server through a command prefix (e.g. `ip netns exec NS`).
     pub fn start_prefixed(port: u16, prefix: &[String]) -> AdsServer {
+        Self::launch(port, prefix, &[])
+    }
+
+    fn launch(port: u16, prefix: &[String], extra: &[String]) -> AdsServer {
         let script = crate::repo_root().join("tests/xds_server/ads_server.py");
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
@@ -46,6 +64,7 @@ impl AdsServer {
         let mut child = cmd
             .arg(script)
             .args(["--port", &port.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -315,3 +315,113 @@ async fn a_30_second_control_plane_outage_never_stops_traffic() {
     assert_eq!(get(addr, "/after", &[]).await.unwrap().0, 200);
     drop(proxy);
 }
+
+/// PEM files for a control plane reached over mutual TLS: a root, a server certificate for
+/// istiod's name and a client certificate, all from the same root.
+struct Pki {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn pki(tag: &str) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{tag} root"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let write = |name: &str, pem: &str| {
+        let p = tests::scratch(&format!("{tag}-{name}.pem"));
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let (sc, sk) = leaf("istiod.istio-system.svc");
+    let (cc, ck) = leaf("sidecar.shop.svc");
+    Pki {
+        ca: write("ca", &ca.pem()),
+        server_cert: write("server", &sc),
+        server_key: write("server-key", &sk),
+        client_cert: write("client", &cc),
+        client_key: write("client-key", &ck),
+    }
+}
+
+fn tls_bootstrap(cp_port: u16, ca: &std::path::Path, p: &Pki) -> String {
+    let ts = format!(
+        r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: istiod.istio-system.svc
+        common_tls_context:
+          tls_certificates: [{{certificate_chain: {{filename: "{}"}}, private_key: {{filename: "{}"}}}}]
+          validation_context: {{trusted_ca: {{filename: "{}"}}}}
+"#,
+        p.client_cert.display(),
+        p.client_key.display(),
+        ca.display()
+    );
+    bootstrap(cp_port, false).replace("    connect_timeout: 1s\n", &format!("    connect_timeout: 1s\n{ts}"))
+}
+
+/// The xDS cluster's `transport_socket` (Istio's bootstrap reaches istiod on 15012 this way):
+/// mutual TLS to the Python control plane, config applied and traffic flowing; then a root that
+/// did not sign the server's certificate gets no config at all, and an unreadable CA file is a
+/// start-up error naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ads_over_mutual_tls_from_the_bootstrap() {
+    let a1 = Upstream::start("a1", Behaviour::default()).await;
+    let p = pki("mtls");
+    let mut cp = AdsServer::start_tls(&p.server_cert, &p.server_key, &p.ca);
+    let port = free_port();
+    cp.set(CDS, "c1", vec![eds_cluster("a"), eds_cluster("b")]);
+    cp.set(EDS, "e1", vec![assignment("a", &[a1.addr.port()]), assignment("b", &[a1.addr.port()])]);
+    cp.set(LDS, "l1", vec![listener(port)]);
+    cp.set(RDS, "r1", vec![routes(100)]);
+    let yaml = tls_bootstrap(cp.port, &p.ca, &p);
+    assert!(yaml.contains("UpstreamTlsContext"));
+    let proxy = Proxy::start_unready(&yaml);
+    tests::eventually(Duration::from_secs(10), || (proxy.admin_get("/ready").0 == 200).then_some(())).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (s, h, _) = get(addr, "/", &[]).await.unwrap();
+    assert_eq!((s, h["x-upstream"].to_str().unwrap()), (200, "a1"));
+    drop(proxy);
+
+    // A root that did not sign istiod's certificate: the handshake fails, so the control plane
+    // never sees a request and the proxy logs the failure and stays unready.
+    let other = pki("other");
+    let mut cp2 = AdsServer::start_tls(&p.server_cert, &p.server_key, &p.ca);
+    let proxy = Proxy::start_unready(&tls_bootstrap(cp2.port, &other.ca, &p));
+    tests::eventually(Duration::from_secs(10), || {
+        proxy.stderr.lock().unwrap().iter().any(|l| l.contains("cannot connect to the control plane")).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.admin_get("/ready").0, 503);
+    // A command's "ok" follows every event the server emitted before it.
+    cp2.set(CDS, "c0", vec![]);
+    assert!(
+        !cp2.seen.iter().any(|e| e["event"] == "stream_open" || e["event"] == "request"),
+        "no stream may open to a server whose certificate did not verify"
+    );
+
+    // An unreadable CA file fails validation with the path and field.
+    let missing = tests::scratch("no-such-ca.pem");
+    let bad = tests::scratch("bad-tls-bootstrap.yaml");
+    std::fs::write(&bad, tls_bootstrap(cp.port, &missing, &p)).unwrap();
+    let out = tests::proxy::run(&["-c", bad.to_str().unwrap(), "--mode", "validate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("transport_socket.typed_config.common_tls_context.validation_context.trusted_ca.filename"),
+        "{err}"
+    );
+    assert!(err.contains("no-such-ca.pem"), "{err}");
+}

@@ -589,13 +589,28 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: pick one)")
     ap.add_argument("--unix", metavar="PATH", help="also listen on unix socket PATH")
+    ap.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    ap.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    ap.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates from this CA")
     args = ap.parse_args()
 
     cp = ControlPlane()
     server = grpc.aio.server(options=SERVER_OPTIONS)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(cp, server)
     try:
-        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+        if args.tls_cert:
+            with open(args.tls_cert, "rb") as f:
+                chain = f.read()
+            with open(args.tls_key, "rb") as f:
+                key = f.read()
+            ca = None
+            if args.tls_client_ca:
+                with open(args.tls_client_ca, "rb") as f:
+                    ca = f.read()
+            creds = grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=ca is not None)
+            port = server.add_secure_port(f"127.0.0.1:{args.port}", creds)
+        else:
+            port = server.add_insecure_port(f"127.0.0.1:{args.port}")
         if port == 0:
             raise RuntimeError(f"cannot bind 127.0.0.1:{args.port}")
         if args.unix:

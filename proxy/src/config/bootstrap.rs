@@ -48,6 +48,30 @@ pub struct Dynamic {
     /// Does-not-exist timer for RDS/EDS names (`initial_fetch_timeout`, default 15 s; 0s
     /// disables).
     pub initial_fetch_timeout: Option<std::time::Duration>,
+    /// TLS to the control plane, from the xDS cluster's `transport_socket`.
+    pub tls: Option<XdsTls>,
+}
+
+/// What the ADS client needs to reach a control plane over TLS (istiod's 15012 port).
+#[derive(Clone, PartialEq)]
+pub struct XdsTls {
+    /// Trusted roots, PEM (`validation_context.trusted_ca`).
+    pub ca_pem: Vec<u8>,
+    /// Client certificate chain and key, PEM, for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the server certificate must carry (`sni`, else the endpoint host).
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for XdsTls {
+    // The private key never reaches a log or `/config_dump`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsTls")
+            .field("server_name", &self.server_name)
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
+    }
 }
 
 /// A complete, validated config. Immutable; replaced whole on change.

@@ -13,7 +13,7 @@ pub mod load;
 pub mod node_env;
 pub mod route;
 
-pub use bootstrap::{Admin, Bootstrap, Node};
+pub use bootstrap::{Admin, Bootstrap, Node, XdsTls};
 pub use cluster::{Assignment, AssignmentPolicy, Cluster, Discovery, Endpoint, LbPolicy, LocalityEndpoints};
 pub use error::ConfigError;
 pub use listener::{FilterChain, Listener, NetworkFilter};

@@ -50,6 +50,15 @@ pub struct Targets {
 #[error("dynamic_resources: the xDS cluster \"{0}\" has no usable endpoint (need an IP:port or a pipe)")]
 pub struct NoXdsEndpoint(String);
 
+fn tls_target(uri: String, tls: &crate::config::XdsTls) -> Target {
+    Target::Tls {
+        uri,
+        ca_pem: tls.ca_pem.clone(),
+        server_name: tls.server_name.clone(),
+        identity: tls.identity.clone(),
+    }
+}
+
 /// Starts the ADS client for the bootstrap's `dynamic_resources`.
 pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
     let Some(d) = &b.dynamic else { return Ok(None) };
@@ -58,10 +67,12 @@ pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXds
         .iter()
         .find(|c| c.name == d.cluster)
         .and_then(|c| c.endpoints.iter().flat_map(|l| l.endpoints.iter()).next())
-        .map(|e| match &e.address {
-            EndpointAddress::Socket(a) => Target::Tcp(format!("http://{a}")),
-            EndpointAddress::Pipe(p) => Target::Unix(p.clone()),
-            EndpointAddress::Dns { host, port } => Target::Tcp(format!("http://{host}:{port}")),
+        .map(|e| match (&e.address, &d.tls) {
+            (EndpointAddress::Pipe(p), _) => Target::Unix(p.clone()),
+            (EndpointAddress::Socket(a), None) => Target::Tcp(format!("http://{a}")),
+            (EndpointAddress::Dns { host, port }, None) => Target::Tcp(format!("http://{host}:{port}")),
+            (EndpointAddress::Socket(a), Some(tls)) => tls_target(format!("https://{a}"), tls),
+            (EndpointAddress::Dns { host, port }, Some(tls)) => tls_target(format!("https://{host}:{port}"), tls),
         })
         .ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
     let mut node = b.node_proto.clone();

@@ -13,6 +13,7 @@ mod route;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod xds_tls;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -158,6 +159,7 @@ fn dynamic(d: &proto::bootstrap::DynamicResources, path: &Path) -> Result<super:
         lds,
         cds,
         initial_fetch_timeout: Some(std::time::Duration::from_secs(15)),
+        tls: None,
     })
 }
 
@@ -192,13 +194,37 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         None => None,
     };
     let mut out = Bootstrap { node, admin, source, ..Bootstrap::default() };
+    let mut dynamic_cfg = match &b.dynamic_resources {
+        Some(d) => Some(dynamic(d, &root.field("dynamic_resources"))?),
+        None => None,
+    };
     if let Some(s) = &b.static_resources {
         let sp = root.field("static_resources");
         check(s, &STATIC, &sp)?;
         let mut res = Resources::default();
         for (i, c) in s.clusters.iter().enumerate() {
             let cp = sp.field("clusters").item(i, &c.name);
-            let model = cluster(c, &cp)?;
+            let model = match (&mut dynamic_cfg, &c.transport_socket) {
+                (Some(d), Some(ts)) if d.cluster == c.name => {
+                    let plain =
+                        xds_client::protos::envoy::config::cluster::v3::Cluster { transport_socket: None, ..c.clone() };
+                    let model = cluster(&plain, &cp)?;
+                    let host = model
+                        .endpoints
+                        .iter()
+                        .flat_map(|l| l.endpoints.iter())
+                        .next()
+                        .map(|e| match &e.address {
+                            crate::config::cluster::EndpointAddress::Socket(a) => a.ip().to_string(),
+                            crate::config::cluster::EndpointAddress::Dns { host, .. } => host.clone(),
+                            crate::config::cluster::EndpointAddress::Pipe(_) => "localhost".to_string(),
+                        })
+                        .unwrap_or_default();
+                    d.tls = Some(xds_tls::xds_tls(ts, &host, &cp.field("transport_socket"))?);
+                    model
+                }
+                _ => cluster(c, &cp)?,
+            };
             if !res.clusters.insert(model.name.clone()) {
                 return Err(cp.err_at("name", "duplicate cluster name"));
             }
@@ -214,8 +240,7 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
             out.listeners.push(Arc::new(model));
         }
     }
-    if let Some(d) = &b.dynamic_resources {
-        let dynamic = dynamic(d, &root.field("dynamic_resources"))?;
+    if let Some(dynamic) = dynamic_cfg {
         if !out.clusters.iter().any(|c| c.name == dynamic.cluster) {
             return Err(root
                 .field("dynamic_resources")
