@@ -1,7 +1,18 @@
 //! Network namespaces made by a test (root only; CI runs as root): a private loopback and a
 //! dummy interface standing in for a pod network, removed on drop.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A process started in a namespace; killed on drop.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A namespace named uniquely for this process.
 pub struct Netns {
@@ -18,15 +29,7 @@ impl Netns {
     /// `d0`, default route) so any non-loopback destination is routable and can be redirected
     /// (this kernel has veth but no dummy interfaces).
     pub fn new(tag: &str) -> Netns {
-        let name = format!("isx-{}-{tag}", std::process::id());
-        let _ = ip(&["netns", "del", &name]);
-        let out = ip(&["netns", "add", &name]);
-        assert!(
-            out.status.success(),
-            "ip netns add failed (tests need root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ns = Netns { name };
+        let ns = Self::create(tag);
         for cmd in [
             vec!["link", "set", "lo", "up"],
             vec!["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
@@ -46,19 +49,8 @@ impl Netns {
     /// A pod/peer pair joined by a veth: the pod side `10.200.0.2/24` (default route via the
     /// peer), the peer side `10.200.0.1/24` — the recipe of spec capture-injection §5.
     pub fn pair(tag: &str) -> (Netns, Netns) {
-        let mk = |t: &str| {
-            let name = format!("isx-{}-{t}", std::process::id());
-            let _ = ip(&["netns", "del", &name]);
-            let out = ip(&["netns", "add", &name]);
-            assert!(
-                out.status.success(),
-                "ip netns add failed (tests need root): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Netns { name }
-        };
-        let pod = mk(&format!("{tag}p"));
-        let peer = mk(&format!("{tag}q"));
+        let pod = Self::create(&format!("{tag}p"));
+        let peer = Self::create(&format!("{tag}q"));
         let run = |args: &[&str]| {
             let out = ip(args);
             assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -71,6 +63,52 @@ impl Netns {
         }
         run(&["-n", &pod.name, "route", "add", "default", "via", "10.200.0.1"]);
         (pod, peer)
+    }
+
+    /// An empty namespace `isx-<pid>-<tag>` (a stale one from a crashed run is replaced).
+    fn create(tag: &str) -> Netns {
+        let name = format!("isx-{}-{tag}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        let out = ip(&["netns", "add", &name]);
+        assert!(
+            out.status.success(),
+            "ip netns add failed (tests need root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Netns { name }
+    }
+
+    /// `python3 -m http.server` inside on `bind:port`, serving a file `who` containing `body`;
+    /// as `uid` when given (then the system python, which any uid can run), else as root.
+    /// Returns once it says it is serving.
+    pub fn http_server(&self, uid: Option<u32>, bind: &str, port: u16, body: &str) -> Server {
+        let dir = crate::scratch(body);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("who"), body).expect("write who");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]);
+        match uid {
+            Some(u) => {
+                cmd.args(["setpriv", &format!("--reuid={u}"), &format!("--regid={u}"), "--clear-groups"]);
+                cmd.arg("/usr/bin/python3");
+            }
+            None => {
+                cmd.arg(crate::python());
+            }
+        }
+        let mut child = cmd
+            .args(["-u", "-m", "http.server", &port.to_string(), "--bind", bind, "--directory"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start http.server");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.as_mut() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        assert!(line.contains("Serving HTTP"), "http.server did not start: {line}");
+        Server(child)
     }
 
     /// `ip netns exec <ns>` as a command prefix.

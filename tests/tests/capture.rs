@@ -6,19 +6,10 @@
 //! re-runs, dry run and cleanup.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
-use tests::netns::Netns;
+use tests::netns::{Netns, Server};
 use tests::proxy::Proxy;
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `python3 -m http.server` in `ns` as `uid`, serving a file `who` containing `body`.
 fn http_server(ns: &Netns, uid: u32, port: u16, body: &str) -> Server {
@@ -27,29 +18,7 @@ fn http_server(ns: &Netns, uid: u32, port: u16, body: &str) -> Server {
 
 /// Same, bound to `bind`.
 fn http_server_on(ns: &Netns, uid: u32, bind: &str, port: u16, body: &str) -> Server {
-    let dir = tests::scratch(body);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("who"), body).unwrap();
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "setpriv",
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-        ])
-        .args(["/usr/bin/python3", "-u", "-m", "http.server", &port.to_string(), "--bind", bind, "--directory"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("Serving HTTP"), "{line}");
-    Server(child)
+    ns.http_server(Some(uid), bind, port, body)
 }
 
 fn as_uid(ns: &Netns, uid: u32, args: &[&str]) -> Output {

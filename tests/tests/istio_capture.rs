@@ -6,11 +6,8 @@
 //! black-holed and counted (REGISTRY_ONLY).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
-use tests::netns::Netns;
+use tests::netns::{Netns, Server};
 use tests::proxy::Proxy;
 use tests::xds_server::AdsServer;
 
@@ -21,32 +18,9 @@ const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 const ECHO: &str = "outbound|8080||echo.default.svc.cluster.local";
 const RATINGS: &str = "outbound|9080||ratings.default.svc.cluster.local";
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `python3 -m http.server` inside the namespace, serving a file that names it.
 fn http_server(ns: &Netns, bind: &str, port: u16, body: &str) -> Server {
-    let dir = tests::scratch(body);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("who"), body).unwrap();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(tests::python())
-        .args(["-u", "-m", "http.server", &port.to_string(), "--bind", bind, "--directory"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("Serving HTTP"), "{line}");
-    Server(child)
+    ns.http_server(None, bind, port, body)
 }
 
 fn typed_struct(type_url: &str) -> Value {

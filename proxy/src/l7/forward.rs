@@ -154,8 +154,9 @@ fn upstream_request(
     *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
     *req.headers_mut() = parts.headers.clone();
     if h2 {
-        // hyper's h2 client takes :authority from the URI; carry the original host instead of
-        // the endpoint address, as Envoy does.
+        // hyper's h2 client takes :authority from the URI, which names the endpoint (the pool
+        // dials it); Host is dropped so the two cannot disagree. So upstream h2 sees the
+        // endpoint address as :authority, where Envoy forwards the client's host (known gap).
         req.headers_mut().remove(http::header::HOST);
     }
     req
