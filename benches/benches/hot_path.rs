@@ -1,0 +1,90 @@
+//! Per-request costs on the hot path, each over the sizes a large mesh produces: route match
+//! over 1,000 routes (the last one matching, the worst case for a linear table), endpoint pick
+//! for each policy over 10,000 endpoints, and the priority-load computation Envoy redoes on
+//! every health change.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use http::HeaderMap;
+use proxy::balance::priority::{self, Level};
+use proxy::balance::Picker;
+use proxy::cluster::host::Host;
+use proxy::config::bootstrap::Locality;
+use proxy::config::cluster::{HealthStatus, LbPolicy};
+use proxy::config::listener::{NetworkFilter, RouteSource};
+
+/// A bootstrap whose one listener has 1,000 prefix routes `/svc<i>/`.
+fn routes_yaml() -> String {
+    let routes: Vec<String> =
+        (0..1000).map(|i| format!("{{match: {{prefix: \"/svc{i}/\"}}, route: {{cluster: c}}}}")).collect();
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l
+          route_config:
+            virtual_hosts: [{{name: all, domains: ["*"], routes: [{}]}}]
+          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+  clusters:
+  - {{name: c, type: STATIC, connect_timeout: 1s}}
+"#,
+        routes.join(", ")
+    )
+}
+
+fn route_match(c: &mut Criterion) {
+    let b = proxy::config::load::load(None, Some(&routes_yaml())).unwrap();
+    let NetworkFilter::Http(hcm) = &b.listeners[0].filter_chains[0].filter else { panic!("not an HCM") };
+    let RouteSource::Inline(rc) = &hcm.routes else { panic!("not inline") };
+    let headers = HeaderMap::new();
+    c.bench_function("route_match_1000_routes_last", |bch| {
+        bch.iter(|| {
+            let vh = proxy::l7::router::virtual_host(rc, "shop.example").unwrap();
+            proxy::l7::router::route(vh, "/svc999/items?id=1", &headers).unwrap()
+        })
+    });
+}
+
+fn hosts(n: u32, weighted: bool) -> Vec<Arc<Host>> {
+    (0..n)
+        .map(|i| {
+            let addr: SocketAddr = format!("10.{}.{}.{}:8080", i >> 16, (i >> 8) & 255, i & 255).parse().unwrap();
+            let w = if weighted { 1 + i % 7 } else { 1 };
+            Arc::new(Host::new(addr, w, Locality::default(), 0, HealthStatus::Healthy, String::new()))
+        })
+        .collect()
+}
+
+fn endpoint_pick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pick_10000_endpoints");
+    let none = |_: &Host| false;
+    for (name, policy, weighted) in [
+        ("round_robin", LbPolicy::RoundRobin, false),
+        ("round_robin_weighted", LbPolicy::RoundRobin, true),
+        ("least_request", LbPolicy::LeastRequest, false),
+        ("random_weighted", LbPolicy::Random, true),
+        ("peak_ewma", LbPolicy::PeakEwma, false),
+    ] {
+        let picker = Picker::new(hosts(10_000, weighted), policy, 2);
+        g.bench_function(BenchmarkId::from_parameter(name), |bch| bch.iter(|| picker.pick(&none, 1).unwrap()));
+    }
+    g.finish();
+}
+
+fn priority_load(c: &mut Criterion) {
+    let counts: Vec<Level> = (0..5).map(|i| Level { hosts: 100, healthy: 100 - i * 20, degraded: i * 5 }).collect();
+    let weights = counts.clone();
+    c.bench_function("priority_load_5_levels", |bch| bch.iter(|| priority::compute(&counts, &weights, 140, 50.0)));
+}
+
+criterion_group!(benches, route_match, endpoint_pick, priority_load);
+criterion_main!(benches);
