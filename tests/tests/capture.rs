@@ -78,19 +78,14 @@ const FLAGS: [&str; 12] = ["-p", "15001", "-z", "15006", "-u", "1337", "-i", "*"
 
 /// The access-log line (JSON) for the first connection whose `field` contains `needle`,
 /// awaited: the proxy writes it when the connection closes, a moment after curl returns.
-fn access_log(proxy: &Proxy, field: &str, needle: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let found = proxy.stdout.lock().unwrap().iter().find_map(|l| {
+async fn access_log(proxy: &Proxy, field: &str, needle: &str) -> serde_json::Value {
+    tests::eventually(std::time::Duration::from_secs(10), || {
+        proxy.stdout.lock().unwrap().iter().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
             v[field].as_str()?.contains(needle).then_some(v)
-        });
-        if let Some(v) = found {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "no access log with {field} ~ {needle}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        })
+    })
+    .await
 }
 
 fn iptables_init(pod: &Netns, extra: &[&str]) -> Output {
@@ -144,7 +139,7 @@ async fn iptables_init_and_the_proxy_capture_a_pods_traffic() {
     let pass = || metric(&pod, "istio_tcp_connections_opened_total", "destination_service_name=\"PassthroughCluster\"");
     assert_eq!(pass(), 1.0);
     // ... with the original destination: the proxy dialled exactly what the app asked for.
-    let line = access_log(&proxy, "upstream_host", "10.200.0.1:8080");
+    let line = access_log(&proxy, "upstream_host", "10.200.0.1:8080").await;
     assert_eq!(line["upstream_cluster"], "PassthroughCluster", "{line}");
     // T4/T5: the proxy's uid is never captured; root is.
     assert_eq!(get(&pod, 1337, "http://10.200.0.1:8080/who"), "peer-upstream");
@@ -168,7 +163,7 @@ async fn iptables_init_and_the_proxy_capture_a_pods_traffic() {
     );
     assert_eq!(inbound(), 1.0);
     // ... and the proxy saw the real client address, not a rewritten one.
-    let line = access_log(&proxy, "upstream_cluster", "InboundPassthroughCluster");
+    let line = access_log(&proxy, "upstream_cluster", "InboundPassthroughCluster").await;
     let client = line["downstream_remote_address"].as_str().unwrap_or_default();
     assert!(client.starts_with("10.200.0.1:"), "{line}");
     assert_eq!(line["upstream_host"], "10.200.0.2:9080", "{line}");
@@ -285,7 +280,7 @@ async fn ipv6_outbound_is_captured_with_its_original_destination() {
     let proxy = Proxy::start_prefixed_args(&yaml, &prefix, &["--readiness-address", "0.0.0.0:15021"]);
 
     assert_eq!(get(&pod, 1000, "http://[fd00:200::1]:8080/who"), "peer-v6");
-    let line = access_log(&proxy, "upstream_host", "[fd00:200::1]:8080");
+    let line = access_log(&proxy, "upstream_host", "[fd00:200::1]:8080").await;
     assert_eq!(line["upstream_cluster"], "PassthroughCluster", "{line}");
     assert!(line["downstream_local_address"].as_str().unwrap_or_default().starts_with("[fd00:200::1]:8080"), "{line}");
     // The proxy's own v6 traffic bypasses capture: still exactly one captured connection.
