@@ -77,6 +77,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         clusters: clusters.clone(),
         routes: routes.clone(),
         drain: drain.clone(),
+        drain_time: opts.drain_time,
         tracker: tracker.clone(),
         source: Arc::from(bootstrap.node.cluster.as_str()),
         virtuals: Arc::default(),

@@ -425,3 +425,50 @@ async fn ads_over_mutual_tls_from_the_bootstrap() {
     );
     assert!(err.contains("no-such-ca.pem"), "{err}");
 }
+
+async fn echo_once(s: &mut tokio::net::TcpStream, msg: &[u8]) {
+    s.write_all(msg).await.unwrap();
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, msg);
+}
+
+/// A listener update drains the TCP connections accepted under the old version: they keep
+/// flowing for `--drain-time-s`, then are closed (Envoy closes a draining listener's
+/// connections when its drain ends); new connections get the new version at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_update_closes_its_old_tcp_connections_after_the_drain_time() {
+    let echo = tests::upstream::tcp_echo().await;
+    let mut cp = AdsServer::start();
+    let port = free_port();
+    let cluster = json!({"@type": CDS, "name": "echo", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "echo", "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"socket_address": {"address": "127.0.0.1", "port_value": echo.port()}}}}]}]}});
+    let tcp = |prefix: &str| {
+        json!({"@type": LDS, "name": "tcp",
+               "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+               "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                   "stat_prefix": prefix, "cluster": "echo"}}]}]})
+    };
+    cp.set(CDS, "c1", vec![cluster]);
+    cp.set(LDS, "l1", vec![tcp("v1")]);
+    let _proxy = Proxy::start_with(&bootstrap(cp.port, false), &["--drain-time-s", "1"]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut old = tokio::net::TcpStream::connect(addr).await.unwrap();
+    echo_once(&mut old, b"before").await;
+
+    cp.set(LDS, "l2", vec![tcp("v2")]);
+    cp.push(LDS, "lds-2");
+    cp.request(LDS, |e| e["nonce"] == "lds-2" && e["nack"] == false);
+    // Draining, not cut: the old connection still carries bytes, and a new one is served.
+    echo_once(&mut old, b"during").await;
+    let mut new = tokio::net::TcpStream::connect(addr).await.unwrap();
+    echo_once(&mut new, b"new").await;
+
+    // The drain ends: the old connection is closed by the proxy; the new one is untouched.
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), old.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the old connection must be closed after the drain: {closed:?}");
+    echo_once(&mut new, b"still").await;
+}

@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use metrics::counter;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::splice;
 use crate::cluster::{connector, ClusterManager};
@@ -15,18 +16,31 @@ use crate::config::listener::TcpProxy;
 use crate::l7::forward::choose_cluster;
 use crate::telemetry::access_log::{self, Entry};
 
+/// The addresses of one downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Ends {
+    /// The client.
+    pub peer: SocketAddr,
+    /// Where it connected (the original destination when captured).
+    pub local: SocketAddr,
+    /// The pre-NAT destination, which ORIGINAL_DST clusters forward to.
+    pub original_dst: Option<SocketAddr>,
+}
+
 /// Proxies one downstream connection; `prefix` holds the bytes listener inspection already
-/// read, sent upstream first. `original_dst` serves ORIGINAL_DST clusters. Plain sockets on
-/// both sides, so the bytes go through `splice(2)` (see [`splice`]).
+/// read, sent upstream first. Plain sockets on both sides, so the bytes go through `splice(2)`
+/// (see [`splice`]). When `drain` fires (its listener was updated or removed, or the process is
+/// shutting down) the connection may continue for the drain time, then is closed, as Envoy
+/// closes a draining listener's connections.
 pub async fn proxy(
     mut down: TcpStream,
     prefix: Bytes,
     cfg: &TcpProxy,
     clusters: &ClusterManager,
-    peer: SocketAddr,
-    local: SocketAddr,
-    original_dst: Option<SocketAddr>,
+    ends: Ends,
+    (drain, drain_time): (CancellationToken, Duration),
 ) {
+    let Ends { peer, local, original_dst } = ends;
     let start = Instant::now();
     let mut entry = Entry {
         start_time: access_log::rfc3339(SystemTime::now()),
@@ -62,7 +76,7 @@ pub async fn proxy(
                                 c.record(&host, crate::outlier::Outcome::ConnectSuccess);
                                 c.stats.cx_total.increment(1);
                                 let _active = host.start_request();
-                                pump(&down, up, prefix, cfg, &mut entry).await
+                                pump(&down, up, prefix, cfg, &mut entry, (&drain, drain_time)).await
                             }
                         }
                     }
@@ -91,6 +105,7 @@ async fn pump(
     prefix: Bytes,
     cfg: &TcpProxy,
     entry: &mut Entry,
+    (drain, drain_time): (&CancellationToken, Duration),
 ) -> Result<(), &'static str> {
     let received = AtomicU64::new(prefix.len() as u64);
     let sent = AtomicU64::new(0);
@@ -113,23 +128,30 @@ async fn pump(
             counter!("isthmus_tcp_proxy_io_total", "mode" => m.label()).increment(1);
         }
     };
-    let timed_out = match cfg.idle_timeout {
-        None => {
-            both.await;
-            false
-        }
-        Some(idle) => {
-            tokio::pin!(both);
-            let mut seen = u64::MAX;
-            loop {
-                tokio::select! {
-                    _ = &mut both => break false,
-                    _ = tokio::time::sleep(idle) => {
-                        let now = activity.load(Ordering::Relaxed);
-                        if now == seen { break true; }
-                        seen = now;
-                    }
-                }
+    let drained = async {
+        drain.cancelled().await;
+        tokio::time::sleep(drain_time).await;
+    };
+    tokio::pin!(both);
+    tokio::pin!(drained);
+    let mut seen = u64::MAX;
+    let timed_out = loop {
+        let idle = async {
+            match cfg.idle_timeout {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut both => break false,
+            _ = &mut drained => {
+                tracing::debug!("listener drained; closing the connection");
+                break false;
+            }
+            _ = idle => {
+                let now = activity.load(Ordering::Relaxed);
+                if now == seen { break true; }
+                seen = now;
             }
         }
     };

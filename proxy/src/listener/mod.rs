@@ -73,6 +73,8 @@ pub struct Shared {
     pub routes: Arc<crate::l7::routes::RouteRegistry>,
     /// Stops accept loops and drains connections.
     pub drain: CancellationToken,
+    /// `--drain-time-s`: how long a draining listener's TCP connections may continue.
+    pub drain_time: std::time::Duration,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
     /// `source_workload` label.
@@ -192,7 +194,8 @@ async fn connection(
     let prefix = prefix.freeze();
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
-            crate::l4::tcp_proxy::proxy(stream, prefix, t, &shared.clusters, peer, local, original).await
+            let ends = crate::l4::tcp_proxy::Ends { peer, local, original_dst: original };
+            crate::l4::tcp_proxy::proxy(stream, prefix, t, &shared.clusters, ends, (drain, shared.drain_time)).await
         }
         NetworkFilter::Http(hcm) => {
             let ctx = Arc::new(ConnCtx {
