@@ -57,10 +57,11 @@ pub fn compute(counts: &[Level], weights: &[Level], opf: u32, panic_threshold: f
             remaining -= l;
         }
         if remaining > 0 {
-            if let Some(i) = health.iter().position(|h| *h > 0) {
-                out.healthy[i] += remaining as u32;
-            } else if let Some(i) = degraded.iter().position(|d| *d > 0) {
-                out.degraded[i] += remaining as u32;
+            // `weights` may list more levels than `counts`; the extra ones get nothing.
+            if let Some(x) = health.iter().position(|h| *h > 0).and_then(|i| out.healthy.get_mut(i)) {
+                *x += remaining as u32;
+            } else if let Some(x) = degraded.iter().position(|d| *d > 0).and_then(|i| out.degraded.get_mut(i)) {
+                *x += remaining as u32;
             }
         }
     } else {
@@ -126,6 +127,15 @@ mod tests {
 
     fn run(levels: &[Level], panic: f64) -> PriorityLoad {
         compute(levels, levels, 140, panic)
+    }
+
+    /// More weight levels than host levels (a caller bug, or a mid-update snapshot) must not
+    /// index past the output: the loads stay within the counted levels.
+    #[test]
+    fn unequal_level_lists_do_not_panic() {
+        let l = compute(&[lv(4, 0, 0)], &[lv(4, 0, 0), lv(4, 4, 0)], 140, 0.0);
+        assert_eq!(l.healthy.len(), 1);
+        assert!(l.healthy[0] <= 100);
     }
 
     #[test]

@@ -92,21 +92,24 @@ fn is_close(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted)
 }
 
-/// Moves `from` → `to` until EOF, then half-closes `to`. Returns the mode used and bytes moved.
+/// Moves `from` → `to` until EOF, then half-closes `to`; through `splice(2)` when `try_splice`
+/// and the kernel allows it, else a user-space copy. Returns the mode used and bytes moved.
 pub async fn one_way(
     from: &TcpStream,
     to: &TcpStream,
     counter: &AtomicU64,
     activity: &AtomicU64,
+    try_splice: bool,
 ) -> (Mode, io::Result<u64>) {
-    let (mode, result) = match pipe() {
-        Ok(p) => match spliced(from, to, &p, counter, activity).await {
+    let pipe = if try_splice { pipe().ok() } else { None };
+    let (mode, result) = match pipe {
+        Some(p) => match spliced(from, to, &p, counter, activity).await {
             Err(e) if unsupported(&e) && counter.load(Ordering::Relaxed) == 0 => {
                 (Mode::Copy, copied(from, to, counter, activity).await)
             }
             other => (Mode::Splice, other),
         },
-        Err(_) => (Mode::Copy, copied(from, to, counter, activity).await),
+        None => (Mode::Copy, copied(from, to, counter, activity).await),
     };
     let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
     let result = match result {
@@ -185,20 +188,4 @@ async fn copied(from: &TcpStream, to: &TcpStream, counter: &AtomicU64, activity:
             buf.resize(buf.len() * 2, 0);
         }
     }
-}
-
-/// The copy path on demand (splice disabled): same accounting, no pipe.
-pub async fn copy_one_way(
-    from: &TcpStream,
-    to: &TcpStream,
-    counter: &AtomicU64,
-    activity: &AtomicU64,
-) -> (Mode, io::Result<u64>) {
-    let result = copied(from, to, counter, activity).await;
-    let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
-    let result = match result {
-        Err(e) if is_close(&e) => Ok(counter.load(Ordering::Relaxed)),
-        other => other,
-    };
-    (Mode::Copy, result)
 }

@@ -116,14 +116,11 @@ async fn pump(
     }
     let up = &up;
     let both = async {
-        let ((m1, _), (m2, _)) = if splice::enabled() {
-            tokio::join!(splice::one_way(down, up, &received, &activity), splice::one_way(up, down, &sent, &activity))
-        } else {
-            tokio::join!(
-                splice::copy_one_way(down, up, &received, &activity),
-                splice::copy_one_way(up, down, &sent, &activity)
-            )
-        };
+        let try_splice = splice::enabled();
+        let ((m1, _), (m2, _)) = tokio::join!(
+            splice::one_way(down, up, &received, &activity, try_splice),
+            splice::one_way(up, down, &sent, &activity, try_splice)
+        );
         for m in [m1, m2] {
             counter!("isthmus_tcp_proxy_io_total", "mode" => m.label()).increment(1);
         }
