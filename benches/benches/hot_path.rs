@@ -18,26 +18,13 @@ use proxy::config::listener::{NetworkFilter, RouteSource};
 
 /// A bootstrap whose one listener has 1,000 prefix routes `/svc<i>/`.
 fn routes_yaml() -> String {
-    let routes: Vec<String> =
-        (0..1000).map(|i| format!("{{match: {{prefix: \"/svc{i}/\"}}, route: {{cluster: c}}}}")).collect();
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: l
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: l
-          route_config:
-            virtual_hosts: [{{name: all, domains: ["*"], routes: [{}]}}]
-          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
-  clusters:
-  - {{name: c, type: STATIC, connect_timeout: 1s}}
-"#,
-        routes.join(", ")
+    let routes: Vec<String> = (0..1000)
+        .map(|i| format!("              - match: {{prefix: \"/svc{i}/\"}}\n                route: {{cluster: c}}"))
+        .collect();
+    let upstream: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    tests::yaml::bootstrap(
+        &[tests::yaml::http_listener("l", &routes.join("\n"), "")],
+        &[tests::yaml::cluster("c", &[upstream], "")],
     )
 }
 
