@@ -21,3 +21,4 @@ pub mod listener;
 pub mod locality;
 pub mod outlier;
 pub mod telemetry;
+pub mod tls;

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 
 use super::limits::{Gauge, Permit};
 use super::stats::ClusterStats;
+use crate::tls::context::{Purpose, UpstreamTls};
+use crate::tls::stream::Upstream;
 
 /// Why an upstream connection was not made; the request path maps these to response flags.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,14 @@ pub enum ConnectError {
     /// `circuit_breakers.max_connections` reached.
     #[error("cluster connection limit reached")]
     Overflow,
+    /// The TLS handshake failed (reason as counted in `isthmus_tls_handshake_errors_total`).
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The host.
+        addr: SocketAddr,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// Connects to the IP:port in the request URI (the picked host).
@@ -52,6 +62,12 @@ pub struct Connector {
     pub stats: Arc<ClusterStats>,
     /// Local address to connect from (`upstream_bind_config`).
     pub source: Option<std::net::IpAddr>,
+    /// TLS context per host address (`https` URIs).
+    pub tls: Arc<arc_swap::ArcSwap<std::collections::HashMap<SocketAddr, Arc<UpstreamTls>>>>,
+    /// Which pool this connector serves (decides the ALPN offer).
+    pub purpose: Purpose,
+    /// The cluster's `transport_socket`, for hosts not in `tls` (ORIGINAL_DST).
+    pub default_tls: Option<Arc<UpstreamTls>>,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -75,6 +91,20 @@ impl tower::Service<Uri> for Connector {
                 return Err(ConnectError::Overflow);
             };
             let stream = connect(addr, this.timeout, &this.stats, this.source).await?;
+            let stream = if uri.scheme_str() == Some("https") {
+                let Some(ctx) = this.tls.load().get(&addr).cloned().or_else(|| this.default_tls.clone()) else {
+                    return Err(ConnectError::Tls { addr, reason: "no_context" });
+                };
+                match ctx.connect(stream, addr, this.purpose).await {
+                    Ok(s) => Upstream::Tls(Box::new(s)),
+                    Err(reason) => {
+                        this.stats.cx_connect_fail.increment(1);
+                        return Err(ConnectError::Tls { addr, reason });
+                    }
+                }
+            } else {
+                Upstream::Plain(stream)
+            };
             this.stats.cx_total.increment(1);
             this.stats.cx_active.increment(1.0);
             Ok(Counted { io: TokioIo::new(stream), _permit: permit, stats: this.stats.clone() })
@@ -117,7 +147,7 @@ pin_project_lite::pin_project! {
     /// A pooled upstream connection that holds its share of the connection limit.
     pub struct Counted {
         #[pin]
-        io: TokioIo<TcpStream>,
+        io: TokioIo<Upstream>,
         _permit: Permit,
         stats: Arc<ClusterStats>,
     }

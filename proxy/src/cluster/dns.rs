@@ -39,7 +39,8 @@ pub async fn resolve(c: &ClusterRuntime) -> Vec<Arc<Host>> {
                     Some(h) if h.weight == e.weight && h.priority == le.priority => h.clone(),
                     _ => Arc::new(
                         Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, name.clone())
-                            .with_locality_weight(le.weight),
+                            .with_locality_weight(le.weight)
+                            .with_transport_match(e.transport_match.clone()),
                     ),
                 };
                 if !out.iter().any(|h: &Arc<Host>| h.addr == addr) {

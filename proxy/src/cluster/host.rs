@@ -35,6 +35,8 @@ pub struct Host {
     pub counters: crate::outlier::counters::HostCounters,
     ejected: std::sync::atomic::AtomicBool,
     hc_failed: std::sync::atomic::AtomicBool,
+    /// `envoy.transport_socket_match` metadata: selects TLS or plaintext for this host.
+    pub transport_match: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Host {
@@ -62,7 +64,14 @@ impl Host {
             ewma: Default::default(),
             ejected: std::sync::atomic::AtomicBool::new(false),
             hc_failed: std::sync::atomic::AtomicBool::new(false),
+            transport_match: Arc::default(),
         }
+    }
+
+    /// The same host with its transport-socket metadata.
+    pub fn with_transport_match(mut self, m: Arc<std::collections::BTreeMap<String, String>>) -> Self {
+        self.transport_match = m;
+        self
     }
 
     /// The same host with its locality's weight.

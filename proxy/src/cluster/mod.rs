@@ -60,6 +60,9 @@ pub struct ClusterRuntime {
     pub healthy_panic: metrics::Counter,
     /// The proxy's locality (proxy-side failover priorities).
     node: Arc<crate::locality::NodeView>,
+    /// Hosts reached over TLS and their context (from `transport_socket(_matches)`), shared
+    /// with the connector; rebuilt with the host set.
+    pub tls_hosts: Arc<ArcSwap<std::collections::HashMap<SocketAddr, Arc<crate::tls::context::UpstreamTls>>>>,
 }
 
 impl ClusterRuntime {
@@ -69,16 +72,21 @@ impl ClusterRuntime {
         let stats = Arc::new(ClusterStats::new(&config.name));
         let cb = config.circuit_breakers;
         let connections = Gauge::new(cb.max_connections);
+        let tls_hosts: Arc<ArcSwap<std::collections::HashMap<_, _>>> = Arc::default();
         let connector = Connector {
             timeout: config.connect_timeout,
             limit: connections.clone(),
             stats: stats.clone(),
             source: config.source_address,
+            tls: tls_hosts.clone(),
+            purpose: crate::tls::context::Purpose::Http1,
+            default_tls: config.transport.default.clone(),
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
         let h1 = b.build(connector.clone());
-        let h2 = b.clone().http2_only(true).build(connector);
+        let h2 =
+            b.clone().http2_only(true).build(Connector { purpose: crate::tls::context::Purpose::Http2, ..connector });
         let hosts = static_hosts(&config, &node);
         let (tx, rx) = match &config.outlier {
             Some(_) => {
@@ -98,6 +106,7 @@ impl ClusterRuntime {
             stop: tokio_util::sync::CancellationToken::new(),
             outlier_tx: tx,
             node,
+            tls_hosts,
             healthy_panic: metrics::counter!("envoy_cluster_lb_healthy_panic", "envoy_cluster_name" => config.name.clone()),
             config,
         });
@@ -171,6 +180,14 @@ impl ClusterRuntime {
             }
             self.node.local_hosts.store(Arc::new(per));
         }
+        if self.config.transport.any_tls() {
+            let map = set
+                .all
+                .iter()
+                .filter_map(|h| self.config.transport.for_endpoint(&h.transport_match).map(|t| (h.addr, t.clone())))
+                .collect();
+            self.tls_hosts.store(Arc::new(map));
+        }
         self.hosts.store(Arc::new(set));
     }
 
@@ -217,13 +234,15 @@ impl ClusterRuntime {
                                 && h.priority == le.priority
                                 && h.health == e.health
                                 && h.locality == le.locality
-                                && h.locality_weight == le.weight =>
+                                && h.locality_weight == le.weight
+                                && h.transport_match == e.transport_match =>
                         {
                             h.clone()
                         }
                         _ => Arc::new(
                             Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())
-                                .with_locality_weight(le.weight),
+                                .with_locality_weight(le.weight)
+                                .with_transport_match(e.transport_match.clone()),
                         ),
                     };
                     out.push(host);
@@ -231,6 +250,17 @@ impl ClusterRuntime {
             }
         }
         self.store(self.build(out, assignment.policy));
+    }
+
+    /// The TLS context for connections to `host` (`None` = plaintext).
+    pub fn upstream_tls(&self, host: &Host) -> Option<Arc<crate::tls::context::UpstreamTls>> {
+        if !self.config.transport.any_tls() {
+            return None;
+        }
+        if self.config.discovery == Discovery::OriginalDst {
+            return self.config.transport.for_endpoint(&host.transport_match).cloned();
+        }
+        self.tls_hosts.load().get(&host.addr).cloned()
     }
 
     /// Picks a host. `original_dst` is the connection's original destination, used by
@@ -275,7 +305,8 @@ fn static_hosts(c: &Cluster, node: &crate::locality::NodeView) -> Vec<Arc<Host>>
             if let EndpointAddress::Socket(addr) = e.address {
                 out.push(Arc::new(
                     Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())
-                        .with_locality_weight(le.weight),
+                        .with_locality_weight(le.weight)
+                        .with_transport_match(e.transport_match.clone()),
                 ));
             }
         }

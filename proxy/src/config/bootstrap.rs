@@ -85,6 +85,9 @@ pub struct Bootstrap {
     pub listeners: Vec<Arc<Listener>>,
     /// Static clusters, in file order.
     pub clusters: Vec<Arc<Cluster>>,
+    /// `static_resources.secrets`, held so their slots stay registered for
+    /// `tls_certificate_sds_secret_configs: [{name}]` references.
+    pub secrets: Vec<Arc<crate::tls::secrets::Slot>>,
     /// `cluster_manager.local_cluster_name`: the proxy's own service, for zone-aware routing.
     pub local_cluster: Option<String>,
     /// ADS settings from `dynamic_resources`, when the config comes from a control plane.

@@ -46,6 +46,47 @@ pub struct Cluster {
     pub idle_timeout: Option<Duration>,
     /// Least-request choice count (default 2).
     pub choice_count: u32,
+    /// `transport_socket` and `transport_socket_matches`: TLS or plaintext per endpoint.
+    pub transport: Transport,
+}
+
+/// How connections to a cluster's hosts are secured.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// `transport_socket` (`None` = plaintext).
+    pub default: Option<std::sync::Arc<crate::tls::context::UpstreamTls>>,
+    /// `transport_socket_matches`, in order: the first whose `match` is a subset of the
+    /// endpoint's `envoy.transport_socket_match` metadata wins (Istio's auto mTLS).
+    pub matches: Vec<SocketMatch>,
+}
+
+/// One `transport_socket_matches` entry.
+#[derive(Debug, Clone)]
+pub struct SocketMatch {
+    /// Entry name (stats).
+    pub name: String,
+    /// Required metadata (string values).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The socket (`None` = raw_buffer).
+    pub tls: Option<std::sync::Arc<crate::tls::context::UpstreamTls>>,
+}
+
+impl Transport {
+    /// The TLS context for an endpoint with this `envoy.transport_socket_match` metadata.
+    pub fn for_endpoint(
+        &self,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Option<&std::sync::Arc<crate::tls::context::UpstreamTls>> {
+        match self.matches.iter().find(|m| m.labels.iter().all(|(k, v)| metadata.get(k) == Some(v))) {
+            Some(m) => m.tls.as_ref(),
+            None => self.default.as_ref(),
+        }
+    }
+
+    /// Whether any host may need TLS.
+    pub fn any_tls(&self) -> bool {
+        self.default.is_some() || self.matches.iter().any(|m| m.tls.is_some())
+    }
 }
 
 /// Endpoint discovery type.
@@ -191,6 +232,8 @@ pub struct Endpoint {
     pub hostname: String,
     /// Labels for `failover_priority` (`metadata.filter_metadata["isthmus.io/labels"]`).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `metadata.filter_metadata["envoy.transport_socket_match"]` (e.g. `tlsMode: istio`).
+    pub transport_match: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// An endpoint address before resolution.

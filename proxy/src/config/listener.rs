@@ -94,6 +94,9 @@ pub struct FilterChain {
     pub matcher: ChainMatch,
     /// The terminal network filter. Non-terminal filters are not supported (rejected).
     pub filter: NetworkFilter,
+    /// TLS termination (`transport_socket` with a `DownstreamTlsContext`); `None` = bytes as
+    /// they arrive (plaintext, or TLS passed through).
+    pub tls: Option<Arc<crate::tls::context::ServerTls>>,
 }
 
 /// The terminal network filter of a chain.
@@ -116,6 +119,9 @@ pub struct TcpProxy {
     pub idle_timeout: Option<Duration>,
     /// Whether to write JSON access log lines for connections.
     pub access_log: bool,
+    /// `envoy.filters.network.sni_cluster` precedes it: the TLS SNI names the cluster
+    /// (Istio's AUTO_PASSTHROUGH east-west gateway).
+    pub sni_cluster: bool,
 }
 
 /// One cluster, or a weighted choice between several (canary splits).
@@ -178,4 +184,35 @@ pub struct HttpConnectionManager {
     pub request_timeout: Option<Duration>,
     /// Whether `Upgrade: websocket` is allowed through (`upgrade_configs`).
     pub websocket: bool,
+    /// `forward_client_cert_details` + `set_current_client_cert_details`.
+    pub xfcc: Xfcc,
+}
+
+/// What happens to `x-forwarded-client-cert` (Envoy's `forward_client_cert_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XfccMode {
+    /// Remove it (default).
+    #[default]
+    Sanitize,
+    /// Pass it on only when the client connection is mTLS.
+    ForwardOnly,
+    /// Append this hop's element when mTLS (keep the incoming value).
+    AppendForward,
+    /// Replace it with this hop's element when mTLS, else remove it.
+    SanitizeSet,
+    /// Pass it on unchanged, TLS or not.
+    AlwaysForwardOnly,
+}
+
+/// The XFCC policy and which fields this hop adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Xfcc {
+    /// Mode.
+    pub mode: XfccMode,
+    /// Add `URI=` (the client's URI SAN).
+    pub uri: bool,
+    /// Add `DNS=` entries.
+    pub dns: bool,
+    /// Add `Subject=""` (Istio asks for it; workload certs have an empty subject).
+    pub subject: bool,
 }

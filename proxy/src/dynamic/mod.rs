@@ -59,22 +59,25 @@ fn tls_target(uri: String, tls: &crate::config::XdsTls) -> Target {
     }
 }
 
-/// Starts the ADS client for the bootstrap's `dynamic_resources`.
-pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
-    let Some(d) = &b.dynamic else { return Ok(None) };
-    let target = b
-        .clusters
+/// Where a gRPC config source cluster of the bootstrap is reached (first endpoint).
+pub fn target_for(b: &Bootstrap, cluster: &str, tls: Option<&crate::config::XdsTls>) -> Option<Target> {
+    b.clusters
         .iter()
-        .find(|c| c.name == d.cluster)
+        .find(|c| c.name == cluster)
         .and_then(|c| c.endpoints.iter().flat_map(|l| l.endpoints.iter()).next())
-        .map(|e| match (&e.address, &d.tls) {
+        .map(|e| match (&e.address, tls) {
             (EndpointAddress::Pipe(p), _) => Target::Unix(p.clone()),
             (EndpointAddress::Socket(a), None) => Target::Tcp(format!("http://{a}")),
             (EndpointAddress::Dns { host, port }, None) => Target::Tcp(format!("http://{host}:{port}")),
             (EndpointAddress::Socket(a), Some(tls)) => tls_target(format!("https://{a}"), tls),
             (EndpointAddress::Dns { host, port }, Some(tls)) => tls_target(format!("https://{host}:{port}"), tls),
         })
-        .ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
+}
+
+/// Starts the ADS client for the bootstrap's `dynamic_resources`.
+pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
+    let Some(d) = &b.dynamic else { return Ok(None) };
+    let target = target_for(b, &d.cluster, d.tls.as_ref()).ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
     let mut node = b.node_proto.clone();
     node.id = b.node.id.clone();
     node.cluster = b.node.cluster.clone();
@@ -145,6 +148,7 @@ impl Handler for Consumer {
                 types::ENDPOINT => self.endpoints(&r),
                 types::LISTENER => self.listener(&r),
                 types::ROUTE => self.route(&r),
+                types::SECRET => crate::tls::sds::apply(&crate::tls::secrets::Source::Ads, &r),
                 _ => Err(format!("type {type_url} is not used by Isthmus")),
             };
             match result {

@@ -99,7 +99,8 @@ pub async fn forward(
             },
             (None, None) => return fail(rec, Flag::UpstreamReset),
         };
-        let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol);
+        let tls = cluster.upstream_tls(&host).is_some();
+        let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol, tls);
         let started = Instant::now();
         let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
         if let Some(o) = outlier_outcome(&outcome) {
@@ -140,6 +141,7 @@ fn upstream_request(
     body: ProxyBody,
     addr: SocketAddr,
     proto: UpstreamProtocol,
+    tls: bool,
 ) -> Request<ProxyBody> {
     let h2 = match proto {
         UpstreamProtocol::Http2 => true,
@@ -147,7 +149,10 @@ fn upstream_request(
         UpstreamProtocol::Downstream => parts.version == Version::HTTP_2,
     };
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://{addr}{pq}").parse().unwrap_or_else(|_| Uri::from_static("/"));
+    // The scheme keys the pool (TLS and plaintext connections to one address never mix) and
+    // is the upstream's `:scheme`.
+    let scheme = if tls { "https" } else { "http" };
+    let uri: Uri = format!("{scheme}://{addr}{pq}").parse().unwrap_or_else(|_| Uri::from_static("/"));
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;

@@ -11,3 +11,4 @@ pub mod routes;
 pub mod server;
 pub mod service;
 pub mod upgrade;
+pub mod xfcc;

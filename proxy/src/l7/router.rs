@@ -114,7 +114,7 @@ fn header_matches(h: &HeaderMatcher, headers: &HeaderMap) -> bool {
     value_matches(&h.test, joined.as_deref()) != h.invert
 }
 
-fn value_matches(test: &ValueMatch, value: Option<&str>) -> bool {
+pub(crate) fn value_matches(test: &ValueMatch, value: Option<&str>) -> bool {
     match (test, value) {
         (ValueMatch::Present(want), v) => v.is_some() == *want,
         (_, None) => false,

@@ -35,6 +35,8 @@ pub struct ConnCtx {
     pub original_dst: Option<SocketAddr>,
     /// `source_workload` label (node cluster).
     pub source: Arc<str>,
+    /// Set when the chain terminated TLS: the client's certificate and ours (XFCC, logs).
+    pub tls: Option<crate::tls::context::PeerInfo>,
 }
 
 /// Handles one request. Never fails: errors become local replies.
@@ -141,6 +143,10 @@ fn fill_entry<B>(rec: &mut Record, ctx: &ConnCtx, req: &Request<B>, host: &str) 
     e.x_forwarded_for = hv("x-forwarded-for");
     e.downstream_remote_address = ctx.peer.to_string();
     e.downstream_local_address = ctx.local.to_string();
+    if let Some(t) = &ctx.tls {
+        e.downstream_tls = true;
+        e.downstream_peer_uri_san = t.sans.identity().map(str::to_string);
+    }
 }
 
 fn prepare_headers(
@@ -156,7 +162,8 @@ fn prepare_headers(
     if ctx.hcm.use_remote_address {
         append_forwarded_for(h, ctx.peer.ip());
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.tls.is_some() { "https" } else { "http" }));
+    super::xfcc::apply(h, &ctx.hcm.xfcc, ctx.tls.as_ref());
     rec.entry.request_id = ensure_request_id(h, ctx.hcm.generate_request_id);
     if let Some(host) = &fwd.host_rewrite {
         if let Ok(v) = HeaderValue::from_str(host) {

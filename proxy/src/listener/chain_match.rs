@@ -116,7 +116,9 @@ mod tests {
                 target: ClusterTarget::Single("c".into()),
                 idle_timeout: None,
                 access_log: false,
+                sni_cluster: false,
             }),
+            tls: None,
         })
     }
 

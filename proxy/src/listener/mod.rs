@@ -4,7 +4,7 @@
 pub mod chain_match;
 pub mod manager;
 mod original_dst;
-mod prefixed;
+pub(crate) mod prefixed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -192,10 +192,35 @@ async fn connection(
         return;
     };
     let prefix = prefix.freeze();
+    let io = Prefixed::new(prefix, stream);
+    let (down, tls) = match &chain.tls {
+        None => (Either::Plain(io), None),
+        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(io, &info.alpn)).await {
+            Ok(Ok((s, peer_info))) => (Either::Tls(Box::new(s)), Some(peer_info)),
+            Ok(Err(reason)) => {
+                debug!(chain = %chain.name, reason, "TLS handshake failed; closing");
+                return;
+            }
+            Err(_) => {
+                crate::tls::handshake_error::count("downstream", "timeout");
+                debug!(chain = %chain.name, "TLS handshake timed out; closing");
+                return;
+            }
+        },
+    };
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
-            let ends = crate::l4::tcp_proxy::Ends { peer, local, original_dst: original };
-            crate::l4::tcp_proxy::proxy(stream, prefix, t, &shared.clusters, ends, (drain, shared.drain_time)).await
+            use crate::l4::tcp_proxy::{proxy, Downstream, Ends};
+            let ends = Ends { peer, local, original_dst: original };
+            let down = match (down, tls) {
+                (Either::Tls(s), Some(p)) => Downstream::Tls(s, p),
+                (Either::Tls(s), None) => Downstream::Tls(s, Default::default()),
+                (Either::Plain(io), _) => {
+                    let (prefix, stream) = io.into_parts();
+                    Downstream::Plain(stream, prefix)
+                }
+            };
+            proxy(down, t, &shared.clusters, (ends, info.sni.as_deref()), (drain, shared.drain_time)).await
         }
         NetworkFilter::Http(hcm) => {
             let ctx = Arc::new(ConnCtx {
@@ -206,10 +231,22 @@ async fn connection(
                 local,
                 original_dst: original,
                 source: shared.source.clone(),
+                tls,
             });
-            crate::l7::server::serve(Prefixed::new(prefix, stream), ctx, drain).await
+            match down {
+                Either::Plain(io) => crate::l7::server::serve(io, ctx, drain).await,
+                Either::Tls(s) => crate::l7::server::serve(s, ctx, drain).await,
+            }
         }
     }
+}
+
+/// How long a downstream TLS handshake may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+enum Either {
+    Plain(Prefixed<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
 }
 
 /// Reads until the detector decides (TLS hello, h2 preface, HTTP/1 line, or other).

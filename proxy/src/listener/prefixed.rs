@@ -21,6 +21,11 @@ impl<S> Prefixed<S> {
     pub fn new(prefix: Bytes, inner: S) -> Self {
         Prefixed { prefix, inner }
     }
+
+    /// The unread prefix and the stream (for paths that handle the prefix themselves).
+    pub fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.inner)
+    }
 }
 
 impl<S: AsyncRead> AsyncRead for Prefixed<S> {

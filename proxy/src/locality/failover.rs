@@ -174,6 +174,7 @@ mod tests {
                     health: HealthStatus::Healthy,
                     hostname: String::new(),
                     labels: Default::default(),
+                    transport_match: Default::default(),
                 })
                 .collect(),
         }

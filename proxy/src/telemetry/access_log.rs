@@ -47,6 +47,12 @@ pub struct Entry {
     pub downstream_local_address: String,
     /// Route name.
     pub route_name: Option<String>,
+    /// The client certificate's URI SAN (Envoy's `%DOWNSTREAM_PEER_URI_SAN%`), on mTLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downstream_peer_uri_san: Option<String>,
+    /// Whether the downstream connection was TLS terminated here.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub downstream_tls: bool,
 }
 
 /// Writes the entry as one JSON line.

@@ -34,6 +34,8 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "metadata",
         "health_checks",
         "upstream_bind_config",
+        "transport_socket",
+        "transport_socket_matches",
     ],
     ignored: &[
         "alt_stat_name",
@@ -109,6 +111,47 @@ pub(super) const CLA: FieldPolicy = FieldPolicy {
     honoured: &["cluster_name", "endpoints", "policy"],
     ignored: &["named_endpoints"],
 };
+
+pub(super) const SOCKET_MATCH: FieldPolicy = FieldPolicy {
+    message: "envoy.config.cluster.v3.Cluster.TransportSocketMatch",
+    honoured: &["name", "match", "transport_socket"],
+    ignored: &[],
+};
+
+/// Endpoint metadata namespace read by `transport_socket_matches`.
+pub const TRANSPORT_MATCH_KEY: &str = "envoy.transport_socket_match";
+
+fn string_fields(s: &xds_client::protos::google::protobuf::Struct) -> std::collections::BTreeMap<String, String> {
+    use xds_client::protos::google::protobuf::value::Kind;
+    s.fields
+        .iter()
+        .filter_map(|(k, v)| match &v.kind {
+            Some(Kind::StringValue(x)) => Some((k.clone(), x.clone())),
+            Some(Kind::BoolValue(b)) => Some((k.clone(), b.to_string())),
+            Some(Kind::NumberValue(n)) => Some((k.clone(), n.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn transport(c: &proto::Cluster, path: &Path) -> Result<Transport, ConfigError> {
+    let default = match &c.transport_socket {
+        Some(ts) => super::tls::upstream(ts, &path.field("transport_socket"))?,
+        None => None,
+    };
+    let mut matches = Vec::new();
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let p = path.field("transport_socket_matches").item(i, &m.name);
+        check(m, &SOCKET_MATCH, &p)?;
+        let tls = match &m.transport_socket {
+            Some(ts) => super::tls::upstream(ts, &p.field("transport_socket"))?,
+            None => return Err(p.err_at("transport_socket", "is required")),
+        };
+        let labels = m.r#match.as_ref().map(string_fields).unwrap_or_default();
+        matches.push(SocketMatch { name: m.name.clone(), labels, tls });
+    }
+    Ok(Transport { default, matches })
+}
 
 const HTTP_OPTIONS_URL: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -288,7 +331,9 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         }
     }
     let (upstream_protocol, idle_timeout) = protocol(c, path)?;
+    let transport = transport(c, path)?;
     Ok(Cluster {
+        transport,
         name: c.name.clone(),
         discovery,
         connect_timeout,
@@ -461,5 +506,12 @@ fn lb_endpoint(lb: &ep::LbEndpoint, path: &Path) -> Result<Endpoint, ConfigError
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Endpoint { address, weight, health, hostname: e.hostname.clone(), labels })
+    let transport_match = std::sync::Arc::new(
+        lb.metadata
+            .as_ref()
+            .and_then(|m| m.filter_metadata.get(TRANSPORT_MATCH_KEY))
+            .map(string_fields)
+            .unwrap_or_default(),
+    );
+    Ok(Endpoint { address, weight, health, hostname: e.hostname.clone(), labels, transport_match })
 }

@@ -23,6 +23,8 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "generate_request_id",
         "access_log",
         "upgrade_configs",
+        "forward_client_cert_details",
+        "set_current_client_cert_details",
     ],
     ignored: &[
         "server_name",
@@ -38,8 +40,6 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "path_with_escaped_slashes_action",
         "xff_num_trusted_hops",
         "skip_xff_append",
-        "forward_client_cert_details",
-        "set_current_client_cert_details",
         "internal_address_config",
         "preserve_external_request_id",
         "always_set_request_id_in_response",
@@ -122,6 +122,7 @@ pub fn connection_manager(
         )?,
         request_timeout: timeout(h.request_timeout.as_ref(), None, &path.field("request_timeout"))?,
         websocket,
+        xfcc: xfcc(h),
     })
 }
 
@@ -159,4 +160,18 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
         return Err(path.err("envoy.filters.http.router must be the last HTTP filter"));
     }
     Ok(())
+}
+
+fn xfcc(h: &proto::HttpConnectionManager) -> crate::config::listener::Xfcc {
+    use crate::config::listener::{Xfcc, XfccMode};
+    use proto::http_connection_manager::ForwardClientCertDetails as F;
+    let mode = match F::try_from(h.forward_client_cert_details) {
+        Ok(F::ForwardOnly) => XfccMode::ForwardOnly,
+        Ok(F::AppendForward) => XfccMode::AppendForward,
+        Ok(F::SanitizeSet) => XfccMode::SanitizeSet,
+        Ok(F::AlwaysForwardOnly) => XfccMode::AlwaysForwardOnly,
+        _ => XfccMode::Sanitize,
+    };
+    let set = h.set_current_client_cert_details.unwrap_or_default();
+    Xfcc { mode, uri: set.uri, dns: set.dns, subject: set.subject.map(|b| b.value).unwrap_or(false) }
 }

@@ -44,7 +44,7 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
 
 pub(super) const FILTER_CHAIN: FieldPolicy = FieldPolicy {
     message: "envoy.config.listener.v3.FilterChain",
-    honoured: &["filter_chain_match", "filters", "name"],
+    honoured: &["filter_chain_match", "filters", "name", "transport_socket"],
     ignored: &["metadata", "transport_socket_connect_timeout"],
 };
 
@@ -142,6 +142,17 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
 pub(super) const ISTIO_NOOP_NETWORK: &[&str] =
     &["istio.metadata_exchange", "envoy.filters.network.metadata_exchange", "istio.stats"];
 
+/// `envoy.filters.network.sni_cluster`: the SNI names tcp_proxy's cluster.
+const SNI_CLUSTER: &str = "envoy.filters.network.sni_cluster";
+const SNI_CLUSTER_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.sni_cluster.v3.SniCluster";
+
+fn typed_url(f: &proto::Filter) -> &str {
+    match &f.config_type {
+        Some(proto::filter::ConfigType::TypedConfig(any)) => any.type_url.as_str(),
+        _ => "",
+    }
+}
+
 fn needs_inspection(m: &ChainMatch) -> bool {
     !m.server_names.is_empty() || m.transport_protocol.is_some() || !m.application_protocols.is_empty()
 }
@@ -153,9 +164,10 @@ fn filter_chain(
     res: &Resources,
 ) -> Result<FilterChain, ConfigError> {
     check(fc, &FILTER_CHAIN, path)?;
-    if fc.transport_socket.is_some() {
-        return Err(path.err_at("transport_socket", "TLS on listeners is not supported yet"));
-    }
+    let tls = match &fc.transport_socket {
+        Some(ts) => super::tls::downstream(ts, &path.field("transport_socket"))?,
+        None => None,
+    };
     let matcher = match &fc.filter_chain_match {
         Some(m) => chain_match(m, &path.field("filter_chain_match"))?,
         None => ChainMatch::default(),
@@ -164,7 +176,10 @@ fn filter_chain(
     let Some((last, rest)) = fc.filters.split_last() else {
         return Err(fpath.err("a terminal network filter (tcp_proxy or http_connection_manager) is required"));
     };
-    if let Some((i, f)) = rest.iter().enumerate().find(|(_, f)| !ISTIO_NOOP_NETWORK.contains(&f.name.as_str())) {
+    let sni_cluster = rest.iter().any(|f| f.name == SNI_CLUSTER || typed_url(f) == SNI_CLUSTER_URL);
+    if let Some((i, f)) = rest.iter().enumerate().find(|(_, f)| {
+        !ISTIO_NOOP_NETWORK.contains(&f.name.as_str()) && f.name != SNI_CLUSTER && typed_url(f) != SNI_CLUSTER_URL
+    }) {
         return Err(fpath.item(i, &f.name).err(format!(
             "network filter {} is not supported (only one terminal filter per chain, after Istio's no-op filters)",
             f.name
@@ -175,7 +190,14 @@ fn filter_chain(
         Some(proto::filter::ConfigType::TypedConfig(any)) => any,
         _ => return Err(lpath.err_at("typed_config", "is required")),
     };
-    let filter = network_filter(any, &lpath.field("typed_config"), res)?;
+    let mut filter = network_filter(any, &lpath.field("typed_config"), res)?;
+    match &mut filter {
+        NetworkFilter::TcpProxy(t) => t.sni_cluster = sni_cluster,
+        NetworkFilter::Http(_) if sni_cluster => {
+            return Err(fpath.err(format!("{SNI_CLUSTER} only works before tcp_proxy")));
+        }
+        NetworkFilter::Http(_) => {}
+    }
     let name = if !fc.name.is_empty() {
         fc.name.clone()
     } else if index == usize::MAX {
@@ -183,7 +205,7 @@ fn filter_chain(
     } else {
         format!("chain-{index}")
     };
-    Ok(FilterChain { name, matcher, filter })
+    Ok(FilterChain { name, matcher, filter, tls })
 }
 
 fn network_filter(any: &Any, path: &Path, res: &Resources) -> Result<NetworkFilter, ConfigError> {

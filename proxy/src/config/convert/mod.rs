@@ -13,6 +13,7 @@ mod route;
 mod tcp;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod xds_tls;
 
 use std::collections::HashSet;
@@ -103,7 +104,7 @@ pub(super) const ADMIN: FieldPolicy = FieldPolicy {
 
 pub(super) const STATIC: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
-    honoured: &["listeners", "clusters"],
+    honoured: &["listeners", "clusters", "secrets"],
     ignored: &[],
 };
 
@@ -202,6 +203,16 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         let sp = root.field("static_resources");
         check(s, &STATIC, &sp)?;
         let mut res = Resources::default();
+        for (i, sec) in s.secrets.iter().enumerate() {
+            let p = sp.field("secrets").item(i, &sec.name);
+            let (name, content) = tls::secret(sec, &p)?;
+            if name.is_empty() {
+                return Err(p.err_at("name", "is required"));
+            }
+            let slot = crate::tls::secrets::registry().named(crate::tls::secrets::Source::Static, &name);
+            slot.set(content);
+            out.secrets.push(slot);
+        }
         for (i, c) in s.clusters.iter().enumerate() {
             let cp = sp.field("clusters").item(i, &c.name);
             let model = match (&mut dynamic_cfg, &c.transport_socket) {
@@ -301,6 +312,16 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &cluster::LOCALITY_ENDPOINTS,
         &cluster::LB_ENDPOINT,
         &cluster::ENDPOINT,
+        &cluster::SOCKET_MATCH,
+        &tls::UPSTREAM,
+        &tls::DOWNSTREAM,
+        &tls::COMMON,
+        &tls::PARAMS,
+        &tls::CERTIFICATE,
+        &tls::VALIDATION,
+        &tls::SAN_MATCHER,
+        &tls::SDS_CONFIG,
+        &tls::SECRET,
         &common::SOCKET_ADDRESS,
         &common::STRING_MATCHER,
         &common::HEADER_VALUE_OPTION,

@@ -46,5 +46,6 @@ pub fn tcp_proxy(t: &proto::TcpProxy, path: &Path, res: &Resources) -> Result<Tc
             &path.field("idle_timeout"),
         )?,
         access_log: !t.access_log.is_empty(),
+        sni_cluster: false,
     })
 }

@@ -79,7 +79,8 @@ fn cluster_refusals_name_the_field() {
     let ring = CLUSTER.replace("  - name: c\n", "  - name: c\n    lb_policy: RING_HASH\n    ring_hash_lb_config: {minimum_ring_size: 9, maximum_ring_size: 8}\n");
     assert!(err(&format!("static_resources:\n{ring}")).contains("ring_hash_lb_config: ring sizes 9..8 are invalid"));
     let tls = CLUSTER.replace("  - name: c\n", "  - name: c\n    transport_socket: {name: tls}\n");
-    assert!(err(&format!("static_resources:\n{tls}")).contains("clusters[0] \"c\".transport_socket: is not supported"));
+    assert!(err(&format!("static_resources:\n{tls}"))
+        .contains("clusters[0] \"c\".transport_socket.typed_config: is required"));
 }
 
 #[test]

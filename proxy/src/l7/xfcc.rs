@@ -1,0 +1,112 @@
+//! `x-forwarded-client-cert`: what Envoy's `forward_client_cert_details` does with the
+//! header, and the element this hop adds (`By=…;Hash=…;Subject="…";URI=…;DNS=…`), so a
+//! workload behind Isthmus sees the caller's SPIFFE identity as it would behind Envoy.
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::config::listener::{Xfcc, XfccMode};
+use crate::tls::context::PeerInfo;
+
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// Applies the policy to the request headers; `tls` is the downstream handshake, if any.
+pub fn apply(h: &mut HeaderMap, cfg: &Xfcc, tls: Option<&PeerInfo>) {
+    let peer = tls.filter(|p| p.cert_hash.is_some());
+    match (cfg.mode, peer) {
+        (XfccMode::AlwaysForwardOnly, _) => {}
+        (XfccMode::Sanitize, _) | (_, None) => {
+            h.remove(XFCC);
+        }
+        (XfccMode::ForwardOnly, Some(_)) => {}
+        (XfccMode::AppendForward, Some(p)) => {
+            let el = element(cfg, p);
+            let v = match h.get(XFCC).and_then(|v| v.to_str().ok()) {
+                Some(old) if !old.is_empty() => format!("{old},{el}"),
+                _ => el,
+            };
+            set(h, &v);
+        }
+        (XfccMode::SanitizeSet, Some(p)) => set(h, &element(cfg, p)),
+    }
+}
+
+fn set(h: &mut HeaderMap, v: &str) {
+    match HeaderValue::from_str(v) {
+        Ok(v) => {
+            h.insert(XFCC, v);
+        }
+        Err(_) => {
+            h.remove(XFCC);
+        }
+    }
+}
+
+/// Quotes a value holding a separator, as Envoy does.
+fn value(v: &str) -> String {
+    if v.contains([',', ';', '=', '"']) {
+        format!("\"{}\"", v.replace('"', "\\\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// This hop's element.
+pub fn element(cfg: &Xfcc, p: &PeerInfo) -> String {
+    let mut parts = Vec::new();
+    if let Some(by) = &p.local_uri {
+        parts.push(format!("By={}", value(by)));
+    }
+    if let Some(hash) = &p.cert_hash {
+        parts.push(format!("Hash={hash}"));
+    }
+    if cfg.subject {
+        // Istio workload certificates have an empty subject.
+        parts.push("Subject=\"\"".to_string());
+    }
+    if cfg.uri {
+        if let Some(u) = p.sans.identity() {
+            parts.push(format!("URI={}", value(u)));
+        }
+    }
+    if cfg.dns {
+        parts.extend(p.sans.dns.iter().map(|d| format!("DNS={}", value(d))));
+    }
+    parts.join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::san::Sans;
+
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            sans: Sans { uri: vec!["spiffe://cluster.local/ns/a/sa/client".into()], ..Sans::default() },
+            cert_hash: Some("abcd".into()),
+            local_uri: Some("spiffe://cluster.local/ns/b/sa/server".into()),
+            alpn: None,
+        }
+    }
+
+    #[test]
+    fn modes_follow_envoy() {
+        let cfg = |mode| Xfcc { mode, uri: true, dns: false, subject: true };
+        let mut h = HeaderMap::new();
+        h.insert(XFCC, HeaderValue::from_static("By=x;URI=y"));
+        apply(&mut h, &cfg(XfccMode::AppendForward), Some(&peer()));
+        assert_eq!(
+            h[XFCC],
+            "By=x;URI=y,By=spiffe://cluster.local/ns/b/sa/server;Hash=abcd;Subject=\"\";URI=spiffe://cluster.local/ns/a/sa/client"
+        );
+        apply(&mut h, &cfg(XfccMode::SanitizeSet), Some(&peer()));
+        assert!(!h[XFCC].to_str().unwrap().contains("By=x"));
+        apply(&mut h, &cfg(XfccMode::AppendForward), None);
+        assert!(h.get(XFCC).is_none(), "plaintext requests lose a forged header");
+        h.insert(XFCC, HeaderValue::from_static("forged"));
+        apply(&mut h, &cfg(XfccMode::Sanitize), Some(&peer()));
+        assert!(h.get(XFCC).is_none());
+        h.insert(XFCC, HeaderValue::from_static("kept"));
+        apply(&mut h, &cfg(XfccMode::AlwaysForwardOnly), None);
+        assert_eq!(h[XFCC], "kept");
+    }
+}
