@@ -6,6 +6,8 @@
 
 pub mod envoy;
 pub mod netns;
+pub mod openssl;
+pub mod pki;
 pub mod proxy;
 pub mod upstream;
 pub mod xds_server;

@@ -46,6 +46,12 @@ impl AdsServer {
         Self::launch(0, &[], &args)
     }
 
+    /// Starts the server on a free port and also on the Unix socket `socket` (istio-agent's
+    /// SDS/XDS socket shape; it serves ADS and `SecretDiscoveryService`).
+    pub fn start_unix(socket: &std::path::Path) -> AdsServer {
+        Self::launch(0, &[], &["--unix".to_string(), socket.display().to_string()])
+    }
+
     /// Starts the server through a command prefix (e.g. `ip netns exec NS`).
     pub fn start_prefixed(port: u16, prefix: &[String]) -> AdsServer {
         Self::launch(port, prefix, &[])

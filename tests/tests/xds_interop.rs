@@ -168,6 +168,7 @@ async fn push_sequence(mode: Mode) {
             initial_fetch_timeout: Some(Duration::from_millis(500)),
             metadata: Vec::new(),
             backoff: Backoff { base: Duration::from_millis(50), max: Duration::from_millis(500) },
+            service: Default::default(),
         },
         consumer.clone(),
     );
@@ -296,6 +297,7 @@ async fn garbage_from_the_server_is_nacked_and_the_last_good_state_kept() {
             initial_fetch_timeout: None,
             metadata: Vec::new(),
             backoff: Backoff::default(),
+            service: Default::default(),
         },
         consumer.clone(),
     );

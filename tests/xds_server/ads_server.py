@@ -41,6 +41,7 @@ from google.protobuf import any_pb2, descriptor_pool, json_format, message_facto
 
 # The ADS service and its messages.
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.secret.v3 import sds_pb2_grpc
 
 # Every message type a test may put into a snapshot (or nest in a typed
 # config) must be in the default descriptor pool, or ParseDict cannot resolve
@@ -509,6 +510,22 @@ class ControlPlane(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         emit({"event": "dropped", "count": len(victims)})
 
 
+class SecretService(sds_pb2_grpc.SecretDiscoveryServiceServicer):
+    """istio-agent's SDS socket shape: the same streams, served as `StreamSecrets` /
+    `DeltaSecrets` (same messages as ADS; events and commands are unchanged)."""
+
+    def __init__(self, cp: "ControlPlane"):
+        self.cp = cp
+
+    async def StreamSecrets(self, request_iterator, context):
+        emit({"event": "sds_call", "method": "StreamSecrets"})
+        await self.cp.StreamAggregatedResources(request_iterator, context)
+
+    async def DeltaSecrets(self, request_iterator, context):
+        emit({"event": "sds_call", "method": "DeltaSecrets"})
+        await self.cp.DeltaAggregatedResources(request_iterator, context)
+
+
 def require_str(cmd: dict, key: str) -> str:
     value = cmd.get(key)
     if not isinstance(value, str) or not value:
@@ -597,6 +614,7 @@ async def main() -> int:
     cp = ControlPlane()
     server = grpc.aio.server(options=SERVER_OPTIONS)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(cp, server)
+    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SecretService(cp), server)
     try:
         if args.tls_cert:
             with open(args.tls_cert, "rb") as f:

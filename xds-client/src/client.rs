@@ -18,6 +18,7 @@ use crate::handler::Handler;
 use crate::protos::envoy::config::core::v3::Node;
 use crate::protos::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient as AdsClient;
 use crate::protos::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use crate::protos::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient as SdsClient;
 
 /// Where the control plane is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +71,19 @@ pub struct ClientConfig {
     pub metadata: Vec<(String, String)>,
     /// Reconnect pacing.
     pub backoff: Backoff,
+    /// Which gRPC service to call.
+    pub service: Service,
+}
+
+/// The gRPC service a stream calls. The messages are the same; the method differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Service {
+    /// `AggregatedDiscoveryService` (ADS: every type on one stream).
+    #[default]
+    Ads,
+    /// `SecretDiscoveryService` (`StreamSecrets`/`DeltaSecrets`): what istio-agent's SDS
+    /// socket serves.
+    Sds,
 }
 
 enum Command {
@@ -102,6 +116,11 @@ impl XdsClient {
     /// unsubscribed and reported to the handler as removed.
     pub fn watch_names(&self, type_url: &str, names: impl IntoIterator<Item = String>) {
         let _ = self.tx.send(Command::Subscribe(type_url.to_string(), names.into_iter().collect()));
+    }
+
+    /// Whether the client task has ended (shut down).
+    pub fn is_shut_down(&self) -> bool {
+        self.tx.is_closed()
     }
 
     /// Stops the client.
@@ -188,7 +207,9 @@ async fn stream(
     rx: &mut mpsc::UnboundedReceiver<Command>,
     channel: Channel,
 ) -> Ended {
-    let mut client = AdsClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
+    let mut client = AdsClient::new(channel.clone()).max_decoding_message_size(256 * 1024 * 1024);
+    let mut sds = SdsClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let service = cfg.service;
     let (sotw_tx, sotw_rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let (delta_tx, delta_rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
     let send = |o: Outbound| match o {
@@ -206,12 +227,20 @@ async fn stream(
             Mode::Sotw => {
                 let mut req = tonic::Request::new(UnboundedReceiverStream::new(sotw_rx));
                 add_metadata(&mut req, &cfg.metadata);
-                client.stream_aggregated_resources(req).await.map(|r| Inbound::Sotw(r.into_inner()))
+                match service {
+                    Service::Ads => client.stream_aggregated_resources(req).await,
+                    Service::Sds => sds.stream_secrets(req).await,
+                }
+                .map(|r| Inbound::Sotw(r.into_inner()))
             }
             Mode::Delta => {
                 let mut req = tonic::Request::new(UnboundedReceiverStream::new(delta_rx));
                 add_metadata(&mut req, &cfg.metadata);
-                client.delta_aggregated_resources(req).await.map(|r| Inbound::Delta(r.into_inner()))
+                match service {
+                    Service::Ads => client.delta_aggregated_resources(req).await,
+                    Service::Sds => sds.delta_secrets(req).await,
+                }
+                .map(|r| Inbound::Delta(r.into_inner()))
             }
         }
     };

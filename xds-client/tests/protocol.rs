@@ -31,6 +31,7 @@ fn config(server: &TestServer, mode: Mode) -> ClientConfig {
         initial_fetch_timeout: Some(Duration::from_millis(300)),
         metadata: vec![("authorization".into(), "Bearer t0k3n".into())],
         backoff: Backoff { base: Duration::from_millis(50), max: Duration::from_millis(400) },
+        service: Default::default(),
     }
 }
 

@@ -91,6 +91,7 @@ pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXds
         initial_fetch_timeout: d.initial_fetch_timeout,
         metadata: Vec::new(),
         backoff: Default::default(),
+        service: Default::default(),
     };
     let consumer = Arc::new(Consumer {
         client: OnceLock::new(),
@@ -98,6 +99,19 @@ pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXds
         state: Mutex::new(State { want_lds: d.lds, want_cds: d.cds, ..State::default() }),
     });
     let client = XdsClient::start(cfg, consumer.clone());
+    let warm = consumer.clone();
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let mut rx = crate::tls::secrets::registry().arrived().subscribe();
+            while rx.changed().await.is_ok() {
+                if warm.client.get().is_some_and(|c| c.is_shut_down()) {
+                    break;
+                }
+                warm.start_warm_listeners();
+                warm.check_ready();
+            }
+        });
+    }
     let _ = consumer.client.set(client.clone());
     if d.cds {
         client.watch_all(types::CLUSTER);
@@ -148,6 +162,7 @@ impl Handler for Consumer {
                 types::ENDPOINT => self.endpoints(&r),
                 types::LISTENER => self.listener(&r),
                 types::ROUTE => self.route(&r),
+                // Listeners warming on this secret start from the `arrived` watcher.
                 types::SECRET => crate::tls::sds::apply(&crate::tls::secrets::Source::Ads, &r),
                 _ => Err(format!("type {type_url} is not used by Isthmus")),
             };
@@ -252,13 +267,15 @@ impl Consumer {
             })
             .collect();
         let model = Arc::new(model);
-        let ready = needs.iter().all(|n| self.t.routes.contains(n) || self.lock().missing_routes.contains(n));
+        let secrets = pending_secrets(&model);
+        let ready = secrets.is_empty()
+            && needs.iter().all(|n| self.t.routes.contains(n) || self.lock().missing_routes.contains(n));
         if ready {
             self.t.listeners.upsert(model.clone()).map_err(|e| e.to_string())?;
             self.lock().warming.remove(&model.name);
         } else {
             // Warming: a running listener keeps serving its current version meanwhile.
-            info!(listener = %model.name, routes = ?needs, "listener warming until its routes arrive");
+            info!(listener = %model.name, routes = ?needs, ?secrets, "listener warming until its routes and secrets arrive");
             if model.bind_to_port && !self.t.listeners.contains(&model.name) {
                 self.check_bindable(&model)?;
             }
@@ -325,9 +342,10 @@ impl Consumer {
             st.warming
                 .values()
                 .filter(|l| {
-                    st.rds_of
-                        .get(&l.name)
-                        .is_none_or(|ns| ns.iter().all(|n| self.t.routes.contains(n) || st.missing_routes.contains(n)))
+                    pending_secrets(l).is_empty()
+                        && st.rds_of.get(&l.name).is_none_or(|ns| {
+                            ns.iter().all(|n| self.t.routes.contains(n) || st.missing_routes.contains(n))
+                        })
                 })
                 .cloned()
                 .collect()
@@ -354,4 +372,14 @@ impl Consumer {
             self.t.ready.store(true, Ordering::Release);
         }
     }
+}
+
+/// Secrets a listener's TLS chains still wait for.
+fn pending_secrets(l: &Listener) -> Vec<String> {
+    l.filter_chains
+        .iter()
+        .chain(l.default_filter_chain.iter())
+        .filter_map(|c| c.tls.as_ref())
+        .flat_map(|t| t.pending_secrets())
+        .collect()
 }

@@ -105,7 +105,11 @@ async fn route_and_send(
             }
             let body = Counting::new(body, rec.received.clone()).boxed_unsync();
             let retry = fwd.retry_policy.as_ref().or(vh.retry_policy.as_ref());
+            let version = parts.version;
             let mut resp = forward::forward(ctx, parts, body, fwd, retry, rec).await;
+            // The downstream protocol decides the response's version (an HTTP/1.0 upstream
+            // answer goes back to an HTTP/1.1 client as HTTP/1.1, as Envoy does).
+            *resp.version_mut() = version;
             if let Some(down) = downstream_upgrade {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     upgrade::splice_later(down, &mut resp);

@@ -144,6 +144,14 @@ impl ServerTls {
         Ok(ServerTls { with_alpn: build(negotiable(&common.alpn))?, without_alpn: build(Vec::new())?, common })
     }
 
+    /// Names of the secrets this context waits for (SDS not yet delivered): a listener
+    /// warms until they arrive, as Envoy's does.
+    pub fn pending_secrets(&self) -> Vec<String> {
+        let cert = self.common.cert.iter();
+        let roots = self.common.checks.iter().map(|c| &c.slot);
+        cert.chain(roots).filter(|s| !s.is_ready()).map(|s| s.name.clone()).collect()
+    }
+
     /// Terminates TLS on `io`. `offered` is the client's ALPN list from the ClientHello the
     /// listener already parsed.
     pub async fn accept<IO>(

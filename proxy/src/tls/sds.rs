@@ -64,6 +64,7 @@ fn sds_client(b: &Bootstrap, cluster: &str) -> Option<XdsClient> {
         initial_fetch_timeout: Some(Duration::from_secs(15)),
         metadata: Vec::new(),
         backoff: Default::default(),
+        service: xds_client::Service::Sds,
     };
     Some(XdsClient::start(cfg, Arc::new(SdsHandler(Source::Cluster(cluster.to_string())))))
 }

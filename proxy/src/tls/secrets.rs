@@ -83,6 +83,12 @@ impl Slot {
             tracing::info!(secret = %self.name, serial = %c.serial, "certificate installed");
         }
         self.current.store(Some(Arc::new(secret)));
+        registry().arrived().send_modify(|n| *n += 1);
+    }
+
+    /// Whether content has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
     }
 
     /// The current certificate, if this slot holds one.
@@ -108,6 +114,8 @@ pub struct Registry {
     slots: Mutex<HashMap<(Source, String), Weak<Slot>>>,
     /// Bumped when a new SDS name is referenced, so subscriptions can follow.
     changed: tokio::sync::Notify,
+    /// Bumped whenever a slot gets content, so listeners warming on secrets can start.
+    arrived: OnceLock<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The process-wide registry.
@@ -177,6 +185,11 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// Ticks whenever any secret gets new content.
+    pub fn arrived(&self) -> &tokio::sync::watch::Sender<u64> {
+        self.arrived.get_or_init(|| tokio::sync::watch::channel(0).0)
     }
 
     /// Waits until a new SDS name is referenced.

@@ -115,6 +115,11 @@ pub fn data(d: Option<&DataSource>, path: &Path) -> Result<(Vec<u8>, Option<Path
     }
 }
 
+/// `"path": ` for errors about file contents (empty for inline data).
+fn in_file(f: &Option<PathBuf>) -> String {
+    f.as_ref().map(|f| format!("\"{}\": ", f.display())).unwrap_or_default()
+}
+
 fn leaf_field(d: Option<&DataSource>) -> &'static str {
     match d.and_then(|d| d.specifier.as_ref()) {
         Some(Specifier::Filename(_)) => "filename",
@@ -145,9 +150,10 @@ pub fn certificate(c: &proto::TlsCertificate, path: &Path) -> Result<Loaded<Cert
     let m = CertMaterial::from_pem(&chain, &key).map_err(|e| {
         use crate::tls::material::MaterialError as M;
         match e {
-            M::NoKey | M::BadKey(_) => kp.err_at(leaf_field(c.private_key.as_ref()), e.to_string()),
-            M::KeyMismatch => kp.err_at(leaf_field(c.private_key.as_ref()), e.to_string()),
-            _ => cp.err_at(leaf_field(c.certificate_chain.as_ref()), e.to_string()),
+            M::NoKey | M::BadKey(_) | M::KeyMismatch => {
+                kp.err_at(leaf_field(c.private_key.as_ref()), format!("{}{e}", in_file(&key_file)))
+            }
+            _ => cp.err_at(leaf_field(c.certificate_chain.as_ref()), format!("{}{e}", in_file(&chain_file))),
         }
     })?;
     Ok(Loaded { value: m, bytes: vec![chain, key], files: chain_file.into_iter().chain(key_file).collect() })
@@ -191,7 +197,8 @@ fn validation(
     }
     let cap = path.field("trusted_ca");
     let (pem, file) = data(v.trusted_ca.as_ref(), &cap)?;
-    let roots = Roots::from_pem(&pem).map_err(|e| cap.err_at(leaf_field(v.trusted_ca.as_ref()), e.to_string()))?;
+    let roots = Roots::from_pem(&pem)
+        .map_err(|e| cap.err_at(leaf_field(v.trusted_ca.as_ref()), format!("{}{e}", in_file(&file))))?;
     let value = Validation { roots: Arc::new(roots), sans: Vec::new() };
     Ok((Some(Loaded { value, bytes: vec![pem], files: file.into_iter().collect() }), sans))
 }
