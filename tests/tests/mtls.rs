@@ -798,3 +798,60 @@ fn bad_certificate_files_fail_start_up_naming_the_file_and_the_field() {
         }
     }
 }
+
+/// Edge gateway TLS termination (issue item 6): one listener, a chain per `server_names`
+/// entry, each with its own certificate (one-way TLS, no client certificate). The SNI picks
+/// the chain and so the certificate; an unknown SNI matches no chain and is closed; and a
+/// STRICT mTLS listener (no plaintext chain) refuses plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_gateway_selects_the_certificate_by_sni_and_strict_refuses_plaintext() {
+    let pki = MeshPki::new("edge");
+    let shop = pki.leaf("cluster1", &spiffe("edge", "shop"), &["shop.example.com"]);
+    let blog = pki.leaf("cluster1", &spiffe("edge", "blog"), &["blog.example.com"]);
+    let up_shop = Upstream::start("edge-shop", Behaviour::default()).await;
+    let up_blog = Upstream::start("edge-blog", Behaviour::default()).await;
+    let edge_chain = |name: &str, leaf: &Leaf, cluster: &str| {
+        chain(
+            &format!("{{server_names: [\"{name}\"]}}"),
+            &downstream_tls(&cert_files(&leaf.chain, &leaf.key), "", false, &["h2", "http/1.1"]),
+            &hcm(cluster, cluster, ""),
+        )
+    };
+    let edge = listener(
+        "edge",
+        TLS_INSPECTOR,
+        &[edge_chain("shop.example.com", &shop, "shop"), edge_chain("blog.example.com", &blog, "blog")],
+    );
+    let server = pki.leaf("cluster1", &spiffe("default", "echo"), &[]);
+    let strict = listener(
+        "strict",
+        TLS_INSPECTOR,
+        &[chain(MATCH_MTLS_HTTP, &strict_tls(&server, &pki, &["h2", "http/1.1"]), &hcm("strict", "shop", ""))],
+    );
+    let clusters = [cluster("shop", &[up_shop.addr], ""), cluster("blog", &[up_blog.addr], "")];
+    let proxy = Proxy::start(&bootstrap(&[edge, strict], &clusters));
+    let addr = proxy.listener("edge");
+
+    for (name, leaf, upstream) in [("shop.example.com", &shop, "edge-shop"), ("blog.example.com", &blog, "edge-blog")] {
+        let (san, serial) = peer_san_and_serial(addr, name, &[]);
+        assert_eq!(serial, leaf.serial, "{name} is served with its own certificate ({san})");
+        assert!(san.contains(&format!("DNS:{name}")), "{san}");
+        let ca = path_str(&pki.root);
+        let args = ["-servername", name, "-alpn", "http/1.1", "-CAfile", ca.as_str(), "-verify_return_error"];
+        let (ok, out, err) = tls_exchange(addr, &args, GET);
+        assert!(ok && out.contains("HTTP/1.1 200"), "{out}\n{err}");
+        assert!(out.to_ascii_lowercase().contains(&format!("x-upstream: {upstream}")), "{out}");
+    }
+    assert_eq!(peer_san_and_serial(addr, "other.example.com", &[]), (String::new(), String::new()));
+    assert_eq!((up_shop.hits(), up_blog.hits()), (1, 1));
+
+    // STRICT: plaintext HTTP finds no chain and is closed without a response.
+    let strict_addr = proxy.listener("strict");
+    let mut s = std::net::TcpStream::connect(strict_addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    std::io::Write::write_all(&mut s, GET).unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut got);
+    assert!(got.is_empty(), "plaintext must not be served by a STRICT listener: {}", String::from_utf8_lossy(&got));
+    assert_eq!(up_shop.hits(), 1);
+}

@@ -392,3 +392,31 @@ async fn sds_from_a_unix_socket_cluster_like_istio_agent() {
     await_served(addr, &client, &certs.server_b).await;
     assert!(kept.request(), "the session opened on leaf A survives the rotation");
 }
+
+/// Envoy's listener warming extends to secrets: a listener pushed before its SDS secrets is
+/// not started (its port refuses connections, `/ready` stays 503) until `default` and
+/// `ROOTCA` arrive; then it serves at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_warms_until_its_sds_secrets_arrive() {
+    let certs = Certs::new("sds-warming");
+    let app = Upstream::start("app", Behaviour::default()).await;
+    let mut cp = AdsServer::start();
+    let port = free_port();
+    cp.set(LDS, "l1", vec![lds_listener(port)]);
+    let proxy = Proxy::start_unready(&ads_bootstrap(cp.port, app.addr));
+    cp.request(LDS, |e| e["nonce"] != "" && e["nack"] == false);
+    // The secrets are asked for; none exist yet.
+    let asked = cp.request(SECRET, |e| e["names"].as_array().is_some_and(|n| n.len() == 2));
+    assert_eq!(asked["nack"], false, "{asked}");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_err(), "a listener waiting for its secrets is not bound");
+    assert_eq!(proxy.admin_get("/ready").0, 503, "not ready while a listener warms");
+
+    cp.set(SECRET, "s1", vec![certs.secret_a(), roots_secret(&certs.pki.root_pem)]);
+    cp.push(SECRET, "secrets");
+    assert_eq!(cp.request(SECRET, |e| e["nonce"] == "secrets")["nack"], false);
+    let client = certs.client();
+    tests::eventually(Duration::from_secs(10), || passes(addr, &client).then_some(())).await;
+    assert_eq!(served_serial(addr, &client), certs.server_a.serial);
+    tests::eventually(Duration::from_secs(10), || (proxy.admin_get("/ready").0 == 200).then_some(())).await;
+}

@@ -74,6 +74,8 @@ async fn route_and_send(
         return reply::local(Flag::NoRoute, rec.grpc);
     };
     let rc = &*rc;
+    // Before routing, as Envoy's HCM does: routes may match on the caller's identity.
+    super::xfcc::apply(req.headers_mut(), &ctx.hcm.xfcc, ctx.tls.as_ref());
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let Some(vh) = router::virtual_host(rc, host) else {
         rec.flags.push(Flag::NoRoute);
@@ -167,7 +169,6 @@ fn prepare_headers(
         append_forwarded_for(h, ctx.peer.ip());
     }
     h.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.tls.is_some() { "https" } else { "http" }));
-    super::xfcc::apply(h, &ctx.hcm.xfcc, ctx.tls.as_ref());
     rec.entry.request_id = ensure_request_id(h, ctx.hcm.generate_request_id);
     if let Some(host) = &fwd.host_rewrite {
         if let Ok(v) = HeaderValue::from_str(host) {
