@@ -419,4 +419,8 @@ async fn a_listener_warms_until_its_sds_secrets_arrive() {
     tests::eventually(Duration::from_secs(10), || passes(addr, &client).then_some(())).await;
     assert_eq!(served_serial(addr, &client), certs.server_a.serial);
     tests::eventually(Duration::from_secs(10), || (proxy.admin_get("/ready").0 == 200).then_some(())).await;
+    // The received secrets are in /config_dump, their private keys redacted (as Envoy does).
+    let dump = proxy.admin_get("/config_dump").1;
+    assert!(dump.contains("\"ROOTCA\"") && dump.contains("[redacted]"), "{dump}");
+    assert!(!dump.contains("PRIVATE KEY") && !dump.contains(&certs.server_a.key_pem[40..80]), "a private key leaked");
 }

@@ -3,6 +3,7 @@
 //! `/quitquitquit`.
 
 mod pages;
+mod redact;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -75,12 +75,13 @@ fn config_dump(st: &AdminState) -> String {
         .into_iter()
         .map(|c| json!({"cluster": c, "source": "static", "version_info": "static", "last_updated": when}))
         .collect();
-    let dump = json!({"configs": [
+    let mut dump = json!({"configs": [
         {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": src, "last_updated": when},
         {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": listeners},
         {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": clusters},
         {"@type": "isthmus.admin.DynamicResourcesDump", "dynamic": st.dynamic.snapshot()},
     ]});
+    super::redact::private_keys(&mut dump);
     serde_json::to_string_pretty(&dump).unwrap_or_default()
 }
 

@@ -49,8 +49,9 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
     ],
 };
 
-/// Istio's HTTP filters accepted as documented no-ops (peer metadata, stats, ALPN override —
-/// Isthmus has no mTLS upstream yet, so there is no ALPN to override).
+/// Istio's HTTP filters accepted as no-ops (peer metadata, stats). `istio.alpn` is among them
+/// because its effect — `istio-http/1.1`/`istio-h2` ALPN on mesh upstreams — is built into
+/// `tls::context::UpstreamTls::alpn` for every Istio-style ALPN list.
 const ISTIO_NOOP_HTTP: &[&str] = &[
     "istio.metadata_exchange",
     "istio.peer_metadata",
