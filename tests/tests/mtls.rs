@@ -855,3 +855,55 @@ async fn edge_gateway_selects_the_certificate_by_sni_and_strict_refuses_plaintex
     assert!(got.is_empty(), "plaintext must not be served by a STRICT listener: {}", String::from_utf8_lossy(&got));
     assert_eq!(up_shop.hits(), 1);
 }
+
+/// A TLS listener without `tls_inspector` still negotiates ALPN from the real ClientHello
+/// (rustls' lazy acceptor), so h2 clients such as gRPC get h2; and an upstream that accepts
+/// TCP but never answers the ClientHello is given up after the cluster's `connect_timeout`
+/// (Envoy counts a TLS connection as made only once the handshake is done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_without_inspector_and_a_silent_upstream_handshake_times_out() {
+    let pki = MeshPki::new("alpn");
+    let server = pki.leaf("cluster1", &spiffe("default", "echo"), &["echo.example"]);
+    let client = pki.leaf("cluster1", &spiffe("default", "sleep"), &[]);
+    let up = Upstream::start("alpn-h2", Behaviour::default()).await;
+    let plain_tls = listener(
+        "tls",
+        "",
+        &[chain(
+            "",
+            &downstream_tls(&cert_files(&server.chain, &server.key), "", false, &["h2", "http/1.1"]),
+            &hcm("tls", "app", ""),
+        )],
+    );
+    // A host that accepts the TCP connection and then says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let silent_cluster =
+        auto_mtls_cluster("silent", silent_addr, &upstream_tls(&client, &pki.root, &spiffe("default", "echo")))
+            .replace("connect_timeout: 1s", "connect_timeout: 0.3s");
+    assert!(silent_cluster.contains("connect_timeout: 0.3s"), "{silent_cluster}");
+    let proxy = Proxy::start(&bootstrap(
+        &[plain_tls, tcp_listener("to-silent", "silent")],
+        &[cluster("app", &[up.addr], ""), silent_cluster],
+    ));
+
+    let ca = path_str(&pki.root);
+    let addr = proxy.listener("tls").to_string();
+    let args = ["-connect", addr.as_str(), "-servername", "echo.example", "-alpn", "h2", "-CAfile", ca.as_str()];
+    let out = tests::openssl::s_client(&args, b"", WAIT);
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("ALPN protocol: h2"), "h2 must be negotiated without an inspector:\n{out}");
+
+    let started = std::time::Instant::now();
+    let got = tcp_exchange(proxy.listener("to-silent"), b"hello", "").await;
+    assert!(got.is_empty(), "{got}");
+    assert!(started.elapsed() < WAIT, "the stuck handshake was not given up: {:?}", started.elapsed());
+    await_tls_errors(&proxy, "upstream", "timeout", 1.0).await;
+    held.abort();
+}

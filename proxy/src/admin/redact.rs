@@ -3,29 +3,52 @@
 
 use serde_json::Value;
 
-const KEY_FIELDS: [&str; 2] = ["private_key", "privateKey"];
+/// Fields Envoy marks `sensitive`: private keys and their passwords, session ticket keys,
+/// generic secrets (snake_case as in YAML, camelCase as in proto JSON).
+const SENSITIVE: [&str; 10] = [
+    "private_key",
+    "privateKey",
+    "password",
+    "session_ticket_keys",
+    "sessionTicketKeys",
+    "generic_secret",
+    "genericSecret",
+    "pkcs12",
+    "ocsp_staple",
+    "ocspStaple",
+];
 const INLINE: [&str; 4] = ["inline_string", "inline_bytes", "inlineString", "inlineBytes"];
 
-/// Replaces the inline content of every `private_key` data source with `[redacted]`
-/// (file names stay: they are not secret).
+/// Replaces every inline data source under a sensitive field with `[redacted]` (file names
+/// stay: they are not secret).
 pub fn private_keys(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
-                if KEY_FIELDS.contains(&k.as_str()) {
-                    if let Value::Object(ds) = child {
-                        for f in INLINE {
-                            if let Some(x) = ds.get_mut(f) {
-                                *x = Value::String("[redacted]".into());
-                            }
-                        }
-                    }
+                if SENSITIVE.contains(&k.as_str()) {
+                    inline_data(child);
                 } else {
                     private_keys(child);
                 }
             }
         }
         Value::Array(a) => a.iter_mut().for_each(private_keys),
+        _ => {}
+    }
+}
+
+fn inline_data(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if INLINE.contains(&k.as_str()) {
+                    *child = Value::String("[redacted]".into());
+                } else {
+                    inline_data(child);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(inline_data),
         _ => {}
     }
 }
@@ -43,5 +66,8 @@ mod tests {
         assert_eq!(v["a"][0]["tlsCertificate"]["certificateChain"]["inlineBytes"], "c");
         assert_eq!(v["b"]["private_key"]["filename"], "/k.pem");
         assert_eq!(v["c"]["private_key"]["inline_string"], "[redacted]");
+        let mut t = json!({"session_ticket_keys": {"keys": [{"inline_bytes": "AAAA"}]}});
+        super::private_keys(&mut t);
+        assert_eq!(t["session_ticket_keys"]["keys"][0]["inline_bytes"], "[redacted]");
     }
 }

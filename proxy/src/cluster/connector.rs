@@ -66,7 +66,7 @@ pub struct Connector {
     pub tls: Arc<arc_swap::ArcSwap<std::collections::HashMap<SocketAddr, Arc<UpstreamTls>>>>,
     /// Which pool this connector serves (decides the ALPN offer).
     pub purpose: Purpose,
-    /// The cluster's `transport_socket`, for hosts not in `tls` (ORIGINAL_DST).
+    /// The socket for an endpoint without metadata, for hosts not in `tls` (ORIGINAL_DST).
     pub default_tls: Option<Arc<UpstreamTls>>,
 }
 
@@ -95,7 +95,7 @@ impl tower::Service<Uri> for Connector {
                 let Some(ctx) = this.tls.load().get(&addr).cloned().or_else(|| this.default_tls.clone()) else {
                     return Err(ConnectError::Tls { addr, reason: "no_context" });
                 };
-                match ctx.connect(stream, addr, this.purpose).await {
+                match ctx.connect(stream, addr, this.purpose, this.timeout).await {
                     Ok(s) => Upstream::Tls(Box::new(s)),
                     Err(reason) => {
                         this.stats.cx_connect_fail.increment(1);

@@ -80,7 +80,7 @@ impl ClusterRuntime {
             source: config.source_address,
             tls: tls_hosts.clone(),
             purpose: crate::tls::context::Purpose::Http1,
-            default_tls: config.transport.default.clone(),
+            default_tls: config.transport.for_endpoint(&Default::default()).cloned(),
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
@@ -258,7 +258,9 @@ impl ClusterRuntime {
             return None;
         }
         if self.config.discovery == Discovery::OriginalDst {
-            return self.config.transport.for_endpoint(&host.transport_match).cloned();
+            // Original-destination hosts carry no metadata: the same choice the connector
+            // falls back to.
+            return self.config.transport.for_endpoint(&Default::default()).cloned();
         }
         self.tls_hosts.load().get(&host.addr).cloned()
     }

@@ -104,13 +104,14 @@ pub async fn proxy(
                                 let up = match c.upstream_tls(&host) {
                                     None => Ok(Upstream::Plain(tcp)),
                                     Some(tls) => tls
-                                        .connect(tcp, host.addr, Purpose::Tcp)
+                                        .connect(tcp, host.addr, Purpose::Tcp, c.config.connect_timeout)
                                         .await
                                         .map(|s| Upstream::Tls(Box::new(s))),
                                 };
                                 match up {
                                     Err(_) => {
                                         c.stats.cx_connect_fail.increment(1);
+                                        c.record(&host, crate::outlier::Outcome::ConnectFailure);
                                         Err("UF")
                                     }
                                     Ok(up) => {

@@ -41,35 +41,27 @@ fn set(h: &mut HeaderMap, v: &str) {
     }
 }
 
-/// Quotes a value holding a separator, as Envoy does.
-fn value(v: &str) -> String {
-    if v.contains([',', ';', '=', '"']) {
-        format!("\"{}\"", v.replace('"', "\\\""))
-    } else {
-        v.to_string()
-    }
-}
-
-/// This hop's element.
+/// This hop's element, in Envoy's order and form (`conn_manager_utility.cc`): `By` and
+/// `Hash` always, `Subject` quoted, every URI SAN (`URI=` when there is none), every DNS SAN.
 pub fn element(cfg: &Xfcc, p: &PeerInfo) -> String {
     let mut parts = Vec::new();
     if let Some(by) = &p.local_uri {
-        parts.push(format!("By={}", value(by)));
+        parts.push(format!("By={by}"));
     }
     if let Some(hash) = &p.cert_hash {
         parts.push(format!("Hash={hash}"));
     }
     if cfg.subject {
-        // Istio workload certificates have an empty subject.
-        parts.push("Subject=\"\"".to_string());
+        parts.push(format!("Subject=\"{}\"", p.subject.replace('"', "\\\"")));
     }
     if cfg.uri {
-        if let Some(u) = p.sans.identity() {
-            parts.push(format!("URI={}", value(u)));
+        if p.sans.uri.is_empty() {
+            parts.push("URI=".to_string());
         }
+        parts.extend(p.sans.uri.iter().map(|u| format!("URI={u}")));
     }
     if cfg.dns {
-        parts.extend(p.sans.dns.iter().map(|d| format!("DNS={}", value(d))));
+        parts.extend(p.sans.dns.iter().map(|d| format!("DNS={d}")));
     }
     parts.join(";")
 }
@@ -85,6 +77,7 @@ mod tests {
             cert_hash: Some("abcd".into()),
             local_uri: Some("spiffe://cluster.local/ns/b/sa/server".into()),
             alpn: None,
+            subject: String::new(),
         }
     }
 

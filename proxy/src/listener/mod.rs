@@ -195,7 +195,7 @@ async fn connection(
     let io = Prefixed::new(prefix, stream);
     let (down, tls) = match &chain.tls {
         None => (Either::Plain(io), None),
-        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(io, &info.alpn)).await {
+        Some(tls) => match tokio::time::timeout(chain.handshake_timeout, tls.accept(io)).await {
             Ok(Ok((s, peer_info))) => (Either::Tls(Box::new(s)), Some(peer_info)),
             Ok(Err(reason)) => {
                 debug!(chain = %chain.name, reason, "TLS handshake failed; closing");
@@ -240,9 +240,6 @@ async fn connection(
         }
     }
 }
-
-/// How long a downstream TLS handshake may take.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 enum Either {
     Plain(Prefixed<TcpStream>),

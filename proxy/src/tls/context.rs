@@ -75,6 +75,9 @@ pub struct PeerInfo {
     pub local_uri: Option<String>,
     /// Negotiated ALPN.
     pub alpn: Option<String>,
+    /// The client certificate's subject, RFC 2253 (most specific RDN first), as XFCC's
+    /// `Subject=` carries it.
+    pub subject: String,
 }
 
 #[derive(Debug)]
@@ -127,7 +130,7 @@ impl ServerTls {
             return Err(ContextError("a certificate is required to terminate TLS".into()));
         };
         let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<ServerConfig>, ContextError> {
-            let b = ServerConfig::builder_with_provider(Arc::new(super::provider().clone()))
+            let b = ServerConfig::builder_with_provider(super::provider_arc())
                 .with_protocol_versions(&common.versions.list())
                 .map_err(|e| ContextError(e.to_string()))?;
             let b = match &common.checks {
@@ -139,6 +142,11 @@ impl ServerTls {
             };
             let mut cfg = b.with_cert_resolver(Arc::new(ServerResolver(cert.clone())));
             cfg.alpn_protocols = alpn;
+            // No resumption: a resumed session would skip verification against roots that
+            // rotated since (Envoy rebuilds its SSL_CTX on every secret update for the same
+            // reason). Mesh connections are pooled, so full handshakes are rare.
+            cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            cfg.send_tls13_tickets = 0;
             Ok(Arc::new(cfg))
         };
         Ok(ServerTls { with_alpn: build(negotiable(&common.alpn))?, without_alpn: build(Vec::new())?, common })
@@ -152,13 +160,9 @@ impl ServerTls {
         cert.chain(roots).filter(|s| !s.is_ready()).map(|s| s.name.clone()).collect()
     }
 
-    /// Terminates TLS on `io`. `offered` is the client's ALPN list from the ClientHello the
-    /// listener already parsed.
-    pub async fn accept<IO>(
-        &self,
-        io: IO,
-        offered: &[String],
-    ) -> Result<(tokio_rustls::server::TlsStream<IO>, PeerInfo), &'static str>
+    /// Terminates TLS on `io`. The ClientHello is read first (rustls' lazy acceptor) so the
+    /// configuration can follow the client's ALPN offer.
+    pub async fn accept<IO>(&self, io: IO) -> Result<(tokio_rustls::server::TlsStream<IO>, PeerInfo), &'static str>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -166,10 +170,19 @@ impl ServerTls {
             handshake_error::count("downstream", "no_secret");
             return Err("no_secret");
         };
-        let overlap =
-            self.with_alpn.alpn_protocols.iter().any(|p| offered.iter().any(|o| o.as_bytes() == p.as_slice()));
+        let fail = |e: std::io::Error| {
+            let reason = handshake_error::reason(&e);
+            handshake_error::count("downstream", reason);
+            tracing::debug!(error = %e, reason, "downstream TLS handshake failed");
+            reason
+        };
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await.map_err(fail)?;
+        let overlap = start.client_hello().alpn().is_some_and(|mut offered| {
+            offered.any(|o| self.with_alpn.alpn_protocols.iter().any(|p| p.as_slice() == o))
+        });
         let cfg = if overlap { &self.with_alpn } else { &self.without_alpn };
-        match tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(io).await {
+        match start.into_stream(cfg.clone()).await {
             Ok(s) => {
                 metrics::counter!("isthmus_tls_handshakes_total", "side" => "downstream").increment(1);
                 let (_, conn) = s.get_ref();
@@ -179,15 +192,11 @@ impl ServerTls {
                     cert_hash: leaf.map(|c| hex(ring::digest::digest(&ring::digest::SHA256, c).as_ref())),
                     local_uri: own.sans.identity().map(str::to_string),
                     alpn: conn.alpn_protocol().map(|a| String::from_utf8_lossy(a).into_owned()),
+                    subject: leaf.map(|c| super::san::subject_rfc2253(c)).unwrap_or_default(),
                 };
                 Ok((s, info))
             }
-            Err(e) => {
-                let reason = handshake_error::reason(&e);
-                handshake_error::count("downstream", reason);
-                tracing::debug!(error = %e, reason, "downstream TLS handshake failed");
-                Err(reason)
-            }
+            Err(e) => Err(fail(e)),
         }
     }
 }
@@ -229,7 +238,7 @@ impl UpstreamTls {
                 .map_err(|e| ContextError(format!("sni \"{s}\" is not a valid server name: {e}")))?;
         }
         // Fail now rather than on the first connection.
-        ClientConfig::builder_with_provider(Arc::new(super::provider().clone()))
+        ClientConfig::builder_with_provider(super::provider_arc())
             .with_protocol_versions(&common.versions.list())
             .map_err(|e| ContextError(e.to_string()))?;
         Ok(UpstreamTls { common, sni, configs: Default::default() })
@@ -260,7 +269,7 @@ impl UpstreamTls {
         if let Some(c) = slot.get() {
             return Ok(c.clone());
         }
-        let mut cfg = ClientConfig::builder_with_provider(Arc::new(super::provider().clone()))
+        let mut cfg = ClientConfig::builder_with_provider(super::provider_arc())
             .with_protocol_versions(&self.common.versions.list())
             .map_err(|_| "other")?
             .dangerous()
@@ -268,17 +277,21 @@ impl UpstreamTls {
             .with_client_cert_resolver(Arc::new(ClientResolver(self.common.cert.clone())));
         cfg.alpn_protocols = self.alpn(purpose);
         cfg.enable_sni = self.sni.is_some();
+        // See ServerTls::new: resumption would bypass a rotated trust bundle.
+        cfg.resumption = rustls::client::Resumption::disabled();
         let cfg = Arc::new(cfg);
         let _ = slot.set(cfg.clone());
         Ok(cfg)
     }
 
-    /// Originates TLS on a connected socket to `addr`.
+    /// Originates TLS on a connected socket to `addr`. The handshake gets `timeout` (the
+    /// cluster's `connect_timeout`: Envoy counts a connection as made once TLS is up).
     pub async fn connect<IO>(
         &self,
         io: IO,
         addr: SocketAddr,
         purpose: Purpose,
+        timeout: std::time::Duration,
     ) -> Result<tokio_rustls::client::TlsStream<IO>, &'static str>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -294,7 +307,12 @@ impl UpstreamTls {
             Some(s) => rustls::pki_types::ServerName::try_from(s.clone()).map_err(|_| "other")?,
             None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
         };
-        match tokio_rustls::TlsConnector::from(cfg).connect(name, io).await {
+        let Ok(done) = tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(cfg).connect(name, io)).await
+        else {
+            handshake_error::count("upstream", "timeout");
+            return Err("timeout");
+        };
+        match done {
             Ok(s) => {
                 metrics::counter!("isthmus_tls_handshakes_total", "side" => "upstream").increment(1);
                 Ok(s)

@@ -39,17 +39,17 @@ pub fn poll_once() {
             // Mid-swap or removed: keep serving what we have and look again next tick.
             continue;
         };
-        {
-            let mut last = slot.last_read.lock().unwrap_or_else(|p| p.into_inner());
-            if *last == bytes {
-                continue;
-            }
-            last.clone_from(&bytes);
+        // Held across parse and install, so a concurrent re-read of the same files by a config
+        // update cannot interleave and leave older material installed.
+        let mut last = slot.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == bytes {
+            continue;
         }
+        last.clone_from(&bytes);
         let parsed = match bytes.as_slice() {
             [chain, key] => CertMaterial::from_pem(chain, key).map(|m| Secret::Cert(Arc::new(m))),
             [ca] => Roots::from_pem(ca)
-                .map(|r| Secret::Validation(Arc::new(Validation { roots: Arc::new(r), sans: Vec::new() }))),
+                .map(|r| Secret::Validation(Arc::new(Validation { roots: Some(Arc::new(r)), sans: Vec::new() }))),
             _ => continue,
         };
         match parsed {

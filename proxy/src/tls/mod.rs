@@ -2,7 +2,7 @@
 //! verification, and the certificate sources (inline, watched files, SDS) behind them.
 //!
 //! Istio specifics live here too: the ALPN rules that land connections on Istio's filter
-//! chains, and the `x-forwarded-client-cert` value.
+//! chains (`x-forwarded-client-cert` is built in `l7::xfcc` from what the handshake learned).
 
 pub mod context;
 pub mod files;
@@ -15,12 +15,22 @@ pub mod stream;
 pub mod validation;
 pub mod verify;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 
 /// The crypto provider every context uses (ring, as the control-plane client does).
 pub fn provider() -> &'static CryptoProvider {
-    static P: OnceLock<CryptoProvider> = OnceLock::new();
-    P.get_or_init(rustls::crypto::ring::default_provider)
+    provider_arc_ref()
+}
+
+/// The same provider as an `Arc`, as rustls' config builders take it.
+pub fn provider_arc() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+}
+
+fn provider_arc_ref() -> &'static CryptoProvider {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(provider_arc)
 }

@@ -56,6 +56,28 @@ impl Sans {
     }
 }
 
+/// A certificate's subject in RFC 2253 order (reverse of the encoding: `CN=…,O=…`), as
+/// Envoy prints it; empty for Istio workload certificates.
+pub fn subject_rfc2253(der: &[u8]) -> String {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return String::new() };
+    let rdns: Vec<String> = cert
+        .subject()
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|a| {
+                    let key = x509_parser::objects::oid2abbrev(a.attr_type(), x509_parser::objects::oid_registry())
+                        .map(str::to_string)
+                        .unwrap_or_else(|_| a.attr_type().to_id_string());
+                    format!("{key}={}", a.as_str().unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
 /// Which SAN kind a matcher looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SanKind {
@@ -82,17 +104,31 @@ pub struct SanMatcher {
 
 /// True when the list is empty or any matcher accepts any of the SANs of its kind.
 pub fn allowed(matchers: &[SanMatcher], sans: &Sans) -> bool {
+    let test = |m: &SanMatcher, s: &str| crate::l7::router::value_matches(&m.test, Some(s));
     matchers.is_empty()
         || matchers.iter().any(|m| {
-            let pick: &[&Vec<String>] = match m.kind {
-                SanKind::Any => &[&sans.dns, &sans.uri, &sans.email, &sans.ip],
+            let dns = matches!(m.kind, SanKind::Any | SanKind::Dns)
+                && sans.dns.iter().any(|s| test(m, s) || wildcard_covers(&m.test, s));
+            let other: &[&Vec<String>] = match m.kind {
+                SanKind::Any => &[&sans.uri, &sans.email, &sans.ip],
                 SanKind::Uri => &[&sans.uri],
-                SanKind::Dns => &[&sans.dns],
                 SanKind::Email => &[&sans.email],
                 SanKind::Ip => &[&sans.ip],
+                SanKind::Dns => &[],
             };
-            pick.iter().flat_map(|v| v.iter()).any(|s| crate::l7::router::value_matches(&m.test, Some(s)))
+            dns || other.iter().flat_map(|v| v.iter()).any(|s| test(m, s))
         })
+}
+
+/// Envoy's `dnsNameMatch` for exact matchers: a `*.example.com` SAN covers exactly one
+/// label in front of `example.com`.
+fn wildcard_covers(test: &ValueMatch, san: &str) -> bool {
+    let ValueMatch::Exact(want) = test else { return false };
+    let Some(suffix) = san.strip_prefix("*.") else { return false };
+    match want.split_once('.') {
+        Some((label, rest)) => !label.is_empty() && rest.eq_ignore_ascii_case(suffix),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +154,10 @@ mod tests {
         assert!(!allowed(&m(SanKind::Dns, ValueMatch::Prefix("spiffe://".into())), &s));
         assert!(allowed(&m(SanKind::Any, ValueMatch::Suffix(".shop".into())), &s));
         assert!(allowed(&m(SanKind::Uri, ValueMatch::Contains("/sa/".into())), &s));
+        let wild = Sans { dns: vec!["*.googleapis.com".into()], ..Sans::default() };
+        assert!(allowed(&m(SanKind::Dns, ValueMatch::Exact("storage.googleapis.com".into())), &wild));
+        assert!(!allowed(&m(SanKind::Dns, ValueMatch::Exact("a.b.googleapis.com".into())), &wild));
+        assert!(!allowed(&m(SanKind::Uri, ValueMatch::Exact("storage.googleapis.com".into())), &wild));
         let re = regex::Regex::new("^spiffe://cluster\\.local/ns/[a-z]+/sa/cart$").unwrap();
         assert!(allowed(&m(SanKind::Uri, ValueMatch::Regex(re)), &s));
     }

@@ -16,15 +16,16 @@ use super::secrets::{registry, Source};
 use crate::config::error::Path;
 use crate::config::Bootstrap;
 
-/// Applies one `Secret` resource delivered by `source`. A name nothing references is
-/// accepted and dropped (it may be referenced by a later listener and will be re-sent then).
+/// Applies one `Secret` resource delivered by `source`. A name nothing references any more
+/// is kept for a later reference (see `Registry::named`).
 pub fn apply(source: &Source, r: &Resource) -> Result<(), String> {
     let s = ProtoSecret::decode(r.resource.value.as_slice()).map_err(|e| format!("secret \"{}\": {e}", r.name))?;
-    let (name, content) = crate::config::convert::tls::secret(&s, &Path::root(format!("secret \"{}\"", r.name)))
-        .map_err(|e| e.to_string())?;
-    if let Some(slot) = registry().find(source, &name) {
-        slot.set(content);
+    let path = Path::root(format!("secret \"{}\"", r.name));
+    if s.name != r.name {
+        return Err(path.err_at("name", format!("\"{}\" differs from the resource name", s.name)).to_string());
     }
+    let (name, content) = crate::config::convert::tls::secret(&s, &path).map_err(|e| e.to_string())?;
+    registry().named(source.clone(), &name).set(content);
     Ok(())
 }
 

@@ -82,7 +82,11 @@ impl Slot {
         if let Secret::Cert(c) = &secret {
             tracing::info!(secret = %self.name, serial = %c.serial, "certificate installed");
         }
-        self.current.store(Some(Arc::new(secret)));
+        let secret = Arc::new(secret);
+        if matches!(self.source, Source::Ads | Source::Cluster(_)) {
+            registry().remember(&self.source, &self.name, secret.clone());
+        }
+        self.current.store(Some(secret));
         registry().arrived().send_modify(|n| *n += 1);
     }
 
@@ -116,6 +120,10 @@ pub struct Registry {
     changed: tokio::sync::Notify,
     /// Bumped whenever a slot gets content, so listeners warming on secrets can start.
     arrived: OnceLock<tokio::sync::watch::Sender<u64>>,
+    /// The last SDS content per name, kept after its slot is dropped: when a config names the
+    /// secret again, the control plane will not resend an unchanged secret on a subscription
+    /// that never changed, so the new slot starts from here.
+    last: Mutex<HashMap<(Source, String), Arc<Secret>>>,
 }
 
 /// The process-wide registry.
@@ -137,10 +145,18 @@ impl Registry {
             return s;
         }
         let s = Slot::empty(name.to_string(), source);
+        if let Some(known) = self.last.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            s.current.store(Some(known.clone()));
+        }
         m.insert(key, Arc::downgrade(&s));
         drop(m);
         self.changed.notify_one();
         s
+    }
+
+    /// Records SDS content for later slots of the same name.
+    fn remember(&self, source: &Source, name: &str, secret: Arc<Secret>) {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).insert((source.clone(), name.to_string()), secret);
     }
 
     /// The existing slot, if any listener, cluster or the bootstrap holds it.
@@ -195,5 +211,30 @@ impl Registry {
     /// Waits until a new SDS name is referenced.
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::material::Roots;
+
+    fn roots() -> Secret {
+        Secret::Validation(Arc::new(Validation {
+            roots: Some(Arc::new(Roots { anchors: Vec::new() })),
+            sans: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn a_slot_named_again_after_its_last_holder_left_starts_with_the_last_content() {
+        let source = Source::Cluster("sds-test".into());
+        let slot = registry().named(source.clone(), "gone-and-back");
+        assert!(!slot.is_ready());
+        slot.set(roots());
+        drop(slot);
+        assert!(registry().find(&source, "gone-and-back").is_none(), "the slot died with its last holder");
+        // The control plane will not resend an unchanged secret: the new slot must not be empty.
+        assert!(registry().named(source, "gone-and-back").is_ready());
     }
 }

@@ -11,8 +11,8 @@ use super::secrets::Slot;
 /// One version of a validation context (`trusted_ca` + SAN matchers).
 #[derive(Debug)]
 pub struct Validation {
-    /// Trusted roots.
-    pub roots: Arc<Roots>,
+    /// Trusted roots (`None`: the referencing config's default roots apply).
+    pub roots: Option<Arc<Roots>>,
     /// SAN allow-list carried by the secret itself (usually empty for SDS `ROOTCA`).
     pub sans: Vec<SanMatcher>,
 }
@@ -25,6 +25,9 @@ pub struct Checks {
     pub slot: Arc<Slot>,
     /// SAN matchers from the listener/cluster config, merged with the secret's.
     pub sans: Vec<SanMatcher>,
+    /// `default_validation_context.trusted_ca`, used when the secret brings no roots
+    /// (Envoy merges the two contexts, the secret's fields winning).
+    pub default_roots: Option<Arc<Roots>>,
 }
 
 impl Checks {
@@ -33,6 +36,7 @@ impl Checks {
         let v = self.slot.validation()?;
         let mut sans = self.sans.clone();
         sans.extend(v.sans.iter().cloned());
-        Some((v.roots.clone(), sans))
+        let roots = v.roots.clone().or_else(|| self.default_roots.clone())?;
+        Some((roots, sans))
     }
 }

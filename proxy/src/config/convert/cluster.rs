@@ -147,6 +147,21 @@ fn transport(c: &proto::Cluster, path: &Path) -> Result<Transport, ConfigError> 
             Some(ts) => super::tls::upstream(ts, &p.field("transport_socket"))?,
             None => return Err(p.err_at("transport_socket", "is required")),
         };
+        if let Some((k, _)) = m.r#match.as_ref().and_then(|s| {
+            s.fields.iter().find(|(_, v)| {
+                !matches!(
+                    v.kind,
+                    Some(
+                        xds_client::protos::google::protobuf::value::Kind::StringValue(_)
+                            | xds_client::protos::google::protobuf::value::Kind::BoolValue(_)
+                            | xds_client::protos::google::protobuf::value::Kind::NumberValue(_)
+                    )
+                )
+            })
+        }) {
+            // Dropping it would turn the entry into a catch-all.
+            return Err(p.field("match").err_at(k, "only string, number or bool values can be matched"));
+        }
         let labels = m.r#match.as_ref().map(string_fields).unwrap_or_default();
         matches.push(SocketMatch { name: m.name.clone(), labels, tls });
     }
@@ -380,6 +395,17 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
         }
         let o: HttpProtocolOptions = xds_client::json::unpack(any).map_err(|e| p.err(format!("cannot decode: {e}")))?;
         check(&o, &HTTP_OPTIONS, &p)?;
+        if let Some(u) = &o.upstream_http_protocol_options {
+            // Istio sets these for DestinationRule TLS without `sni`/`subjectAltNames`; ignoring
+            // them would send no SNI and check no name (any trusted certificate would pass).
+            let up = p.field("upstream_http_protocol_options");
+            if u.auto_sni {
+                return Err(up.err_at("auto_sni", "is not supported (set UpstreamTlsContext.sni)"));
+            }
+            if u.auto_san_validation {
+                return Err(up.err_at("auto_san_validation", "is not supported (set match_typed_subject_alt_names)"));
+            }
+        }
         proto_choice = match &o.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match &e.protocol_config {
                 Some(P::Http2ProtocolOptions(_)) => UpstreamProtocol::Http2,
@@ -387,7 +413,12 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
                 Some(P::Http3ProtocolOptions(_)) => return Err(p.err("HTTP/3 upstreams are not supported")),
             },
             Some(U::UseDownstreamProtocolConfig(_)) => UpstreamProtocol::Downstream,
-            Some(U::AutoConfig(_)) => return Err(p.err_at("auto_config", "needs upstream TLS/ALPN, not supported yet")),
+            Some(U::AutoConfig(_)) => {
+                return Err(p.err_at(
+                    "auto_config",
+                    "ALPN-negotiated upstream protocol is not supported; use explicit_http_config",
+                ))
+            }
             None => proto_choice,
         };
         if let Some(common) = &o.common_http_protocol_options {

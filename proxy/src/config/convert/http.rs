@@ -123,7 +123,7 @@ pub fn connection_manager(
         )?,
         request_timeout: timeout(h.request_timeout.as_ref(), None, &path.field("request_timeout"))?,
         websocket,
-        xfcc: xfcc(h),
+        xfcc: xfcc(h, path)?,
     })
 }
 
@@ -163,7 +163,7 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
     Ok(())
 }
 
-fn xfcc(h: &proto::HttpConnectionManager) -> crate::config::listener::Xfcc {
+fn xfcc(h: &proto::HttpConnectionManager, path: &Path) -> Result<crate::config::listener::Xfcc, ConfigError> {
     use crate::config::listener::{Xfcc, XfccMode};
     use proto::http_connection_manager::ForwardClientCertDetails as F;
     let mode = match F::try_from(h.forward_client_cert_details) {
@@ -174,5 +174,9 @@ fn xfcc(h: &proto::HttpConnectionManager) -> crate::config::listener::Xfcc {
         _ => XfccMode::Sanitize,
     };
     let set = h.set_current_client_cert_details.unwrap_or_default();
-    Xfcc { mode, uri: set.uri, dns: set.dns, subject: set.subject.map(|b| b.value).unwrap_or(false) }
+    let sp = path.field("set_current_client_cert_details");
+    if set.cert || set.chain {
+        return Err(sp.err_at(if set.cert { "cert" } else { "chain" }, "is not supported (only subject, uri and dns)"));
+    }
+    Ok(Xfcc { mode, uri: set.uri, dns: set.dns, subject: set.subject.map(|b| b.value).unwrap_or(false) })
 }

@@ -44,8 +44,8 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
 
 pub(super) const FILTER_CHAIN: FieldPolicy = FieldPolicy {
     message: "envoy.config.listener.v3.FilterChain",
-    honoured: &["filter_chain_match", "filters", "name", "transport_socket"],
-    ignored: &["metadata", "transport_socket_connect_timeout"],
+    honoured: &["filter_chain_match", "filters", "name", "transport_socket", "transport_socket_connect_timeout"],
+    ignored: &["metadata"],
 };
 
 pub(super) const CHAIN_MATCH: FieldPolicy = FieldPolicy {
@@ -205,7 +205,11 @@ fn filter_chain(
     } else {
         format!("chain-{index}")
     };
-    Ok(FilterChain { name, matcher, filter, tls })
+    let handshake_timeout = match &fc.transport_socket_connect_timeout {
+        Some(d) => duration(d, &path.field("transport_socket_connect_timeout"))?,
+        None => Duration::from_secs(10),
+    };
+    Ok(FilterChain { name, matcher, filter, tls, handshake_timeout })
 }
 
 fn network_filter(any: &Any, path: &Path, res: &Resources) -> Result<NetworkFilter, ConfigError> {

@@ -199,7 +199,7 @@ fn validation(
     let (pem, file) = data(v.trusted_ca.as_ref(), &cap)?;
     let roots = Roots::from_pem(&pem)
         .map_err(|e| cap.err_at(leaf_field(v.trusted_ca.as_ref()), format!("{}{e}", in_file(&file))))?;
-    let value = Validation { roots: Arc::new(roots), sans: Vec::new() };
+    let value = Validation { roots: Some(Arc::new(roots)), sans: Vec::new() };
     Ok((Some(Loaded { value, bytes: vec![pem], files: file.into_iter().collect() }), sans))
 }
 
@@ -223,6 +223,17 @@ fn sds_slot(s: &proto::SdsSecretConfig, path: &Path) -> Result<Arc<Slot>, Config
 fn sds_source(cs: &ConfigSource, path: &Path) -> Result<Source, ConfigError> {
     match &cs.config_source_specifier {
         Some(S::Ads(_)) => Ok(Source::Ads),
+        Some(S::ApiConfigSource(a))
+            if !matches!(
+                xds_client::protos::envoy::config::core::v3::api_config_source::ApiType::try_from(a.api_type),
+                Ok(xds_client::protos::envoy::config::core::v3::api_config_source::ApiType::Grpc)
+            ) =>
+        {
+            Err(path.err_at(
+                "api_config_source.api_type",
+                "only GRPC is supported for SDS (istio-agent's socket speaks it)",
+            ))
+        }
         Some(S::ApiConfigSource(a)) => match a.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
             Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => Ok(Source::Cluster(e.cluster_name.clone())),
             _ => Err(path.err_at("api_config_source.grpc_services", "an envoy_grpc cluster_name is required")),
@@ -250,14 +261,21 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
     }
     match (c.tls_certificates.as_slice(), c.tls_certificate_sds_secret_configs.as_slice()) {
         ([], []) => {}
-        ([first, ..], []) => {
+        ([_, _, ..], _) | (_, [_, _, ..]) => {
+            // Envoy picks among several by SNI and key type; serving only the first silently
+            // would present the wrong certificate to some clients.
+            let f =
+                if c.tls_certificates.len() > 1 { "tls_certificates" } else { "tls_certificate_sds_secret_configs" };
+            return Err(path.err_at(f, "one certificate per context is supported"));
+        }
+        ([first], []) => {
             let p = path.field("tls_certificates").item(0, "");
             let Loaded { value: m, bytes, files } = certificate(first, &p)?;
             let name = files.first().map(|f| f.display().to_string()).unwrap_or_else(|| "inline".into());
             out.cert =
                 Some(file_or_inline(name, files, first.watched_directory.is_some(), bytes, Secret::Cert(Arc::new(m))));
         }
-        ([], [first, ..]) => {
+        ([], [first]) => {
             out.cert = Some(sds_slot(first, &path.field("tls_certificate_sds_secret_configs").item(0, &first.name))?);
         }
         _ => {
@@ -266,6 +284,7 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
             )
         }
     }
+    let mut default_roots = None;
     let (slot, sans) = match &c.validation_context_type {
         None => (None, Vec::new()),
         Some(V::ValidationContext(v)) => {
@@ -289,12 +308,7 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
             let sans = match &cv.default_validation_context {
                 Some(d) => {
                     let (fixed, sans) = validation(d, &cp.field("default_validation_context"))?;
-                    if fixed.is_some() {
-                        return Err(cp.err_at(
-                            "default_validation_context.trusted_ca",
-                            "is not supported with an SDS validation context (the SDS secret supplies the roots)",
-                        ));
-                    }
+                    default_roots = fixed.and_then(|l| l.value.roots);
                     sans
                 }
                 None => Vec::new(),
@@ -307,7 +321,7 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
         #[allow(deprecated)]
         Some(_) => return Err(path.err("certificate-provider validation contexts are not supported")),
     };
-    out.checks = slot.map(|slot| Checks { slot, sans });
+    out.checks = slot.map(|slot| Checks { slot, sans, default_roots });
     Ok(out)
 }
 
@@ -384,10 +398,10 @@ pub fn secret(s: &proto::Secret, path: &Path) -> Result<(String, Secret), Config
         Some(Type::TlsCertificate(c)) => Secret::Cert(Arc::new(certificate(c, &path.field("tls_certificate"))?.value)),
         Some(Type::ValidationContext(v)) => {
             let vp = path.field("validation_context");
+            // Without `trusted_ca` the referencing context's default roots apply (Envoy's merge).
             let (fixed, sans) = validation(v, &vp)?;
-            let Some(Loaded { value: mut val, .. }) = fixed else { return Err(vp.err_at("trusted_ca", "is required")) };
-            val.sans = sans;
-            Secret::Validation(Arc::new(val))
+            let roots = fixed.and_then(|l| l.value.roots);
+            Secret::Validation(Arc::new(Validation { roots, sans }))
         }
         _ => return Err(path.err("only tls_certificate and validation_context secrets are supported")),
     };

@@ -1,9 +1,9 @@
 //! TLS to the control plane: the `transport_socket` of the static cluster that `ads_config`
-//! names (an Envoy `UpstreamTlsContext` with file or inline certificates). This is the only
-//! cluster whose TLS Isthmus honours until data-plane TLS lands; every other
-//! `transport_socket` is still refused with its path.
+//! names (an Envoy `UpstreamTlsContext` with file or inline certificates). The gRPC client
+//! (tonic) does its own TLS, so this converts to its inputs rather than to a data-plane
+//! context; SDS is not available for the connection that would deliver it.
 
-use xds_client::protos::envoy::config::core::v3::{data_source::Specifier, DataSource, TransportSocket};
+use xds_client::protos::envoy::config::core::v3::{DataSource, TransportSocket};
 use xds_client::protos::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, CertificateValidationContext, UpstreamTlsContext,
 };
@@ -13,19 +13,9 @@ use super::super::error::{ConfigError, Path};
 
 const UPSTREAM_TLS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
-/// Reads a `DataSource` (file, inline string or bytes); errors name the field and the file.
+/// Reads a `DataSource` (the data-plane reader, without the file name).
 fn data(d: Option<&DataSource>, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    match d.and_then(|d| d.specifier.as_ref()) {
-        Some(Specifier::Filename(f)) => {
-            std::fs::read(f).map_err(|e| path.err_at("filename", format!("cannot read \"{f}\": {e}")))
-        }
-        Some(Specifier::InlineString(s)) => Ok(s.clone().into_bytes()),
-        Some(Specifier::InlineBytes(b)) => Ok(b.clone()),
-        Some(Specifier::EnvironmentVariable(v)) => std::env::var(v)
-            .map(String::into_bytes)
-            .map_err(|_| path.err_at("environment_variable", format!("${v} is not set"))),
-        None => Err(path.err("is required")),
-    }
+    super::tls::data(d, path).map(|(bytes, _)| bytes)
 }
 
 fn has_pem(bytes: &[u8], label: &str) -> bool {
