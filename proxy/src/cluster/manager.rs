@@ -21,6 +21,8 @@ pub struct ClusterManager {
     stop: CancellationToken,
     /// The proxy's locality and labels.
     node: Arc<crate::locality::NodeView>,
+    /// EDS service name → clusters asking for it.
+    eds_index: ArcSwap<HashMap<String, Vec<Arc<ClusterRuntime>>>>,
 }
 
 impl ClusterManager {
@@ -30,6 +32,7 @@ impl ClusterManager {
         let map: HashMap<String, Arc<ClusterRuntime>> =
             configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone(), node.clone()))).collect();
         let m = ClusterManager { clusters: ArcSwap::from_pointee(map), node, ..Default::default() };
+        m.reindex();
         m.local_changed();
         m
     }
@@ -68,6 +71,31 @@ impl ClusterManager {
     /// Adds or replaces a cluster (CDS). A replaced EDS cluster keeps serving its current
     /// endpoints until new ones arrive, so an update never empties a cluster.
     pub fn upsert(&self, config: Arc<Cluster>) {
+        self.upsert_many(vec![config]);
+    }
+
+    /// [`ClusterManager::upsert`] for a whole CDS response: the cluster map is copied once,
+    /// not once per cluster (10,000 clusters would otherwise cost 10,000 map copies).
+    pub fn upsert_many(&self, configs: Vec<Arc<Cluster>>) {
+        let news: Vec<Arc<ClusterRuntime>> = configs.iter().map(|c| self.prepare(c)).collect();
+        let old = self.swap(|m| {
+            for n in &news {
+                m.insert(n.config.name.clone(), n.clone());
+            }
+        });
+        for n in &news {
+            if let Some(o) = old.get(&n.config.name) {
+                o.stop.cancel();
+            }
+        }
+        if news.iter().any(|n| self.node.local_cluster.as_deref() == Some(n.config.name.as_str())) {
+            self.local_changed();
+        }
+    }
+
+    /// Builds the run-time cluster, carrying over endpoints as `upsert` promises.
+    fn prepare(&self, config: &Arc<Cluster>) -> Arc<ClusterRuntime> {
+        let config = config.clone();
         let new = ClusterRuntime::new(config.clone(), self.node.clone());
         if let Discovery::Eds { service_name } = &config.discovery {
             let known = self.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(service_name).cloned();
@@ -85,24 +113,25 @@ impl ClusterManager {
                 dns::refresh_loop(c, stop).await;
             });
         }
-        let old = self.swap(|m| {
-            m.insert(config.name.clone(), new.clone());
-        });
-        if let Some(old) = old.get(&config.name) {
-            old.stop.cancel();
-        }
-        if self.node.local_cluster.as_deref() == Some(config.name.as_str()) {
-            self.local_changed();
-        }
+        new
     }
 
     /// Removes a cluster (CDS). Requests already holding it finish.
     pub fn remove(&self, name: &str) {
+        self.remove_many(&[name.to_string()]);
+    }
+
+    /// Removes several clusters with one map copy.
+    pub fn remove_many(&self, names: &[String]) {
         let old = self.swap(|m| {
-            m.remove(name);
+            for n in names {
+                m.remove(n);
+            }
         });
-        if let Some(old) = old.get(name) {
-            old.stop.cancel();
+        for n in names {
+            if let Some(o) = old.get(n) {
+                o.stop.cancel();
+            }
         }
     }
 
@@ -110,12 +139,10 @@ impl ClusterManager {
     pub fn set_assignment(&self, service_name: &str, assignment: Assignment) {
         let eps = Arc::new(assignment);
         self.assignments.lock().unwrap_or_else(|p| p.into_inner()).insert(service_name.to_string(), eps.clone());
-        for c in self.clusters.load().values() {
-            if matches!(&c.config.discovery, Discovery::Eds { service_name: s } if s == service_name) {
-                c.set_endpoints(&eps);
-                if self.node.local_cluster.as_deref() == Some(c.config.name.as_str()) {
-                    self.local_changed();
-                }
+        for c in self.by_service(service_name) {
+            c.set_endpoints(&eps);
+            if self.node.local_cluster.as_deref() == Some(c.config.name.as_str()) {
+                self.local_changed();
             }
         }
     }
@@ -123,11 +150,15 @@ impl ClusterManager {
     /// Forgets an assignment (EDS removal or unsubscribe): its clusters lose their hosts.
     pub fn remove_assignment(&self, service_name: &str) {
         self.assignments.lock().unwrap_or_else(|p| p.into_inner()).remove(service_name);
-        for c in self.clusters.load().values() {
-            if matches!(&c.config.discovery, Discovery::Eds { service_name: s } if s == service_name) {
-                c.set_hosts(Vec::new());
-            }
+        for c in self.by_service(service_name) {
+            c.set_hosts(Vec::new());
         }
+    }
+
+    /// The EDS clusters asking for `service_name` (an index, so one assignment does not scan
+    /// every cluster).
+    fn by_service(&self, service_name: &str) -> Vec<Arc<ClusterRuntime>> {
+        self.eds_index.load().get(service_name).cloned().unwrap_or_default()
     }
 
     /// Whether an assignment for `service_name` has arrived (cluster warming).
@@ -140,11 +171,25 @@ impl ClusterManager {
         self.stop.cancel();
     }
 
+    /// Replaces the map (and rebuilds the EDS index). Writers are the config paths only: the
+    /// bootstrap, then the one xDS consumer, so the index follows the map it was built from.
     fn swap(&self, f: impl Fn(&mut HashMap<String, Arc<ClusterRuntime>>)) -> Arc<HashMap<String, Arc<ClusterRuntime>>> {
-        self.clusters.rcu(|m| {
+        let old = self.clusters.rcu(|m| {
             let mut m = HashMap::clone(m);
             f(&mut m);
             m
-        })
+        });
+        self.reindex();
+        old
+    }
+
+    fn reindex(&self) {
+        let mut idx: HashMap<String, Vec<Arc<ClusterRuntime>>> = HashMap::new();
+        for c in self.clusters.load().values() {
+            if let Discovery::Eds { service_name } = &c.config.discovery {
+                idx.entry(service_name.clone()).or_default().push(c.clone());
+            }
+        }
+        self.eds_index.store(Arc::new(idx));
     }
 }

@@ -153,12 +153,14 @@ impl Handler for Consumer {
     fn apply(&self, type_url: &str, updated: Vec<Resource>, removed: Vec<String>) -> Vec<Rejected> {
         let kind = types::short(type_url);
         let mut rejected = Vec::new();
+        // Accepted clusters go in together: one map copy per response, not per cluster.
+        let mut new_clusters = Vec::new();
         for r in updated {
             if self.unchanged(kind, &r) {
                 continue;
             }
             let result = match type_url {
-                types::CLUSTER => self.cluster(&r),
+                types::CLUSTER => self.cluster(&r).map(|c| new_clusters.push(c)),
                 types::ENDPOINT => self.endpoints(&r),
                 types::LISTENER => self.listener(&r),
                 types::ROUTE => self.route(&r),
@@ -179,6 +181,10 @@ impl Handler for Consumer {
                     rejected.push(Rejected { name: r.name, reason });
                 }
             }
+        }
+        self.t.clusters.upsert_many(new_clusters);
+        if type_url == types::CLUSTER {
+            self.t.clusters.remove_many(&removed);
         }
         for name in &removed {
             self.remove(type_url, name);
@@ -225,7 +231,7 @@ impl Consumer {
         self.lock().seen.get(&(kind, r.name.clone())).is_some_and(|b| *b == r.resource.value)
     }
 
-    fn cluster(&self, r: &Resource) -> Result<(), String> {
+    fn cluster(&self, r: &Resource) -> Result<Arc<crate::config::Cluster>, String> {
         let c = ProtoCluster::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
         let model = convert::cluster(&c, &Path::root(format!("cluster \"{}\"", r.name))).map_err(|e| e.to_string())?;
         let mut st = self.lock();
@@ -238,8 +244,7 @@ impl Consumer {
             }
         }
         drop(st);
-        self.t.clusters.upsert(Arc::new(model));
-        Ok(())
+        Ok(Arc::new(model))
     }
 
     fn endpoints(&self, r: &Resource) -> Result<(), String> {
@@ -307,7 +312,7 @@ impl Consumer {
     fn remove(&self, type_url: &str, name: &str) {
         match type_url {
             types::CLUSTER => {
-                self.t.clusters.remove(name);
+                // Removed from the cluster manager in one batch by `apply`.
                 self.lock().eds.remove(name);
             }
             types::ENDPOINT => self.t.clusters.remove_assignment(name),
