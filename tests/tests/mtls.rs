@@ -263,6 +263,18 @@ async fn tcp_exchange(addr: SocketAddr, msg: &[u8], until: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// An `openssl s_server` as a mesh workload: `leaf`'s chain, client certificates required and
+/// verified to the mesh root, the given ALPN list, a status page (`-www`) and SNI logging.
+fn mesh_s_server(pki: &MeshPki, leaf: &Leaf, alpn: &str) -> SServer {
+    let ca = path_str(&pki.root);
+    let mut args: Vec<String> =
+        ["-CAfile", ca.as_str(), "-Verify", "1", "-verify_return_error", "-alpn", alpn, "-www", "-tlsextdebug"]
+            .map(String::from)
+            .into();
+    args.extend(leaf.openssl_args());
+    SServer::start(&strs(&args))
+}
+
 /// curl (bounded): (success, response head + body).
 fn curl(args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(tests::tool("curl"));
@@ -500,22 +512,7 @@ async fn outbound_auto_mtls_presents_the_chain_and_verifies_the_server_identity(
     let client = pki.leaf("cluster1", &spiffe("default", "sleep"), &[]);
     // OpenSSL's s_server aborts on an ALPN offer it shares nothing with (unlike Envoy), so it
     // also lists `istio` to accept the TCP offer; `-tlsextdebug` prints the SNI it got.
-    let ca = path_str(&pki.root);
-    let mut sargs: Vec<String> = [
-        "-CAfile",
-        ca.as_str(),
-        "-Verify",
-        "1",
-        "-verify_return_error",
-        "-alpn",
-        "h2,http/1.1,istio",
-        "-www",
-        "-tlsextdebug",
-    ]
-    .map(String::from)
-    .into();
-    sargs.extend(server.openssl_args());
-    let backend = SServer::start(&strs(&sargs));
+    let backend = mesh_s_server(&pki, &server, "h2,http/1.1,istio");
 
     let good = "outbound|8080||echo.default.svc.cluster.local";
     let clusters = [
@@ -564,22 +561,7 @@ async fn east_west_gateway_routes_tls_by_sni_without_terminating_it() {
     let pki = MeshPki::new("eastwest");
     let backend_leaf = pki.leaf("cluster2", &spiffe("default", "echo"), &[]);
     let client = pki.leaf("cluster1", &spiffe("default", "sleep"), &[]);
-    let ca = path_str(&pki.root);
-    let mut sargs: Vec<String> = [
-        "-CAfile",
-        ca.as_str(),
-        "-Verify",
-        "1",
-        "-verify_return_error",
-        "-alpn",
-        "h2,http/1.1",
-        "-www",
-        "-tlsextdebug",
-    ]
-    .map(String::from)
-    .into();
-    sargs.extend(backend_leaf.openssl_args());
-    let backend = SServer::start(&strs(&sargs));
+    let backend = mesh_s_server(&pki, &backend_leaf, "h2,http/1.1");
     let fallback = tagged_echo("fallback").await;
 
     let filters = format!(

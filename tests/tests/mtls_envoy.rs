@@ -274,6 +274,17 @@ fn mesh(tag: &str) -> Mesh {
     Mesh { pki, client, server, client_id, server_id }
 }
 
+/// Envoy as an Istio client sidecar of `m` (cluster1 identity, expecting the server's SPIFFE
+/// id) sending to `target`: the config istiod gives Envoy (spec §2.1).
+fn istio_envoy_client(target: SocketAddr, m: &Mesh) -> String {
+    client_sidecar(
+        target,
+        "istio-http/1.1, istio, http/1.1",
+        "istio-peer-exchange, istio",
+        &[("", secrets_material(Some(&m.server_id)))],
+    ) + &static_secrets(&m.client.chain, &m.client.key, &m.pki.root)
+}
+
 /// One line of text through a tcp_proxy path and the echo app; Err if it does not come back
 /// within 5 s.
 async fn tcp_round_trip(addr: SocketAddr, msg: &[u8]) -> Result<(), String> {
@@ -344,12 +355,7 @@ async fn envoy_client_sidecar_to_isthmus_inbound_http_and_tcp() {
     let isthmus = Proxy::start(&server_sidecar(&server_files, "h2, http/1.1", "", app.addr, echo));
     let inbound = isthmus.listener("inbound");
 
-    let client_yaml = client_sidecar(
-        inbound,
-        "istio-http/1.1, istio, http/1.1",
-        "istio-peer-exchange, istio",
-        &[("", secrets_material(Some(&m.server_id)))],
-    ) + &static_secrets(&m.client.chain, &m.client.key, &m.pki.root);
+    let client_yaml = istio_envoy_client(inbound, &m);
     let envoy = Envoy::start(&client_yaml).await;
 
     assert_http_reaches_app(envoy.listener("http_out"), &app).await;
@@ -525,12 +531,7 @@ async fn envoy_sidecar_through_isthmus_eastwest_gateway_to_isthmus_sidecar() {
     let (server, gateway) = cluster2(&m, app.addr, echo);
     let gw = gateway.listener("eastwest");
 
-    let client_yaml = client_sidecar(
-        gw,
-        "istio-http/1.1, istio, http/1.1",
-        "istio-peer-exchange, istio",
-        &[("", secrets_material(Some(&m.server_id)))],
-    ) + &static_secrets(&m.client.chain, &m.client.key, &m.pki.root);
+    let client_yaml = istio_envoy_client(gw, &m);
     let envoy = Envoy::start(&client_yaml).await;
     assert_http_reaches_app(envoy.listener("http_out"), &app).await;
     tcp_round_trip(envoy.listener("tcp_out"), b"envoy across the gateway\n").await.unwrap();

@@ -1,8 +1,8 @@
 //! `isthmus-load`: a load generator for latency at a fixed rate, the measurement wrk and
 //! h2load do not make.
 //!
-//! Open loop: request *i* is due at `start + i / rate` whether or not earlier ones finished;
-//! its latency is measured from when it was due, so a stalled server is charged for the
+//! Open loop: request *i* is released at `start + i / rate` whether or not earlier ones
+//! finished; its latency is measured from its release, so a stalled server is charged for the
 //! requests that queued behind the stall (coordinated-omission correction, as wrk2 does).
 //! `--rate 0` is closed loop (each connection sends its next request when the last returns):
 //! maximum throughput. HTTP/1.1 (one request at a time per connection), HTTP/2 and gRPC
@@ -250,7 +250,10 @@ async fn main() {
                 break;
             }
             tokio::time::sleep_until(due.into()).await;
-            if tx.send(due).await.is_err() {
+            // The clock starts when the request is released: the timer wheel's millisecond
+            // granularity would otherwise be charged to the server as up to 1 ms of latency.
+            // A request waiting for a busy connection still counts from here (the correction).
+            if tx.send(Instant::now()).await.is_err() {
                 break;
             }
             i += 1;

@@ -171,8 +171,7 @@ impl Handler for Consumer {
             match result {
                 Ok(()) => {
                     let type_name = type_url.rsplit('/').next().unwrap_or_default();
-                    let json = xds_client::json::to_json(type_name, &r.resource.value).unwrap_or_default();
-                    self.t.dump.accepted(kind, &r.name, &r.version, json);
+                    self.t.dump.accepted(kind, &r.name, &r.version, type_name, r.resource.value.clone());
                     self.lock().seen.insert((kind, r.name.clone()), r.resource.value);
                 }
                 Err(reason) => {
