@@ -455,11 +455,16 @@ fn circuit_breakers(cb: Option<&proto::CircuitBreakers>, path: &Path) -> Result<
 /// `ClusterLoadAssignment` → endpoints grouped by locality and priority, plus the
 /// overprovisioning factor. Shared by static `load_assignment` and EDS.
 pub fn load_assignment(la: &ep::ClusterLoadAssignment, path: &Path) -> Result<Assignment, ConfigError> {
-    check(la, &CLA, path)?;
+    // The reflective `check` re-encodes the message it checks: on the assignment and its
+    // localities that is the whole (100,000-endpoint) response again. CLA's policy covers every
+    // field; LocalityLbEndpoints' all but its `lb_config` oneof, refused here. The
+    // exhaustiveness test below keeps this equal to `check`.
     let mut out = Vec::with_capacity(la.endpoints.len());
     for (i, le) in la.endpoints.iter().enumerate() {
         let lp = path.field("endpoints").item(i, "");
-        check(le, &LOCALITY_ENDPOINTS, &lp)?;
+        if le.lb_config.is_some() {
+            return Err(lp.err("load_balancer_endpoints / leds_cluster_locality_config are not supported by Isthmus"));
+        }
         let mut endpoints = Vec::with_capacity(le.lb_endpoints.len());
         for (j, lb) in le.lb_endpoints.iter().enumerate() {
             endpoints.push(lb_endpoint(lb, &lp.field("lb_endpoints").item(j, ""))?);
@@ -557,9 +562,13 @@ mod endpoint_policy_tests {
     #[test]
     fn endpoint_policies_are_exhaustive() {
         let pool = xds_client::json::pool().unwrap();
-        for (policy, refused_by_hand) in
-            [(&super::LB_ENDPOINT, &["endpoint_name"][..]), (&super::ENDPOINT, &["additional_addresses"][..])]
-        {
+        for (policy, refused_by_hand) in [
+            (&super::CLA, &[][..]),
+            (&super::LOCALITY_ENDPOINTS, &["load_balancer_endpoints", "leds_cluster_locality_config"][..]),
+            (&super::LB_ENDPOINT, &["endpoint_name"][..]),
+            (&super::ENDPOINT, &["additional_addresses"][..]),
+            (&super::super::common::SOCKET_ADDRESS, &["network_namespace_filepath", "named_port"][..]),
+        ] {
             let d = pool.get_message_by_name(policy.message).unwrap();
             for f in d.fields() {
                 let n = f.name();
