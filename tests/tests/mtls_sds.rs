@@ -334,6 +334,13 @@ async fn bad_secrets_are_nacked_naming_the_secret_and_the_last_good_one_keeps_se
         ("garbage PEM", cert_secret(GARBAGE_CERT, GARBAGE_KEY)),
         ("key of another certificate", cert_secret(&certs.server_b.chain_pem, &certs.server_a.key_pem)),
         ("expired certificate", cert_secret(&expired.chain_pem, &expired.key_pem)),
+        // `default` is the listener's certificate: a trust bundle under that name could serve
+        // no handshake, so the update is refused rather than installed.
+        ("validation context where a certificate is used", {
+            let mut v = roots_secret(&certs.pki.root_pem);
+            v["name"] = "default".into();
+            v
+        }),
     ];
     for (i, (what, bad)) in cases.into_iter().enumerate() {
         let nonce = format!("bad-{i}");

@@ -25,7 +25,11 @@ pub fn apply(source: &Source, r: &Resource) -> Result<(), String> {
         return Err(path.err_at("name", format!("\"{}\" differs from the resource name", s.name)).to_string());
     }
     let (name, content) = crate::config::convert::tls::secret(&s, &path).map_err(|e| e.to_string())?;
-    registry().named(source.clone(), &name).set(content);
+    let slot = registry().named(source.clone(), &name);
+    if let Some(want) = slot.expected().filter(|w| *w != content.kind()) {
+        return Err(format!("secret \"{name}\": is used as {want:?} but holds {:?}", content.kind()));
+    }
+    slot.set(content);
     Ok(())
 }
 

@@ -55,9 +55,41 @@ pub struct Slot {
     /// Bytes of the files last read (file slots): a rewrite with the same content is a no-op
     /// and a bad file is reported once.
     pub(super) last_read: Mutex<Vec<Vec<u8>>>,
+    /// What the configs referencing it use it as (set by the first reference).
+    expected: OnceLock<Kind>,
+}
+
+/// What a secret is used as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A certificate to present (`tls_certificate`).
+    Certificate,
+    /// Peer checks (`validation_context`).
+    Validation,
+}
+
+impl Secret {
+    /// Which kind this content is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Secret::Cert(_) => Kind::Certificate,
+            Secret::Validation(_) => Kind::Validation,
+        }
+    }
 }
 
 impl Slot {
+    /// Records what configs use this secret as; an SDS update of the other kind is then
+    /// refused (NACKed) instead of installed where no handshake could use it.
+    pub fn expect(&self, kind: Kind) {
+        let _ = self.expected.set(kind);
+    }
+
+    /// What configs use this secret as, if known.
+    pub fn expected(&self) -> Option<Kind> {
+        self.expected.get().copied()
+    }
+
     /// A slot with content (inline or file material read at start).
     pub fn with(name: impl Into<String>, source: Source, secret: Secret) -> Arc<Slot> {
         Arc::new(Slot {
@@ -65,11 +97,18 @@ impl Slot {
             source,
             current: ArcSwapOption::new(Some(Arc::new(secret))),
             last_read: Mutex::new(Vec::new()),
+            expected: OnceLock::new(),
         })
     }
 
     fn empty(name: String, source: Source) -> Arc<Slot> {
-        Arc::new(Slot { name, source, current: ArcSwapOption::empty(), last_read: Mutex::new(Vec::new()) })
+        Arc::new(Slot {
+            name,
+            source,
+            current: ArcSwapOption::empty(),
+            last_read: Mutex::new(Vec::new()),
+            expected: OnceLock::new(),
+        })
     }
 
     /// The current version; `None` until an SDS secret arrives.

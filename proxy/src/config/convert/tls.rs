@@ -276,7 +276,9 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
                 Some(file_or_inline(name, files, first.watched_directory.is_some(), bytes, Secret::Cert(Arc::new(m))));
         }
         ([], [first]) => {
-            out.cert = Some(sds_slot(first, &path.field("tls_certificate_sds_secret_configs").item(0, &first.name))?);
+            let slot = sds_slot(first, &path.field("tls_certificate_sds_secret_configs").item(0, &first.name))?;
+            slot.expect(crate::tls::secrets::Kind::Certificate);
+            out.cert = Some(slot);
         }
         _ => {
             return Err(
@@ -321,6 +323,9 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
         #[allow(deprecated)]
         Some(_) => return Err(path.err("certificate-provider validation contexts are not supported")),
     };
+    if let Some(s) = &slot {
+        s.expect(crate::tls::secrets::Kind::Validation);
+    }
     out.checks = slot.map(|slot| Checks { slot, sans, default_roots });
     Ok(out)
 }
