@@ -141,13 +141,15 @@ async fn proxying_a_body_allocates_per_frame_not_per_byte() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut resp = vec![0u8; 4096];
     // Warm-up: the upstream connection, metric handles and per-connection buffers exist after.
+    // Bounded: a failed assertion in the upstream task would otherwise leave `post` waiting.
+    let limit = Duration::from_secs(30);
     for _ in 0..3 {
-        post(&mut s, 1 << 20, &mut resp).await;
+        tokio::time::timeout(limit, post(&mut s, 1 << 20, &mut resp)).await.expect("warm-up request timed out");
     }
     let mut per_size = Vec::new();
     for size in [1usize << 20, 8 << 20] {
         let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
-        post(&mut s, size, &mut resp).await;
+        tokio::time::timeout(limit, post(&mut s, size, &mut resp)).await.expect("request timed out");
         let (a, bytes) = (ALLOCS.load(Ordering::Relaxed) - a0, BYTES.load(Ordering::Relaxed) - b0);
         let frames = (size / FRAME) as u64;
         eprintln!("{size} bytes in {frames} frames: {a} allocations, {bytes} bytes allocated");

@@ -12,7 +12,10 @@ use tests::upstream::{tcp_echo, Behaviour, Upstream};
 use tests::yaml::{bootstrap, cluster, http_listener, route_to, tcp_listener, H2_UPSTREAM};
 
 fn load(args: &[&str]) -> Value {
-    let out = Command::new(tests::bin("isthmus-load")).args(args).output().unwrap();
+    let mut cmd = Command::new(tests::bin("isthmus-load"));
+    cmd.args(args);
+    // Bounded even if the generator misbehaves.
+    let out = tests::openssl::run_bounded(cmd, b"", std::time::Duration::from_secs(60));
     assert!(out.status.success(), "isthmus-load failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -50,4 +53,24 @@ async fn open_loop_runs_send_the_scheduled_requests_over_h1_h2_and_tcp() {
     assert_eq!(max["errors"], 0, "{max}");
     let n = max["ok"].as_u64().unwrap();
     assert!((300..=303).contains(&n), "closed loop stops at --max-requests (plus in-flight): {max}");
+}
+
+/// Coordinated-omission correction: a target that takes 50 ms per request on one connection
+/// serves 20 req/s; offered 50 req/s for 1 s, the requests queue, and the open-loop latency
+/// must show the queueing (a closed-loop measure would report ~50 ms for every request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_latency_includes_the_queue_behind_a_slow_target() {
+    let slow = Upstream::start(
+        "slow",
+        Behaviour { delay: Some(std::time::Duration::from_millis(50)), ..Behaviour::default() },
+    )
+    .await;
+    let v = load(&[&slow.addr.to_string(), "--rate", "50", "--duration", "1", "--connections", "1"]);
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["ok"], 50, "{v}");
+    let l = &v["latency_us"];
+    let (p50, p99) = (l["p50"].as_u64().unwrap(), l["p99"].as_u64().unwrap());
+    // 50 requests at 50 ms each take 2.5 s; the last one was due at ~1 s, so it waited ~1.5 s.
+    assert!(p99 >= 1_000_000, "p99 {p99} µs does not include the queueing: {l}");
+    assert!(p50 >= 400_000, "p50 {p50} µs does not include the queueing: {l}");
 }

@@ -123,6 +123,11 @@ impl XdsClient {
         self.tx.is_closed()
     }
 
+    /// Resolves when the client task has ended, for tasks that live as long as the client.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// Stops the client.
     pub fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown);

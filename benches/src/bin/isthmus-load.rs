@@ -60,6 +60,9 @@ struct Args {
     /// Upper bound on requests sent.
     #[arg(long, default_value_t = 10_000_000)]
     max_requests: u64,
+    /// Seconds a request may take before it counts as an error.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
 }
 
 #[derive(Default)]
@@ -218,7 +221,14 @@ async fn main() {
                         None => break,
                     }
                 };
-                let ok = once(&mut conn, &a).await;
+                // Requests still queued this long after the end are given up (counted as errors),
+                // so an overloaded target cannot hold the run open without bound.
+                if Instant::now() > deadline + Duration::from_secs_f64(a.timeout) {
+                    totals.errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let limit = Duration::from_secs_f64(a.timeout.clamp(0.001, 300.0));
+                let ok = tokio::time::timeout(limit, once(&mut conn, &a)).await.unwrap_or(false);
                 let us = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
                 if ok {
                     totals.ok.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +263,8 @@ async fn main() {
             // The clock starts when the request is released: the timer wheel's millisecond
             // granularity would otherwise be charged to the server as up to 1 ms of latency.
             // A request waiting for a busy connection still counts from here (the correction).
-            if tx.send(Instant::now()).await.is_err() {
+            // Capped at 1 ms late: a scheduler delayed longer (CPU starvation) is still charged.
+            if tx.send(Instant::now().min(due + Duration::from_millis(1))).await.is_err() {
                 break;
             }
             i += 1;

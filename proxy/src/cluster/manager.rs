@@ -23,6 +23,8 @@ pub struct ClusterManager {
     node: Arc<crate::locality::NodeView>,
     /// EDS service name → clusters asking for it.
     eds_index: ArcSwap<HashMap<String, Vec<Arc<ClusterRuntime>>>>,
+    /// Serialises writers, so the index always follows the map it was built from.
+    write: Mutex<()>,
 }
 
 impl ClusterManager {
@@ -77,6 +79,9 @@ impl ClusterManager {
     /// [`ClusterManager::upsert`] for a whole CDS response: the cluster map is copied once,
     /// not once per cluster (10,000 clusters would otherwise cost 10,000 map copies).
     pub fn upsert_many(&self, configs: Vec<Arc<Cluster>>) {
+        if configs.is_empty() {
+            return;
+        }
         let news: Vec<Arc<ClusterRuntime>> = configs.iter().map(|c| self.prepare(c)).collect();
         let old = self.swap(|m| {
             for n in &news {
@@ -123,6 +128,9 @@ impl ClusterManager {
 
     /// Removes several clusters with one map copy.
     pub fn remove_many(&self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
         let old = self.swap(|m| {
             for n in names {
                 m.remove(n);
@@ -171,9 +179,9 @@ impl ClusterManager {
         self.stop.cancel();
     }
 
-    /// Replaces the map (and rebuilds the EDS index). Writers are the config paths only: the
-    /// bootstrap, then the one xDS consumer, so the index follows the map it was built from.
+    /// Replaces the map and rebuilds the EDS index, one writer at a time.
     fn swap(&self, f: impl Fn(&mut HashMap<String, Arc<ClusterRuntime>>)) -> Arc<HashMap<String, Arc<ClusterRuntime>>> {
+        let _one_writer = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.clusters.rcu(|m| {
             let mut m = HashMap::clone(m);
             f(&mut m);

@@ -97,9 +97,10 @@ pub struct FilterChain {
     /// TLS termination (`transport_socket` with a `DownstreamTlsContext`); `None` = bytes as
     /// they arrive (plaintext, or TLS passed through).
     pub tls: Option<Arc<crate::tls::context::ServerTls>>,
-    /// `transport_socket_connect_timeout`: how long the TLS handshake may take (default 10 s;
-    /// Envoy has none by default, but a client that never finishes must not hold a task).
-    pub handshake_timeout: Duration,
+    /// `transport_socket_connect_timeout`: how long the TLS handshake may take (default 10 s:
+    /// Envoy has none by default, but a client that never finishes must not hold a task;
+    /// `0s` = none, as in Envoy).
+    pub handshake_timeout: Option<Duration>,
 }
 
 /// The terminal network filter of a chain.

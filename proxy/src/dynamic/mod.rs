@@ -100,12 +100,15 @@ pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXds
     });
     let client = XdsClient::start(cfg, consumer.clone());
     let warm = consumer.clone();
+    let ended = client.clone();
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // Starts listeners warming on secrets as they arrive; ends with the client.
         rt.spawn(async move {
             let mut rx = crate::tls::secrets::registry().arrived().subscribe();
-            while rx.changed().await.is_ok() {
-                if warm.client.get().is_some_and(|c| c.is_shut_down()) {
-                    break;
+            loop {
+                tokio::select! {
+                    _ = ended.closed() => break,
+                    r = rx.changed() => if r.is_err() { break },
                 }
                 warm.start_warm_listeners();
                 warm.check_ready();
@@ -215,6 +218,7 @@ impl Handler for Consumer {
             types::ENDPOINT => {
                 self.lock().missing_eds.insert(name.to_string());
             }
+            types::SECRET => crate::tls::secrets::registry().forget(&crate::tls::secrets::Source::Ads, name),
             _ => {}
         }
         self.check_ready();
@@ -322,6 +326,7 @@ impl Consumer {
                 st.rds_of.remove(name);
             }
             types::ROUTE => self.t.routes.remove(name),
+            types::SECRET => crate::tls::secrets::registry().forget(&crate::tls::secrets::Source::Ads, name),
             _ => {}
         }
     }

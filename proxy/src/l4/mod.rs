@@ -7,3 +7,14 @@ pub mod copy;
 #[allow(unsafe_code)]
 pub mod splice;
 pub mod tcp_proxy;
+
+/// `fut` under an optional time limit (`None`: no limit), as `tokio::time::timeout` gives it.
+pub async fn deadline<F: std::future::Future>(
+    limit: Option<std::time::Duration>,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, fut).await,
+        None => Ok(fut.await),
+    }
+}

@@ -119,7 +119,7 @@ mod tests {
                 sni_cluster: false,
             }),
             tls: None,
-            handshake_timeout: std::time::Duration::from_secs(10),
+            handshake_timeout: None,
         })
     }
 

@@ -195,7 +195,7 @@ async fn connection(
     let io = Prefixed::new(prefix, stream);
     let (down, tls) = match &chain.tls {
         None => (Either::Plain(io), None),
-        Some(tls) => match tokio::time::timeout(chain.handshake_timeout, tls.accept(io)).await {
+        Some(tls) => match crate::l4::deadline(chain.handshake_timeout, tls.accept(io)).await {
             Ok(Ok((s, peer_info))) => (Either::Tls(Box::new(s)), Some(peer_info)),
             Ok(Err(reason)) => {
                 debug!(chain = %chain.name, reason, "TLS handshake failed; closing");

@@ -37,7 +37,10 @@ pub fn apply(source: &Source, r: &Resource) -> Result<(), String> {
 struct SdsHandler(Source);
 
 impl Handler for SdsHandler {
-    fn apply(&self, type_url: &str, updated: Vec<Resource>, _removed: Vec<String>) -> Vec<Rejected> {
+    fn apply(&self, type_url: &str, updated: Vec<Resource>, removed: Vec<String>) -> Vec<Rejected> {
+        for name in &removed {
+            registry().forget(&self.0, name);
+        }
         let mut rejected = Vec::new();
         for r in updated {
             let result = if type_url == types::SECRET {
@@ -53,6 +56,7 @@ impl Handler for SdsHandler {
         rejected
     }
     fn does_not_exist(&self, _type_url: &str, name: &str) {
+        registry().forget(&self.0, name);
         tracing::warn!(secret = name, "SDS secret does not exist; handshakes that need it fail");
     }
 }

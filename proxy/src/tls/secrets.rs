@@ -193,6 +193,12 @@ impl Registry {
         s
     }
 
+    /// Drops the remembered content of a secret the control plane removed, reported missing,
+    /// or that is no longer subscribed: a later reference must wait for fresh content.
+    pub fn forget(&self, source: &Source, name: &str) {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).remove(&(source.clone(), name.to_string()));
+    }
+
     /// Records SDS content for later slots of the same name.
     fn remember(&self, source: &Source, name: &str, secret: Arc<Secret>) {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).insert((source.clone(), name.to_string()), secret);
@@ -274,6 +280,11 @@ mod tests {
         drop(slot);
         assert!(registry().find(&source, "gone-and-back").is_none(), "the slot died with its last holder");
         // The control plane will not resend an unchanged secret: the new slot must not be empty.
-        assert!(registry().named(source, "gone-and-back").is_ready());
+        let again = registry().named(source.clone(), "gone-and-back");
+        assert!(again.is_ready());
+        drop(again);
+        // Once the control plane removed it, a new reference waits for fresh content.
+        registry().forget(&source, "gone-and-back");
+        assert!(!registry().named(source, "gone-and-back").is_ready());
     }
 }

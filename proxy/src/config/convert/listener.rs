@@ -205,10 +205,11 @@ fn filter_chain(
     } else {
         format!("chain-{index}")
     };
-    let handshake_timeout = match &fc.transport_socket_connect_timeout {
-        Some(d) => duration(d, &path.field("transport_socket_connect_timeout"))?,
-        None => Duration::from_secs(10),
-    };
+    let handshake_timeout = super::common::timeout(
+        fc.transport_socket_connect_timeout.as_ref(),
+        Some(Duration::from_secs(10)),
+        &path.field("transport_socket_connect_timeout"),
+    )?;
     Ok(FilterChain { name, matcher, filter, tls, handshake_timeout })
 }
 

@@ -100,3 +100,28 @@ fn config_yaml_merges_objects_and_appends_lists() {
     assert_eq!((b.node.id.as_str(), b.node.cluster.as_str()), ("b", "x"));
     assert_eq!(b.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["c", "d"]);
 }
+
+/// The fields the endpoint path refuses by hand (instead of the reflective check) are still
+/// refused, each at its path.
+#[test]
+fn endpoint_fields_refused_by_hand_name_their_path() {
+    let ep = |extra_ep: &str, extra_addr: &str, extra_le: &str| {
+        format!(
+            "static_resources:\n  clusters:\n  - name: c\n    load_assignment: {{cluster_name: c, endpoints: [{{{extra_le}lb_endpoints: [{{endpoint: {{{extra_ep}address: {{socket_address: {{{extra_addr}address: 127.0.0.1, port_value: 1}}}}}}}}]}}]}}\n"
+        )
+    };
+    let e =
+        err(&ep("additional_addresses: [{address: {socket_address: {address: 127.0.0.2, port_value: 1}}}], ", "", ""));
+    assert!(e.contains("lb_endpoints[0].endpoint.additional_addresses: is not supported"), "{e}");
+    let e = err(&ep("", "network_namespace_filepath: /var/run/netns/x, ", ""));
+    assert!(e.contains("socket_address.network_namespace_filepath: is not supported"), "{e}");
+    let e = err(&ep("", "", "leds_cluster_locality_config: {leds_collection_name: x}, "));
+    assert!(
+        e.contains("endpoints[0]: load_balancer_endpoints / leds_cluster_locality_config are not supported"),
+        "{e}"
+    );
+    let e = err(&ep("", "named_port: http, ", "")
+        .replace("port_value: 1", "address: 127.0.0.1")
+        .replace("address: 127.0.0.1, address: 127.0.0.1", "address: 127.0.0.1"));
+    assert!(e.contains("named_port"), "{e}");
+}
