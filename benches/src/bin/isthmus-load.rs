@@ -1,8 +1,8 @@
 //! `isthmus-load`: a load generator for latency at a fixed rate, the measurement wrk and
 //! h2load do not make.
 //!
-//! Open loop: request *i* is released at `start + i / rate` whether or not earlier ones
-//! finished; its latency is measured from its release, so a stalled server is charged for the
+//! Open loop: request *i* is due at `start + i / rate` whether or not earlier ones finished;
+//! its latency is measured from when it was due, so a stalled server is charged for the
 //! requests that queued behind the stall (coordinated-omission correction, as wrk2 does).
 //! `--rate 0` is closed loop (each connection sends its next request when the last returns):
 //! maximum throughput. HTTP/1.1 (one request at a time per connection), HTTP/2 and gRPC
@@ -251,26 +251,33 @@ async fn main() {
         }));
     }
     if a.rate > 0 {
-        // The schedule: each tick is a request due now; workers take them in order.
+        // The schedule runs on its own OS thread: `thread::sleep` wakes within tens of
+        // microseconds, where the runtime's timer wheel rounds up to the next millisecond (which
+        // would be charged to the server). Each request is stamped with the time it was due,
+        // so a busy connection or a late release is charged to its latency (the correction).
         let interval = Duration::from_secs_f64(1.0 / a.rate as f64);
-        let mut i: u64 = 0;
-        loop {
-            let due = start + interval.mul_f64(i as f64);
-            if due >= deadline || i >= a.max_requests {
-                break;
+        let max = a.max_requests;
+        let ticker = std::thread::spawn(move || {
+            let mut i: u64 = 0;
+            loop {
+                let due = start + interval.mul_f64(i as f64);
+                if due >= deadline || i >= max {
+                    break;
+                }
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if tx.blocking_send(due).is_err() {
+                    break;
+                }
+                i += 1;
             }
-            tokio::time::sleep_until(due.into()).await;
-            // The clock starts when the request is released: the timer wheel's millisecond
-            // granularity would otherwise be charged to the server as up to 1 ms of latency.
-            // A request waiting for a busy connection still counts from here (the correction).
-            // Capped at 1 ms late: a scheduler delayed longer (CPU starvation) is still charged.
-            if tx.send(Instant::now().min(due + Duration::from_millis(1))).await.is_err() {
-                break;
-            }
-            i += 1;
-        }
+        });
+        let _ = tokio::task::spawn_blocking(move || ticker.join()).await;
+    } else {
+        drop(tx);
     }
-    drop(tx);
     for t in tasks {
         let _ = t.await;
     }
