@@ -285,6 +285,13 @@ fn istio_envoy_client(target: SocketAddr, m: &Mesh) -> String {
     ) + &static_secrets(&m.client.chain, &m.client.key, &m.pki.root)
 }
 
+/// Envoy as an Istio server sidecar of `m` (cluster2 identity) in front of `app` (HTTP) and
+/// `echo` (TCP), with the ALPN lists istiod gives its inbound chains (spec §2.1).
+fn istio_envoy_server(m: &Mesh, app: SocketAddr, echo: SocketAddr) -> String {
+    server_sidecar(&secrets_material(None), "h2, http/1.1", "istio-peer-exchange, h2, http/1.1", app, echo)
+        + &static_secrets(&m.server.chain, &m.server.key, &m.pki.root)
+}
+
 /// One line of text through a tcp_proxy path and the echo app; Err if it does not come back
 /// within 5 s.
 async fn tcp_round_trip(addr: SocketAddr, msg: &[u8]) -> Result<(), String> {
@@ -379,9 +386,7 @@ async fn isthmus_client_sidecar_to_envoy_inbound_http_and_tcp() {
     let m = mesh("isthmus-to-envoy");
     let app = Upstream::start("app", Behaviour::default()).await;
     let echo = tcp_echo().await;
-    let server_yaml =
-        server_sidecar(&secrets_material(None), "h2, http/1.1", "istio-peer-exchange, h2, http/1.1", app.addr, echo)
-            + &static_secrets(&m.server.chain, &m.server.key, &m.pki.root);
+    let server_yaml = istio_envoy_server(&m, app.addr, echo);
     let envoy = Envoy::start(&server_yaml).await;
     let inbound = envoy.listener("inbound");
 
@@ -439,9 +444,7 @@ async fn isthmus_client_expecting_another_identity_refuses_envoy_inbound() {
     let m = mesh("isthmus-wrong-san");
     let app = Upstream::start("app", Behaviour::default()).await;
     let echo = tcp_echo().await;
-    let server_yaml =
-        server_sidecar(&secrets_material(None), "h2, http/1.1", "istio-peer-exchange, h2, http/1.1", app.addr, echo)
-            + &static_secrets(&m.server.chain, &m.server.key, &m.pki.root);
+    let server_yaml = istio_envoy_server(&m, app.addr, echo);
     let envoy = Envoy::start(&server_yaml).await;
 
     let other = spiffe("default", "other");

@@ -74,6 +74,7 @@ fn static_cluster(name: &str, addr: SocketAddr) -> String {
 /// Sidecar bootstrap with ADS (LDS, and the secrets the listener names) from `cp_port`.
 fn ads_bootstrap(cp_port: u16, app: SocketAddr) -> String {
     let app_cluster = static_cluster("inbound|8080||", app);
+    let h2 = tests::yaml::H2_UPSTREAM;
     format!(
         r#"node: {{id: "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local", cluster: echo.default}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
@@ -88,11 +89,7 @@ static_resources:
   - name: xds-grpc
     type: STATIC
     connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
+{h2}    load_assignment:
       cluster_name: xds-grpc
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {cp_port}}}}}}}}}]}}]
 {app_cluster}"#
@@ -105,6 +102,7 @@ fn uds_bootstrap(socket: &Path, app: SocketAddr) -> String {
     let socket = socket.display();
     let listener = sds_listener(0, sds_grpc_source());
     let app_cluster = static_cluster("inbound|8080||", app);
+    let h2 = tests::yaml::H2_UPSTREAM;
     format!(
         r#"node: {{id: "sidecar~127.0.0.1~echo-1.default~default.svc.cluster.local", cluster: echo.default}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
@@ -115,11 +113,7 @@ static_resources:
   - name: sds-grpc
     type: STATIC
     connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
+{h2}    load_assignment:
       cluster_name: sds-grpc
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{pipe: {{path: "{socket}"}}}}}}}}]}}]
 {app_cluster}"#
