@@ -275,6 +275,22 @@ fn mesh_s_server(pki: &MeshPki, leaf: &Leaf, alpn: &str) -> SServer {
     SServer::start(&strs(&args))
 }
 
+/// The `x-forwarded-client-cert` the upstream received for one mTLS request from `client`
+/// (a forged header is sent along, to be replaced).
+fn xfcc_seen_upstream(addr: SocketAddr, client: &Leaf, pki: &MeshPki) -> String {
+    let args = istio_client_args(client, &pki.root, ISTIO_HTTP_ALPN);
+    let req = b"GET /headers HTTP/1.1\r\nHost: x\r\nx-forwarded-client-cert: By=spoofed\r\nConnection: close\r\n\r\n";
+    let (ok, out, err) = tls_exchange(addr, &strs(&args), req);
+    assert!(ok && out.contains("HTTP/1.1 200"), "{out}\n{err}");
+    // The body (the upstream's `/headers` JSON) follows the response head.
+    let head_end = out.find("HTTP/1.1 200").and_then(|i| out[i..].find("\r\n\r\n").map(|j| i + j)).expect("head");
+    let body = &out[head_end..];
+    let json = &body[body.find('{').expect("headers JSON")..];
+    let headers: serde_json::Value =
+        serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>().next().expect("JSON").unwrap();
+    headers["x-forwarded-client-cert"].as_str().expect("XFCC header").to_string()
+}
+
 /// curl (bounded): (success, response head + body).
 fn curl(args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(tests::tool("curl"));
@@ -715,17 +731,7 @@ async fn strict_http_chain_sets_x_forwarded_client_cert() {
         &[chain(MATCH_MTLS_HTTP, &strict_tls(&server, &pki, &["h2", "http/1.1"]), &hcm("inbound", "backend", xfcc))],
     );
     let proxy = Proxy::start(&bootstrap(&[l], &[cluster("backend", &[up.addr], "")]));
-    let args = istio_client_args(&client, &pki.root, ISTIO_HTTP_ALPN);
-    let req = b"GET /headers HTTP/1.1\r\nHost: x\r\nx-forwarded-client-cert: By=spoofed\r\nConnection: close\r\n\r\n";
-    let (ok, out, err) = tls_exchange(proxy.listener("inbound"), &strs(&args), req);
-    assert!(ok && out.contains("HTTP/1.1 200"), "{out}\n{err}");
-    // The body (the upstream's `/headers` JSON) follows the response head.
-    let head_end = out.find("HTTP/1.1 200").and_then(|i| out[i..].find("\r\n\r\n").map(|j| i + j)).expect("head");
-    let body = &out[head_end..];
-    let json = &body[body.find('{').expect("headers JSON")..];
-    let headers: serde_json::Value =
-        serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>().next().expect("JSON").unwrap();
-    let got = headers["x-forwarded-client-cert"].as_str().expect("XFCC header");
+    let got = xfcc_seen_upstream(proxy.listener("inbound"), &client, &pki);
 
     // sha256 of the client leaf's DER, by openssl.
     let mut der = Command::new(tests::tool("openssl"));
@@ -888,4 +894,30 @@ async fn alpn_without_inspector_and_a_silent_upstream_handshake_times_out() {
     assert!(started.elapsed() < WAIT, "the stuck handshake was not given up: {:?}", started.elapsed());
     await_tls_errors(&proxy, "upstream", "timeout", 1.0).await;
     held.abort();
+}
+
+/// Envoy is the reference for `x-forwarded-client-cert`: the same bootstrap (STRICT inbound,
+/// `SANITIZE_SET` with `subject`, `uri` and `dns`) run by Envoy 1.40 and by Isthmus, the same
+/// client certificate (an Istio leaf with an empty subject plus a DNS SAN), and the upstream
+/// must see byte-identical headers from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xfcc_matches_envoy_for_the_same_config_and_client() {
+    let pki = MeshPki::new("xfcc-envoy");
+    let server = pki.leaf("cluster1", &spiffe("default", "echo"), &[]);
+    let client = pki.leaf("cluster1", &spiffe("default", "sleep"), &["sleep.default.svc"]);
+    let up = Upstream::start("xfcc-ref", Behaviour::default()).await;
+    let xfcc = "          forward_client_cert_details: SANITIZE_SET\n          set_current_client_cert_details: {subject: true, uri: true, dns: true}\n";
+    let l = listener(
+        "inbound",
+        TLS_INSPECTOR,
+        &[chain(MATCH_MTLS_HTTP, &strict_tls(&server, &pki, &["h2", "http/1.1"]), &hcm("inbound", "backend", xfcc))],
+    );
+    let yaml = bootstrap(&[l], &[cluster("backend", &[up.addr], "")]);
+    let envoy = tests::envoy::Envoy::start(&yaml).await;
+    let proxy = Proxy::start(&yaml);
+    let from_envoy = xfcc_seen_upstream(envoy.listener("inbound"), &client, &pki);
+    let from_isthmus = xfcc_seen_upstream(proxy.listener("inbound"), &client, &pki);
+    assert!(from_envoy.contains(&format!("URI={}", client.spiffe)), "{from_envoy}");
+    assert_eq!(from_isthmus, from_envoy, "Isthmus must build the element exactly as Envoy does");
+    assert!(from_envoy.contains("DNS=sleep.default.svc") && from_envoy.contains("Subject="), "{from_envoy}");
 }
