@@ -237,8 +237,13 @@ async fn main() {
                     }
                 } else {
                     totals.errors.fetch_add(1, Ordering::Relaxed);
-                    if matches!(conn, Conn::H1(_) | Conn::Tcp(..)) {
-                        // The connection is likely gone: replace it.
+                    // The connection is likely gone (a reset, or GOAWAY on HTTP/2): this worker
+                    // continues on a new one of its own.
+                    let gone = match &conn {
+                        Conn::H2(s) => s.is_closed(),
+                        _ => true,
+                    };
+                    if gone {
                         if let Ok(c) = connect(&a).await {
                             conn = c;
                         }
