@@ -9,46 +9,14 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use proxy::listener::chain_match::{self, ConnInfo};
 
-/// The first flight of a real rustls client with Istio's SNI and ALPN.
+/// The first flight of a real rustls client with Istio's SNI and ALPN (the proxy's verifier
+/// without checks: nothing is verified, only the ClientHello is wanted).
 fn client_hello() -> Vec<u8> {
-    #[derive(Debug)]
-    struct AcceptAll;
-    impl rustls::client::danger::ServerCertVerifier for AcceptAll {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            proxy::tls::provider().signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(proxy::tls::provider().clone()))
+    let mut cfg = rustls::ClientConfig::builder_with_provider(proxy::tls::provider_arc())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAll))
+        .with_custom_certificate_verifier(Arc::new(proxy::tls::verify::ServerVerifier(None)))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"istio-http/1.1".to_vec(), b"istio".to_vec(), b"http/1.1".to_vec()];
     let name = rustls::pki_types::ServerName::try_from("outbound_.8080_._.reviews.default.svc.cluster.local").unwrap();

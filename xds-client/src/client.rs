@@ -118,11 +118,6 @@ impl XdsClient {
         let _ = self.tx.send(Command::Subscribe(type_url.to_string(), names.into_iter().collect()));
     }
 
-    /// Whether the client task has ended (shut down).
-    pub fn is_shut_down(&self) -> bool {
-        self.tx.is_closed()
-    }
-
     /// Resolves when the client task has ended, for tasks that live as long as the client.
     pub async fn closed(&self) {
         self.tx.closed().await

@@ -19,18 +19,18 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 
-/// The crypto provider every context uses (ring, as the control-plane client does).
+/// The crypto provider every context uses (ring, as the control-plane client does), shared.
+fn shared() -> &'static Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// The provider, for its algorithm tables.
 pub fn provider() -> &'static CryptoProvider {
-    provider_arc_ref()
+    shared()
 }
 
-/// The same provider as an `Arc`, as rustls' config builders take it.
+/// The provider as an `Arc`, as rustls' config builders take it.
 pub fn provider_arc() -> Arc<CryptoProvider> {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
-}
-
-fn provider_arc_ref() -> &'static CryptoProvider {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(provider_arc)
+    shared().clone()
 }
