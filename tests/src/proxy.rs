@@ -158,13 +158,20 @@ impl Proxy {
         http_get_blocking(self.admin, path).expect("admin request")
     }
 
-    /// The sum of Prometheus samples named `name` whose line contains `label_part`.
-    pub fn metric(&self, name: &str, label_part: &str) -> f64 {
+    /// The sum of the samples of `name` whose labels contain every `labels` part (label
+    /// order does not matter).
+    pub fn metric_with(&self, name: &str, labels: &[&str]) -> f64 {
         let (_, text) = self.admin_get("/stats/prometheus");
         text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(label_part))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| labels.iter().all(|p| l.contains(p)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The sum of Prometheus samples named `name` whose line contains `label_part`.
+    pub fn metric(&self, name: &str, label_part: &str) -> f64 {
+        self.metric_with(name, &[label_part])
     }
 }
 

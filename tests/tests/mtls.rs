@@ -299,21 +299,9 @@ fn curl(args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-/// The sum of the samples of `name` whose labels contain every `labels` part (label order
-/// does not matter).
-fn metric_with(proxy: &Proxy, name: &str, labels: &[&str]) -> f64 {
-    let (_, text) = proxy.admin_get("/stats/prometheus");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// `isthmus_tls_handshake_errors_total{side, reason}`.
 fn tls_errors(proxy: &Proxy, side: &str, reason: &str) -> f64 {
-    metric_with(
-        proxy,
+    proxy.metric_with(
         "isthmus_tls_handshake_errors_total",
         &[&format!("side=\"{side}\""), &format!("reason=\"{reason}\"")],
     )
@@ -374,7 +362,7 @@ async fn strict_inbound_http_chain_admits_only_mesh_client_certificates() {
     assert_eq!(up.hits(), 1);
     let entry = tests::eventually(WAIT, || access_log_for_peer(&proxy, &client.spiffe)).await;
     assert_eq!(entry["downstream_tls"], true, "{entry}");
-    assert!(metric_with(&proxy, "isthmus_tls_handshakes_total", &["side=\"downstream\""]) >= 1.0);
+    assert!(proxy.metric_with("isthmus_tls_handshakes_total", &["side=\"downstream\""]) >= 1.0);
 
     // No client certificate: TLS 1.3 `certificate required`.
     let ca = path_str(&pki.root);
@@ -560,7 +548,7 @@ async fn outbound_auto_mtls_presents_the_chain_and_verifies_the_server_identity(
         backend.alpn_offers()
     );
     assert!(!backend.alpn_offers().iter().any(|a| a.contains("istio-peer-exchange")), "{:?}", backend.alpn_offers());
-    assert!(metric_with(&proxy, "isthmus_tls_handshakes_total", &["side=\"upstream\""]) >= 2.0);
+    assert!(proxy.metric_with("isthmus_tls_handshakes_total", &["side=\"upstream\""]) >= 2.0);
 
     // The server's URI SAN is not the expected one: the proxy aborts and closes downstream.
     let got = tcp_exchange(proxy.listener("outbound-wrong"), b"GET / HTTP/1.0\r\n\r\n", "").await;
@@ -606,7 +594,7 @@ async fn east_west_gateway_routes_tls_by_sni_without_terminating_it() {
     assert_eq!(peer_san_and_serial(gw, "", &[]), (String::new(), String::new()));
     let (ok, out, _) = tls_exchange(gw, &["-servername", unknown], b"GET / HTTP/1.0\r\n\r\n");
     assert!(!ok && !out.contains("HTTP/1.0"), "{out}");
-    assert_eq!(metric_with(&proxy, "isthmus_tls_handshakes_total", &[]), 0.0, "the gateway terminates no TLS");
+    assert_eq!(proxy.metric_with("isthmus_tls_handshakes_total", &[]), 0.0, "the gateway terminates no TLS");
 }
 
 /// A Kubernetes-style secret mount: `cert-chain.pem` and `key.pem` are symlinks through
@@ -676,7 +664,7 @@ async fn watched_certificate_files_rotate_without_cutting_sessions() {
     assert_eq!(serial_now(), a.serial);
     let secret = format!("secret=\"{}\"", mount.chain().display());
     let expiry = tests::eventually(WAIT, || {
-        let v = metric_with(&proxy, "isthmus_tls_cert_expiry_seconds", &[&secret]);
+        let v = proxy.metric_with("isthmus_tls_cert_expiry_seconds", &[&secret]);
         (v > 0.0).then_some(v)
     })
     .await;
@@ -699,7 +687,7 @@ async fn watched_certificate_files_rotate_without_cutting_sessions() {
     );
 
     // A broken update is refused and B keeps serving.
-    let errors = |p: &Proxy| metric_with(p, "isthmus_tls_secret_errors_total", &[&secret]);
+    let errors = |p: &Proxy| p.metric_with("isthmus_tls_secret_errors_total", &[&secret]);
     let before = errors(&proxy);
     mount.install("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n", &b.key_pem);
     tests::eventually(WAIT, || (errors(&proxy) > before).then_some(())).await;

@@ -318,17 +318,6 @@ async fn assert_http_reaches_app(addr: SocketAddr, app: &Upstream) {
     assert_eq!(app.hits(), before + 1);
 }
 
-/// The sum of Prometheus samples `name` whose line contains every one of `labels` (in any
-/// order).
-fn metric_with(proxy: &Proxy, name: &str, labels: &[&str]) -> f64 {
-    let (_, text) = proxy.admin_get("/stats/prometheus");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// `downstream_peer_uri_san` of every JSON access-log line so far (contract §4).
 fn peer_uri_sans(proxy: &Proxy) -> Vec<String> {
     proxy
@@ -371,7 +360,7 @@ async fn envoy_client_sidecar_to_isthmus_inbound_http_and_tcp() {
     // Isthmus saw the Envoy client's SPIFFE id on the HTTP request and on the TCP connection
     // (logged when the tcp_proxy session ends; Envoy closes it when our socket is dropped).
     await_peer_logged(&isthmus, &m.client_id, 2).await;
-    assert!(metric_with(&isthmus, "isthmus_tls_handshakes_total", &["side=\"downstream\""]) >= 2.0);
+    assert!(isthmus.metric_with("isthmus_tls_handshakes_total", &["side=\"downstream\""]) >= 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,7 +389,7 @@ async fn isthmus_client_sidecar_to_envoy_inbound_http_and_tcp() {
 
     assert_http_reaches_app(isthmus.listener("http_out"), &app).await;
     tcp_round_trip(isthmus.listener("tcp_out"), b"ping over isthmus mtls\n").await.unwrap();
-    assert!(metric_with(&isthmus, "isthmus_tls_handshakes_total", &["side=\"upstream\""]) >= 2.0);
+    assert!(isthmus.metric_with("isthmus_tls_handshakes_total", &["side=\"upstream\""]) >= 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +417,7 @@ async fn envoy_client_expecting_another_identity_is_refused_by_isthmus_inbound()
     assert!(tcp_round_trip(envoy.listener("tcp_out_wrong"), b"must not pass\n").await.is_err());
     assert_eq!(app.hits(), 0);
     tests::eventually(Duration::from_secs(5), || {
-        (metric_with(&isthmus, "isthmus_tls_handshake_errors_total", &["side=\"downstream\""]) >= 1.0).then_some(())
+        (isthmus.metric_with("isthmus_tls_handshake_errors_total", &["side=\"downstream\""]) >= 1.0).then_some(())
     })
     .await;
 
@@ -461,11 +450,8 @@ async fn isthmus_client_expecting_another_identity_refuses_envoy_inbound() {
     assert!(tcp_round_trip(isthmus.listener("tcp_out_wrong"), b"must not pass\n").await.is_err());
     assert_eq!(app.hits(), 0);
     tests::eventually(Duration::from_secs(5), || {
-        let n = metric_with(
-            &isthmus,
-            "isthmus_tls_handshake_errors_total",
-            &["side=\"upstream\"", "reason=\"san_mismatch\""],
-        );
+        let n = isthmus
+            .metric_with("isthmus_tls_handshake_errors_total", &["side=\"upstream\"", "reason=\"san_mismatch\""]);
         (n >= 1.0).then_some(())
     })
     .await;
@@ -520,7 +506,7 @@ async fn isthmus_sidecar_through_isthmus_eastwest_gateway_to_isthmus_sidecar() {
     tcp_round_trip(client.listener("tcp_out"), b"across the gateway\n").await.unwrap();
     drop(client); // ends the TCP session so the server sidecar logs it
     await_peer_logged(&server, &m.client_id, 2).await;
-    assert_eq!(metric_with(&gateway, "isthmus_tls_handshakes_total", &[]), 0.0, "the gateway terminates nothing");
+    assert_eq!(gateway.metric_with("isthmus_tls_handshakes_total", &[]), 0.0, "the gateway terminates nothing");
     assert_gateway_passes_through(&m, gw);
 }
 
@@ -539,5 +525,5 @@ async fn envoy_sidecar_through_isthmus_eastwest_gateway_to_isthmus_sidecar() {
     assert_http_reaches_app(envoy.listener("http_out"), &app).await;
     tcp_round_trip(envoy.listener("tcp_out"), b"envoy across the gateway\n").await.unwrap();
     await_peer_logged(&server, &m.client_id, 2).await;
-    assert_eq!(metric_with(&gateway, "isthmus_tls_handshakes_total", &[]), 0.0, "the gateway terminates nothing");
+    assert_eq!(gateway.metric_with("isthmus_tls_handshakes_total", &[]), 0.0, "the gateway terminates nothing");
 }
