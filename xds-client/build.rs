@@ -25,6 +25,32 @@ const ROOTS: &[&str] = &[
     "envoy/service/discovery/v3/ads.proto",
     "envoy/service/secret/v3/sds.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    // What istiod and pilot-agent send beyond the above: read (and dumped) even where Isthmus
+    // refuses or ignores them, so the refusal can name the field rather than an unknown type.
+    "udpa/type/v1/typed_struct.proto",
+    "xds/type/v3/typed_struct.proto",
+    "envoy/extensions/request_id/uuid/v3/uuid.proto",
+    "envoy/extensions/bootstrap/internal_listener/v3/internal_listener.proto",
+    "envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto",
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/filters/http/grpc_stats/v3/config.proto",
+    "envoy/extensions/filters/http/grpc_web/v3/grpc_web.proto",
+    "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    "envoy/config/trace/v3/zipkin.proto",
+    "envoy/config/trace/v3/opentelemetry.proto",
+    "envoy/extensions/matching/common_inputs/network/v3/network_inputs.proto",
+    "envoy/extensions/matching/input_matchers/ip/v3/ip.proto",
+    "envoy/extensions/filters/listener/proxy_protocol/v3/proxy_protocol.proto",
+    "envoy/extensions/http/original_ip_detection/xff/v3/xff.proto",
+    "envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/listener/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/http/wasm/v3/wasm.proto",
+    "envoy/extensions/filters/network/wasm/v3/wasm.proto",
+    "envoy/extensions/access_loggers/open_telemetry/v3/logs_service.proto",
+    "envoy/extensions/upstreams/tcp/v3/tcp_protocol_options.proto",
 ];
 
 fn main() {

@@ -44,6 +44,8 @@ pub struct Options {
     pub drain_time: Duration,
     /// Extra readiness listener (Istio's 15021 `/healthz/ready`).
     pub readiness: Option<SocketAddr>,
+    /// The command line, for `/server_info`.
+    pub command_line: serde_json::Value,
 }
 
 /// A started proxy.
@@ -97,6 +99,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         listeners: listeners.clone(),
         dynamic: dump.clone(),
         shutdown: shutdown.clone(),
+        command_line: opts.command_line.clone(),
     });
     let admin_addrs: Vec<(SocketAddr, admin::Scope)> = bootstrap
         .admin
@@ -117,6 +120,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
     tokio::spawn(crate::tls::files::watch(drain.clone()));
     if xds.is_none() {
         ready.store(true, Ordering::Release);
+        crate::telemetry::server_stats::stats().set_workers_started();
         info!(listeners = bootstrap.listeners.len(), "ready");
     }
     Ok(Running {
@@ -158,6 +162,7 @@ impl Running {
     /// Stops accepting (new connections are refused), lets in-flight requests and
     /// connections finish for up to the drain time, then returns.
     pub async fn drain(self) {
+        crate::telemetry::server_stats::stats().set_draining();
         if let Some(x) = &self.xds {
             x.shutdown();
         }

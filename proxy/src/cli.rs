@@ -57,6 +57,22 @@ pub struct Cli {
     /// Accepted for Envoy compatibility; log lines use tracing's format.
     #[arg(long = "log-format")]
     pub log_format: Option<String>,
+    /// Per-component log levels (`upstream:debug,misc:error`), as pilot-agent passes them.
+    /// Isthmus has one log filter: the levels are accepted and the global `-l` level applies.
+    #[arg(long = "component-log-level")]
+    pub component_log_level: Option<String>,
+    /// Accepted for Envoy compatibility (hot-restart parent shutdown); Isthmus has no hot restart.
+    #[arg(long = "parent-shutdown-time-s")]
+    pub parent_shutdown_time_s: Option<u64>,
+    /// Accepted for Envoy compatibility (hot-restart epoch); only 0 is meaningful here.
+    #[arg(long = "restart-epoch", default_value_t = 0)]
+    pub restart_epoch: u32,
+    /// Accepted for Envoy compatibility (hot-restart shared memory id).
+    #[arg(long = "base-id")]
+    pub base_id: Option<u64>,
+    /// Accepted for Envoy compatibility: Isthmus logs no deprecation warnings for fields.
+    #[arg(long = "skip-deprecated-logs")]
+    pub skip_deprecated_logs: bool,
     /// TCP proxying through a user-space copy instead of `splice(2)` (for comparison runs, or
     /// a kernel whose splice misbehaves).
     #[arg(long = "l4-copy")]
@@ -88,4 +104,33 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },
+}
+
+impl Cli {
+    /// The options in Envoy's `/server_info` `command_line_options` form (the fields that
+    /// exist here; Envoy's names).
+    pub fn options_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "concurrency": self.concurrency.unwrap_or(0),
+            "config_path": self.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "config_yaml": self.config_yaml.clone().unwrap_or_default(),
+            "allow_unknown_static_fields": self.allow_unknown_static_fields,
+            "local_address_ip_version": self.local_address_ip_version.clone().unwrap_or_else(|| "v4".into()),
+            "log_level": self.log_level,
+            "component_log_level": self.component_log_level.clone().unwrap_or_default(),
+            "log_format": self.log_format.clone().unwrap_or_default(),
+            "service_cluster": self.service_cluster.clone().unwrap_or_default(),
+            "service_node": self.service_node.clone().unwrap_or_default(),
+            "service_zone": self.service_zone.clone().unwrap_or_default(),
+            "file_flush_interval": format!("{}s", self.file_flush_interval_msec.unwrap_or(10_000) as f64 / 1000.0),
+            "drain_time": format!("{}s", self.drain_time_s),
+            "parent_shutdown_time": format!("{}s", self.parent_shutdown_time_s.unwrap_or(900)),
+            "mode": match self.mode { Mode::Serve => "Serve", Mode::Validate => "Validate" },
+            "disable_hot_restart": self.disable_hot_restart,
+            "restart_epoch": self.restart_epoch,
+            "base_id": self.base_id.unwrap_or(0).to_string(),
+            "drain_strategy": match self.drain_strategy.as_deref() { Some("immediate") => "Immediate", _ => "Gradual" },
+            "skip_deprecated_logs": self.skip_deprecated_logs,
+        })
+    }
 }

@@ -55,7 +55,12 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match app::start(bootstrap, Options { drain_time: Duration::from_secs(2), readiness: None }).await {
+    let running = match app::start(
+        bootstrap,
+        Options { drain_time: Duration::from_secs(2), readiness: None, command_line: serde_json::Value::Null },
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("demo: {e}");

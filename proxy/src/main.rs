@@ -32,7 +32,11 @@ fn main() -> ExitCode {
     }
     let Some(rt) = runtime(cli.concurrency) else { return ExitCode::FAILURE };
     proxy::l4::splice::set_enabled(!cli.l4_copy);
-    let opts = Options { drain_time: Duration::from_secs(cli.drain_time_s), readiness: cli.readiness_address };
+    let opts = Options {
+        drain_time: Duration::from_secs(cli.drain_time_s),
+        readiness: cli.readiness_address,
+        command_line: cli.options_json(),
+    };
     rt.block_on(async move {
         match app::start(bootstrap, opts).await {
             Ok(running) => {

@@ -134,9 +134,16 @@ async fn proxying_a_body_allocates_per_frame_not_per_byte() {
         up.port()
     );
     let b = proxy::config::load::load(None, Some(&yaml)).unwrap();
-    let running = proxy::app::start(b, proxy::app::Options { drain_time: Duration::from_secs(1), readiness: None })
-        .await
-        .unwrap();
+    let running = proxy::app::start(
+        b,
+        proxy::app::Options {
+            drain_time: Duration::from_secs(1),
+            readiness: None,
+            command_line: serde_json::Value::Null,
+        },
+    )
+    .await
+    .unwrap();
     let addr = running.listener("l").unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut resp = vec![0u8; 4096];

@@ -99,8 +99,14 @@ async fn admin_pages() {
     let (s, dump) = proxy.admin_get("/config_dump");
     assert_eq!(s, 200);
     let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
-    assert_eq!(dump["configs"][1]["static_listeners"][0]["listener"]["name"], "ingress");
-    assert_eq!(dump["configs"][2]["static_clusters"][0]["source"], "static");
+    // Envoy's order and shape (envoy.admin.v3.ConfigDump): bootstrap, clusters, listeners, …
+    assert_eq!(dump["configs"][1]["@type"], "type.googleapis.com/envoy.admin.v3.ClustersConfigDump");
+    assert_eq!(dump["configs"][1]["static_clusters"][0]["cluster"]["name"], "web");
+    assert_eq!(dump["configs"][2]["static_listeners"][0]["listener"]["name"], "ingress");
+    assert_eq!(
+        dump["configs"][2]["static_listeners"][0]["listener"]["@type"],
+        "type.googleapis.com/envoy.config.listener.v3.Listener"
+    );
     let (_, clusters) = proxy.admin_get("/clusters");
     assert!(clusters.contains(&format!("web::{}::health_flags::healthy", up.addr)), "{clusters}");
     get(proxy.listener("ingress"), "/", &[]).await.unwrap();

@@ -170,12 +170,29 @@ async fn virtual_hosts_by_domain() {
         "            virtual_hosts:\n            - name: vh\n              domains: [\"*\"]",
         "            virtual_hosts:\n            - name: wild\n              domains: [\"*.example.com\"]\n              routes: [{match: {prefix: \"/\"}, route: {cluster: b}}]\n            - name: vh\n              domains: [\"api.example.com\"]",
     );
-    let proxy = Proxy::start(&bootstrap(&[listener], &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")]));
+    let proxy =
+        Proxy::start(&bootstrap(&[listener.clone()], &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")]));
     let addr = proxy.listener("ingress");
     let (_, h, _) = get(addr, "/", &[("host", "api.example.com")]).await.unwrap();
     assert_eq!(h["x-upstream"], "exact");
-    let (_, h, _) = get(addr, "/", &[("host", "www.example.com:8080")]).await.unwrap();
+    let (_, h, _) = get(addr, "/", &[("host", "www.example.com")]).await.unwrap();
     assert_eq!(h["x-upstream"], "wild");
+    // As Envoy 1.40 with the same table: the port is part of the host unless the table sets
+    // `ignore_port_in_host_matching` (istiod sets it on every route table).
+    let (s, _, _) = get(addr, "/", &[("host", "www.example.com:8080")]).await.unwrap();
+    assert_eq!(s, 404);
     let (s, _, _) = get(addr, "/", &[("host", "other.org")]).await.unwrap();
     assert_eq!(s, 404);
+    drop(proxy);
+    let listener = listener.replace(
+        "          route_config:\n",
+        "          route_config:\n            ignore_port_in_host_matching: true\n",
+    );
+    assert!(listener.contains("ignore_port_in_host_matching"), "{listener}");
+    let proxy = Proxy::start(&bootstrap(&[listener], &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")]));
+    let addr = proxy.listener("ingress");
+    let (_, h, _) = get(addr, "/", &[("host", "www.example.com:8080")]).await.unwrap();
+    assert_eq!(h["x-upstream"], "wild");
+    let (_, h, _) = get(addr, "/", &[("host", "api.example.com:9080")]).await.unwrap();
+    assert_eq!(h["x-upstream"], "exact");
 }

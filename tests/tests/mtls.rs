@@ -894,7 +894,7 @@ async fn xfcc_matches_envoy_for_the_same_config_and_client() {
     let server = pki.leaf("cluster1", &spiffe("default", "echo"), &[]);
     let client = pki.leaf("cluster1", &spiffe("default", "sleep"), &["sleep.default.svc"]);
     let up = Upstream::start("xfcc-ref", Behaviour::default()).await;
-    let xfcc = "          forward_client_cert_details: SANITIZE_SET\n          set_current_client_cert_details: {subject: true, uri: true, dns: true}\n";
+    let xfcc = "          forward_client_cert_details: SANITIZE_SET\n          set_current_client_cert_details: {subject: true, cert: true, uri: true, dns: true}\n";
     let l = listener(
         "inbound",
         TLS_INSPECTOR,
@@ -908,4 +908,6 @@ async fn xfcc_matches_envoy_for_the_same_config_and_client() {
     assert!(from_envoy.contains(&format!("URI={}", client.spiffe)), "{from_envoy}");
     assert_eq!(from_isthmus, from_envoy, "Isthmus must build the element exactly as Envoy does");
     assert!(from_envoy.contains("DNS=sleep.default.svc") && from_envoy.contains("Subject="), "{from_envoy}");
+    // `cert: true` (Istio's gateways set it): the URL-encoded PEM of the client leaf.
+    assert!(from_envoy.contains("Cert=\"-----BEGIN%20CERTIFICATE-----%0A"), "{from_envoy}");
 }

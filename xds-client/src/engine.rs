@@ -382,14 +382,43 @@ fn nack_message(rejected: &[Rejected]) -> String {
     rejected.iter().map(|r| format!("{}: {}", r.name, r.reason)).collect::<Vec<_>>().join("; ")
 }
 
-/// `xds_acked_version{type,version}` is 1 for the version in force, 0 for the one it replaced.
-fn acked_version(type_url: &str, old: &str, new: &str) {
-    if old != new && !old.is_empty() {
-        metrics::gauge!("xds_acked_version", "type" => types::short(type_url), "version" => old.to_string()).set(0.0);
-    }
-    metrics::gauge!("xds_acked_version", "type" => types::short(type_url), "version" => new.to_string()).set(1.0);
+/// `xds_acked_version{type}`: the xxHash64 of the `version_info` in force (its low 53 bits, so
+/// the gauge holds it exactly), as Envoy's `update_*`/`version` stats do. One series per type:
+/// a label per version would add a series with every push and never drop any.
+fn acked_version(type_url: &str, _old: &str, new: &str) {
+    let hash = xxhash_rust::xxh64::xxh64(new.as_bytes(), 0) & ((1u64 << 53) - 1);
+    #[allow(clippy::cast_precision_loss)] // below 2^53: exact
+    metrics::gauge!("xds_acked_version", "type" => types::short(type_url)).set(hash as f64);
 }
 
 fn counters(type_url: &str, ack: bool) {
     metrics::counter!("xds_updates_total", "type" => types::short(type_url), "result" => if ack { "ack" } else { "nack" }).increment(1);
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    /// A label per pushed version grew one series per push for the life of the process.
+    #[test]
+    fn acked_version_is_one_series_per_type_whatever_the_pushes() {
+        let rec = DebuggingRecorder::new();
+        let snap = rec.snapshotter();
+        let cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+        metrics::with_local_recorder(&rec, || {
+            for v in 0..100 {
+                super::acked_version(cds, &(v - 1).to_string(), &v.to_string());
+            }
+        });
+        let series: Vec<_> =
+            snap.snapshot().into_vec().into_iter().filter(|(k, ..)| k.key().name() == "xds_acked_version").collect();
+        assert_eq!(series.len(), 1, "{series:?}");
+        let expected = xxhash_rust::xxh64::xxh64(b"99", 0) & ((1u64 << 53) - 1);
+        #[allow(clippy::cast_precision_loss)]
+        let expected = expected as f64;
+        assert!(
+            matches!(series[0].3, metrics_util::debugging::DebugValue::Gauge(g) if g.into_inner() == expected),
+            "{series:?}"
+        );
+    }
 }

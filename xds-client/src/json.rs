@@ -81,12 +81,89 @@ where
     T::decode(bytes.as_slice()).map_err(|source| JsonError::Decode { type_name, source })
 }
 
-/// Encoded bytes of proto `type_name` as canonical proto3 JSON (config dumps).
+/// Encoded bytes of proto `type_name` as canonical proto3 JSON (config dumps), with `@type`
+/// and Envoy's snake_case field names, as Envoy's `/config_dump` prints them.
+///
+/// An `Any` whose type is outside the compiled set (Istio's own filter configs, say) cannot be
+/// printed as itself; it becomes a `udpa.type.v1.TypedStruct` carrying the original type URL
+/// and the payload in base64 under `isthmus_undecoded_base64`, so the dump stays valid proto3
+/// JSON that `istioctl` can read and nothing is hidden.
 pub fn to_json(type_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
-    let desc = pool()?.get_message_by_name(type_name).ok_or_else(|| JsonError::UnknownType(type_name.to_string()))?;
-    let msg = DynamicMessage::decode(desc, bytes)
+    let pool = pool()?;
+    let desc = pool.get_message_by_name(type_name).ok_or_else(|| JsonError::UnknownType(type_name.to_string()))?;
+    let mut msg = DynamicMessage::decode(desc, bytes)
         .map_err(|source| JsonError::Decode { type_name: type_name.to_string(), source })?;
-    serde_json::to_value(&msg).map_err(|e| JsonError::Invalid { path: String::new(), message: e.to_string() })
+    wrap_unknown_any(&mut msg, pool);
+    let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
+    let mut out = msg
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(|e| JsonError::Invalid { path: String::new(), message: e.to_string() })?;
+    if let serde_json::Value::Object(m) = &mut out {
+        m.insert("@type".into(), serde_json::Value::String(format!("type.googleapis.com/{type_name}")));
+    }
+    Ok(out)
+}
+
+const ANY: &str = "google.protobuf.Any";
+
+fn wrap_unknown_any(msg: &mut DynamicMessage, pool: &DescriptorPool) {
+    use prost_reflect::{ReflectMessage, Value};
+    if msg.descriptor().full_name() == ANY {
+        let url = msg.get_field_by_name("type_url").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let known = pool.get_message_by_name(url.rsplit('/').next().unwrap_or_default());
+        match known {
+            Some(inner_desc) => {
+                let bytes = msg.get_field_by_name("value").and_then(|v| v.as_bytes().cloned()).unwrap_or_default();
+                if let Ok(mut inner) = DynamicMessage::decode(inner_desc, bytes.as_ref()) {
+                    wrap_unknown_any(&mut inner, pool);
+                    msg.set_field_by_name("value", Value::Bytes(prost::Message::encode_to_vec(&inner).into()));
+                }
+            }
+            None => {
+                if let Some(wrapped) = typed_struct_for(msg, &url, pool) {
+                    *msg = wrapped;
+                }
+            }
+        }
+        return;
+    }
+    let fields: Vec<_> = msg.descriptor().fields().collect();
+    for f in fields {
+        if !msg.has_field(&f) {
+            continue;
+        }
+        match msg.get_field_mut(&f) {
+            Value::Message(m) => wrap_unknown_any(m, pool),
+            Value::List(items) => items.iter_mut().for_each(|v| {
+                if let Value::Message(m) = v {
+                    wrap_unknown_any(m, pool);
+                }
+            }),
+            Value::Map(map) => map.values_mut().for_each(|v| {
+                if let Value::Message(m) = v {
+                    wrap_unknown_any(m, pool);
+                }
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// An `Any` holding `udpa.type.v1.TypedStruct{type_url: url, value: {isthmus_undecoded_base64}}`.
+fn typed_struct_for(any: &DynamicMessage, url: &str, pool: &DescriptorPool) -> Option<DynamicMessage> {
+    use base64::Engine;
+    let bytes = any.get_field_by_name("value").and_then(|v| v.as_bytes().cloned()).unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes.as_ref());
+    let json = serde_json::json!({"type_url": url, "value": {"isthmus_undecoded_base64": b64}});
+    let ts_desc = pool.get_message_by_name("udpa.type.v1.TypedStruct")?;
+    let ts = DynamicMessage::deserialize(ts_desc, json).ok()?;
+    let mut out = DynamicMessage::new(pool.get_message_by_name(ANY)?);
+    out.set_field_by_name(
+        "type_url",
+        prost_reflect::Value::String("type.googleapis.com/udpa.type.v1.TypedStruct".into()),
+    );
+    out.set_field_by_name("value", prost_reflect::Value::Bytes(prost::Message::encode_to_vec(&ts).into()));
+    Some(out)
 }
 
 /// Rewords the decoder's "message 'X' not found" (an `@type` outside the compiled set) so the
@@ -127,5 +204,50 @@ mod tests {
         let err = from_json::<Bootstrap>(v).unwrap_err().to_string();
         assert!(err.starts_with("static_resources.clusters[1]"), "{err}");
         assert!(err.contains("nme"), "{err}");
+    }
+
+    /// Istio's own filter types are not in the compiled set: the dump keeps them readable
+    /// (TypedStruct with the original URL and payload) instead of failing the whole resource.
+    #[test]
+    fn dump_wraps_unknown_any_and_keeps_known_ones() {
+        use crate::protos::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+        use crate::protos::google::protobuf::Any;
+        let unknown = Any {
+            type_url: "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange".into(),
+            value: vec![0x0a, 0x05, b'i', b's', b't', b'i', b'o'],
+        };
+        let known = Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy".into(),
+            value: prost::Message::encode_to_vec(
+                &crate::protos::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy {
+                    stat_prefix: "s".into(),
+                    ..Default::default()
+                },
+            ),
+        };
+        let l = Listener {
+            name: "l".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![
+                    Filter {
+                        name: "istio.metadata_exchange".into(),
+                        config_type: Some(filter::ConfigType::TypedConfig(unknown)),
+                    },
+                    Filter { name: "tcp".into(), config_type: Some(filter::ConfigType::TypedConfig(known)) },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = to_json("envoy.config.listener.v3.Listener", &prost::Message::encode_to_vec(&l)).unwrap();
+        assert_eq!(v["@type"], "type.googleapis.com/envoy.config.listener.v3.Listener");
+        let filters = &v["filter_chains"][0]["filters"];
+        assert_eq!(filters[0]["typed_config"]["@type"], "type.googleapis.com/udpa.type.v1.TypedStruct");
+        assert_eq!(
+            filters[0]["typed_config"]["type_url"],
+            "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange"
+        );
+        assert_eq!(filters[0]["typed_config"]["value"]["isthmus_undecoded_base64"], "CgVpc3Rpbw==");
+        assert_eq!(filters[1]["typed_config"]["stat_prefix"], "s");
     }
 }

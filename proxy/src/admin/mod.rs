@@ -1,9 +1,11 @@
 //! The admin interface, on its own thread and runtime so a busy data plane cannot starve it:
-//! `/ready`, `/healthz/ready`, `/stats/prometheus`, `/config_dump`, `/clusters`, `/logging`,
-//! `/quitquitquit`.
+//! `/ready`, `/healthz/ready`, `/stats`, `/stats/prometheus`, `/server_info`, `/config_dump`,
+//! `/clusters`, `/listeners`, `/logging`, `/drain_listeners`, `/quitquitquit`.
 
+mod config_dump;
 mod pages;
 mod redact;
+mod stats;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +43,8 @@ pub struct AdminState {
     pub dynamic: Arc<crate::dynamic::dump::DumpStore>,
     /// Fired by `/quitquitquit`.
     pub shutdown: CancellationToken,
+    /// The command line as Envoy's `/server_info` `command_line_options` shows it.
+    pub command_line: serde_json::Value,
 }
 
 /// What an admin address serves.

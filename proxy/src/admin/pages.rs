@@ -8,7 +8,6 @@ use hyper::body::Bytes;
 use serde_json::json;
 
 use super::{text, AdminState};
-use crate::telemetry::access_log::rfc3339;
 
 /// Dispatches an admin request by path.
 pub fn route<B>(st: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -25,7 +24,23 @@ pub fn route<B>(st: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
             Some(h) => text(200, h.render(), "text/plain; version=0.0.4"),
             None => text(503, "metrics recorder not installed\n", "text/plain"),
         },
-        "/config_dump" => text(200, config_dump(st), "application/json"),
+        "/config_dump" => match super::config_dump::render(st, &super::config_dump::Query::parse(query)) {
+            Ok(v) => text(200, serde_json::to_string_pretty(&v).unwrap_or_default(), "application/json"),
+            Err((status, msg)) => text(status, msg, "text/plain"),
+        },
+        "/stats" => super::stats::render(st, query),
+        "/server_info" => text(200, super::stats::server_info(st), "application/json"),
+        "/drain_listeners" if req.method() == http::Method::POST => {
+            let flag = |f: &str| query.split('&').any(|kv| kv == f || kv.starts_with(&format!("{f}=")));
+            crate::telemetry::server_stats::stats().set_draining();
+            let n = st.listeners.drain(flag("inboundonly"), flag("graceful"));
+            text(200, format!("OK ({n} listeners draining)\n"), "text/plain")
+        }
+        // Envoy refuses state-changing admin calls over GET (a browser or a probe must not
+        // stop the proxy by visiting a URL).
+        "/drain_listeners" | "/quitquitquit" if req.method() != http::Method::POST => {
+            text(405, "This endpoint requires POST\n", "text/plain")
+        }
         "/listeners" => {
             let v: Vec<_> = st.listeners.addresses().into_iter().map(|(n, a)| json!({"name": n, "local_address": a.to_string()})).collect();
             text(200, serde_json::to_string_pretty(&json!({"listener_statuses": v})).unwrap_or_default(), "application/json")
@@ -39,10 +54,11 @@ pub fn route<B>(st: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
         }
         "/logging" => logging(query),
         "/quitquitquit" => {
+            crate::telemetry::server_stats::stats().set_draining();
             st.shutdown.cancel();
             text(200, "OK\n", "text/plain")
         }
-        _ => text(404, "admin paths: /ready /healthz/ready /stats/prometheus /config_dump /clusters /logging?level= /quitquitquit\n", "text/plain"),
+        _ => text(404, "admin paths: /ready /healthz/ready /stats /stats/prometheus /server_info /config_dump /clusters /listeners /logging?level= (POST) /drain_listeners (POST) /quitquitquit (POST)\n", "text/plain"),
     }
 }
 
@@ -57,32 +73,6 @@ fn logging(query: &str) -> Response<Full<Bytes>> {
         ),
         None => text(400, "usage: /logging?level=<trace|debug|info|warning|error|critical|off>\n", "text/plain"),
     }
-}
-
-/// Envoy-shaped config dump: the bootstrap, then static listeners and clusters, each with its
-/// source (`static`), version and apply time.
-fn config_dump(st: &AdminState) -> String {
-    let when = rfc3339(st.applied);
-    let src = &st.bootstrap.source;
-    let pick = |key: &str| {
-        src.pointer(&format!("/static_resources/{key}")).and_then(|v| v.as_array()).cloned().unwrap_or_default()
-    };
-    let listeners: Vec<_> = pick("listeners")
-        .into_iter()
-        .map(|l| json!({"listener": l, "source": "static", "version_info": "static", "last_updated": when}))
-        .collect();
-    let clusters: Vec<_> = pick("clusters")
-        .into_iter()
-        .map(|c| json!({"cluster": c, "source": "static", "version_info": "static", "last_updated": when}))
-        .collect();
-    let mut dump = json!({"configs": [
-        {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": src, "last_updated": when},
-        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": listeners},
-        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": clusters},
-        {"@type": "isthmus.admin.DynamicResourcesDump", "dynamic": st.dynamic.snapshot()},
-    ]});
-    super::redact::private_keys(&mut dump);
-    serde_json::to_string_pretty(&dump).unwrap_or_default()
 }
 
 fn clusters_text(st: &AdminState) -> String {

@@ -13,6 +13,9 @@ pub struct Listener {
     pub name: String,
     /// Where to bind.
     pub address: SocketAddr,
+    /// More addresses served with the same config (`additional_addresses`: Istio's dual-stack
+    /// listeners bind `0.0.0.0` and `::`).
+    pub additional_addresses: Vec<SocketAddr>,
     /// Candidate chains, matched with Envoy's precedence.
     pub filter_chains: Vec<Arc<FilterChain>>,
     /// Used when no chain matches; without it such a connection is closed.
@@ -22,13 +25,16 @@ pub struct Listener {
     /// the listener lists a TLS/HTTP inspector.
     pub inspect: bool,
     /// How long inspection may wait for the first bytes (`listener_filters_timeout`, default
-    /// 15 s); on expiry the connection goes on with what was seen, as Envoy's
+    /// 15 s; `0s` means no limit, as in Envoy, and Istio's 15006 sends exactly that); on expiry
+    /// the connection goes on with what was seen, as Envoy's
     /// `continue_on_listener_filters_timeout` does when set (default: closed).
-    pub inspect_timeout: Duration,
+    pub inspect_timeout: Option<Duration>,
     /// On timeout, continue matching without inspection data instead of closing.
     pub continue_on_inspect_timeout: bool,
     /// Accept-queue length.
     pub backlog: u32,
+    /// `traffic_direction: INBOUND` (what `/drain_listeners?inboundonly` drains).
+    pub inbound: bool,
     /// Hand connections redirected here (iptables) to the listener that owns their original
     /// destination (Istio's `virtualOutbound` / `virtualInbound`).
     pub use_original_dst: bool,
@@ -190,6 +196,43 @@ pub struct HttpConnectionManager {
     pub websocket: bool,
     /// `forward_client_cert_details` + `set_current_client_cert_details`.
     pub xfcc: Xfcc,
+    /// `tracing` as configured. Recorded, not acted on: no span is created or exported until
+    /// the tracing work lands (README, "Envoy fields"); the percentages are validated so a bad
+    /// value is refused now rather than later.
+    pub tracing: Option<Tracing>,
+    /// `request_id_extension` (Envoy's UUID extension, istiod's default).
+    pub request_id: RequestId,
+    /// `proxy_100_continue`: forward `Expect: 100-continue` upstream instead of removing it
+    /// (the downstream gets `100 Continue` from Isthmus either way, once the body is read).
+    pub proxy_100_continue: bool,
+}
+
+/// HCM `tracing`: sampling percentages (each 0–100, Envoy's default 100) and the tracer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// `client_sampling`: share of requests with `x-client-trace-id` that are traced.
+    pub client_sampling: f64,
+    /// `random_sampling`: share of other requests that are traced.
+    pub random_sampling: f64,
+    /// `overall_sampling`: a cap applied after the other two.
+    pub overall_sampling: f64,
+    /// `envoy.tracers.zipkin` or `envoy.tracers.opentelemetry`, when a provider is set.
+    pub provider: Option<String>,
+}
+
+/// Envoy's UUID request-id extension options (both default to true).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    /// Pack the trace decision into the `x-request-id` UUID.
+    pub pack_trace_reason: bool,
+    /// Sample traces by the request id, so every hop makes the same decision.
+    pub use_request_id_for_trace_sampling: bool,
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId { pack_trace_reason: true, use_request_id_for_trace_sampling: true }
+    }
 }
 
 /// What happens to `x-forwarded-client-cert` (Envoy's `forward_client_cert_details`).
@@ -219,4 +262,6 @@ pub struct Xfcc {
     pub dns: bool,
     /// Add `Subject=""` (Istio asks for it; workload certs have an empty subject).
     pub subject: bool,
+    /// Add `Cert="…"`: the client leaf as URL-encoded PEM (Istio's gateways ask for it).
+    pub cert: bool,
 }

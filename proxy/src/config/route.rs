@@ -15,6 +15,8 @@ pub struct RouteConfig {
     pub virtual_hosts: Vec<VirtualHost>,
     /// Headers edits applied to every request / response that this table routes.
     pub edits: HeaderEdits,
+    /// Match virtual hosts on the host without its port (`ignore_port_in_host_matching`).
+    pub ignore_port_in_host_matching: bool,
 }
 
 /// A set of domains with their routes.

@@ -74,14 +74,28 @@ impl DumpStore {
         }
     }
 
-    /// Everything, for `/config_dump`.
-    pub fn snapshot(&self) -> serde_json::Value {
-        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for entry in e.values_mut().flat_map(|m| m.values_mut()) {
+    /// The entries of one kind (`lds`, `cds`, `rds`, `eds`, `sds`) by name, with their JSON
+    /// filled, for `/config_dump`.
+    pub fn of_kind(&self, kind: &str) -> Vec<(String, Entry)> {
+        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(m) = e.get(kind) else { return Vec::new() };
+        let mut out: Vec<(String, Entry)> = m.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        drop(e);
+        for (_, entry) in &mut out {
             if let Some((type_name, bytes)) = entry.raw.take() {
-                entry.resource = xds_client::json::to_json(&type_name, &bytes).unwrap_or_default();
+                entry.resource = xds_client::json::to_json(&type_name, &bytes)
+                    .unwrap_or_else(|err| serde_json::json!({"isthmus_dump_error": err.to_string()}));
             }
         }
-        serde_json::to_value(&e).unwrap_or_default()
+        out
+    }
+
+    /// The newest version accepted for `kind` (Envoy's top-level `version_info`).
+    pub fn version(&self, kind: &str) -> String {
+        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        e.get(kind)
+            .and_then(|m| m.values().filter(|v| v.raw.is_some()).max_by(|a, b| a.last_updated.cmp(&b.last_updated)))
+            .map(|v| v.version_info.clone())
+            .unwrap_or_default()
     }
 }

@@ -185,6 +185,7 @@ impl Handler for Consumer {
             }
         }
         self.t.clusters.upsert_many(new_clusters);
+        crate::telemetry::server_stats::stats().update(kind, rejected.is_empty());
         if type_url == types::CLUSTER {
             self.t.clusters.remove_many(&removed);
         }
@@ -379,6 +380,7 @@ impl Consumer {
         if ok {
             info!(source = "xds", "ready");
             self.t.ready.store(true, Ordering::Release);
+            crate::telemetry::server_stats::stats().set_workers_started();
         }
     }
 }

@@ -5,18 +5,19 @@ use http::HeaderMap;
 use crate::config::route::{DomainPattern, HeaderMatcher, PathMatch, Route, RouteConfig, ValueMatch, VirtualHost};
 
 /// Picks the virtual host for `host` with Envoy's precedence: exact, then the longest suffix
-/// wildcard, then the longest prefix wildcard, then `*`. A port in `host` is ignored unless a
-/// domain names it.
+/// wildcard, then the longest prefix wildcard, then `*`. As in Envoy, a port in `host` is part
+/// of the name (`reviews:9080` does not match domain `reviews`) unless the table sets
+/// `ignore_port_in_host_matching`, which istiod sets on every route table.
 pub fn virtual_host<'a>(rc: &'a RouteConfig, host: &str) -> Option<&'a VirtualHost> {
-    let host = host.to_ascii_lowercase();
-    let bare = strip_port(&host);
+    let lower = host.to_ascii_lowercase();
+    let host = if rc.ignore_port_in_host_matching { strip_port(&lower) } else { lower.as_str() };
     let mut best: Option<(u8, usize, &VirtualHost)> = None;
     for vh in &rc.virtual_hosts {
         for d in &vh.domains {
             let rank = match d {
-                DomainPattern::Exact(e) if *e == host || e == bare => Some((4, e.len())),
-                DomainPattern::Suffix(s) if matches_suffix(bare, s) || matches_suffix(&host, s) => Some((3, s.len())),
-                DomainPattern::Prefix(p) if matches_prefix(bare, p) || matches_prefix(&host, p) => Some((2, p.len())),
+                DomainPattern::Exact(e) if e == host => Some((4, e.len())),
+                DomainPattern::Suffix(s) if matches_suffix(host, s) => Some((3, s.len())),
+                DomainPattern::Prefix(p) if matches_prefix(host, p) => Some((2, p.len())),
                 DomainPattern::Any => Some((1, 0)),
                 _ => None,
             };
@@ -39,7 +40,8 @@ fn matches_prefix(host: &str, prefix: &str) -> bool {
     host.len() > prefix.len() && host.starts_with(prefix)
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without a trailing `:port` (IPv6 literals keep their brackets).
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.rfind("]:").map_or(host, |i| &host[..=i]);
     }
@@ -156,10 +158,20 @@ mod tests {
                 vh("exact", vec![DomainPattern::Exact("api.example.com".into())], vec![]),
             ],
             edits: Default::default(),
+            ignore_port_in_host_matching: false,
         };
         let name = |h: &str| virtual_host(&rc, h).map(|v| v.name.clone());
         assert_eq!(name("api.example.com").as_deref(), Some("exact"));
+        // Envoy keeps the port unless the table says to ignore it (Envoy 1.40 answers the same:
+        // tests/tests/http_proxy.rs virtual_hosts_by_domain): only the prefix wildcard still
+        // matches `api.example.com:8080`.
+        assert_eq!(name("API.example.com:8080").as_deref(), Some("prefix"));
+        assert_eq!(name("www.example.com:80").as_deref(), Some("any"));
+        let rc = RouteConfig { ignore_port_in_host_matching: true, ..rc };
+        let name = |h: &str| virtual_host(&rc, h).map(|v| v.name.clone());
         assert_eq!(name("API.example.com:8080").as_deref(), Some("exact"));
+        assert_eq!(name("www.example.com:80").as_deref(), Some("suffix"));
+        assert_eq!(name("[::1]:80").as_deref(), Some("any"));
         assert_eq!(name("www.example.com").as_deref(), Some("suffix"));
         assert_eq!(name("api.other.org").as_deref(), Some("prefix"));
         assert_eq!(name("other.org").as_deref(), Some("any"));

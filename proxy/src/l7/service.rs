@@ -165,6 +165,11 @@ fn prepare_headers(
 ) {
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
+    if !ctx.hcm.proxy_100_continue {
+        // Envoy's default: the proxy answers `100 Continue` itself (hyper does, when the body
+        // is first read) and the upstream never sees the expectation.
+        h.remove(header::EXPECT);
+    }
     if ctx.hcm.use_remote_address {
         append_forwarded_for(h, ctx.peer.ip());
     }

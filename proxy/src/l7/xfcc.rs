@@ -51,6 +51,11 @@ pub fn element(cfg: &Xfcc, p: &PeerInfo) -> String {
     if let Some(hash) = &p.cert_hash {
         parts.push(format!("Hash={hash}"));
     }
+    if cfg.cert {
+        if let Some(der) = &p.leaf_der {
+            parts.push(format!("Cert=\"{}\"", url_encoded_pem(der)));
+        }
+    }
     if cfg.subject {
         parts.push(format!("Subject=\"{}\"", p.subject.replace('"', "\\\"")));
     }
@@ -66,6 +71,31 @@ pub fn element(cfg: &Xfcc, p: &PeerInfo) -> String {
     parts.join(";")
 }
 
+/// The leaf as PEM, URL-encoded the way Envoy's `urlEncodedPemEncodedPeerCertificate` does
+/// it (only newline, space, `+`, `/` and `=` are escaped).
+fn url_encoded_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut out = String::with_capacity(pem.len() + pem.len() / 8);
+    for c in pem.chars() {
+        match c {
+            '\n' => out.push_str("%0A"),
+            ' ' => out.push_str("%20"),
+            '+' => out.push_str("%2B"),
+            '/' => out.push_str("%2F"),
+            '=' => out.push_str("%3D"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,12 +108,13 @@ mod tests {
             local_uri: Some("spiffe://cluster.local/ns/b/sa/server".into()),
             alpn: None,
             subject: String::new(),
+            leaf_der: None,
         }
     }
 
     #[test]
     fn modes_follow_envoy() {
-        let cfg = |mode| Xfcc { mode, uri: true, dns: false, subject: true };
+        let cfg = |mode| Xfcc { mode, uri: true, dns: false, subject: true, cert: false };
         let mut h = HeaderMap::new();
         h.insert(XFCC, HeaderValue::from_static("By=x;URI=y"));
         apply(&mut h, &cfg(XfccMode::AppendForward), Some(&peer()));

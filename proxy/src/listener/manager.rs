@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{bind, serve, BindError, Shared, Version};
+use super::{bind, bind_at, serve, BindError, Shared, Version};
 use crate::config::Listener;
 
 struct Running {
@@ -44,7 +44,9 @@ impl ListenerManager {
             self.shared.virtuals.rcu(|m| {
                 let mut m = HashMap::clone(m);
                 m.retain(|_, v| v.name != l.name);
-                m.insert(addr, l.clone());
+                for a in std::iter::once(addr).chain(l.additional_addresses.iter().copied()) {
+                    m.insert(a, l.clone());
+                }
                 m
             });
             info!(listener = %l.name, %addr, "virtual listener (bind_to_port: false)");
@@ -53,7 +55,8 @@ impl ListenerManager {
         self.remove_virtual(&l.name);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.get(&l.name) {
-            if r.current.load().listener.address == l.address {
+            let cur = r.current.load();
+            if cur.listener.address == l.address && cur.listener.additional_addresses == l.additional_addresses {
                 let old =
                     r.current.swap(Arc::new(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
                 old.drain.cancel();
@@ -63,6 +66,8 @@ impl ListenerManager {
         }
         let socket = bind(&l)?;
         let addr = socket.local_addr().unwrap_or(l.address);
+        // Dual stack (`additional_addresses`): one more socket per address, same config.
+        let extra = l.additional_addresses.iter().map(|a| bind_at(&l, *a)).collect::<Result<Vec<_>, _>>()?;
         if let Some(old) = running.remove(&l.name) {
             old.stop.cancel();
             old.current.load().drain.cancel();
@@ -71,6 +76,9 @@ impl ListenerManager {
             Arc::new(ArcSwap::from_pointee(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
         let stop = CancellationToken::new();
         tokio::spawn(serve(current.clone(), socket, self.shared.clone(), stop.clone()));
+        for socket in extra {
+            tokio::spawn(serve(current.clone(), socket, self.shared.clone(), stop.clone()));
+        }
         info!(listener = %l.name, %addr, "listening");
         running.insert(l.name.clone(), Running { current, addr, stop });
         Ok(addr)
@@ -95,6 +103,37 @@ impl ListenerManager {
             r.current.load().drain.cancel();
             info!(listener = %name, "listener removed");
         }
+    }
+
+    /// `/drain_listeners`: every listener (or only `traffic_direction: INBOUND` ones) stops
+    /// taking connections and its connections drain (HTTP/1 closes after the current response,
+    /// HTTP/2 gets GOAWAY, TCP is closed after the drain time). With `graceful`, as Envoy's
+    /// graceful drain, the listener keeps accepting for the drain time before it stops, so
+    /// clients that have not yet seen the endpoint go away still get an answer. Returns how many
+    /// listeners were drained.
+    pub fn drain(&self, inbound_only: bool, graceful: bool) -> usize {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for (name, r) in running.iter() {
+            let version = r.current.load();
+            if inbound_only && !version.listener.inbound {
+                continue;
+            }
+            version.drain.cancel();
+            if graceful {
+                let stop = r.stop.clone();
+                let after = self.shared.drain_time;
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    stop.cancel();
+                });
+            } else {
+                r.stop.cancel();
+            }
+            info!(listener = %name, graceful, "draining (/drain_listeners)");
+            n += 1;
+        }
+        n
     }
 
     /// Names and bound addresses.

@@ -39,11 +39,16 @@ pub struct BindError {
 
 /// Binds the listener's socket (SO_REUSEADDR, configured backlog).
 pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
-    let err = |source| BindError { name: l.name.clone(), addr: l.address, source };
-    let domain = socket2::Domain::for_address(l.address);
+    bind_at(l, l.address)
+}
+
+/// Binds `l` at `address` (its own, or one of its `additional_addresses`).
+pub fn bind_at(l: &Listener, address: SocketAddr) -> Result<TcpListener, BindError> {
+    let err = |source| BindError { name: l.name.clone(), addr: address, source };
+    let domain = socket2::Domain::for_address(address);
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP)).map_err(err)?;
     s.set_reuse_address(true).map_err(err)?;
-    if l.address.is_ipv6() {
+    if address.is_ipv6() {
         // Envoy's default (`ipv4_compat: false`): `[::]:15001` and `0.0.0.0:15001` coexist,
         // as Istio's dual-stack sidecar listeners need.
         s.set_only_v6(true).map_err(err)?;
@@ -51,7 +56,7 @@ pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
     if l.transparent {
         #[cfg(target_os = "linux")]
         {
-            if l.address.is_ipv4() {
+            if address.is_ipv4() {
                 s.set_ip_transparent_v4(true).map_err(err)?;
             } else {
                 s.set_ip_transparent_v6(true).map_err(err)?;
@@ -59,7 +64,7 @@ pub fn bind(l: &Listener) -> Result<TcpListener, BindError> {
         }
     }
     s.set_nonblocking(true).map_err(err)?;
-    s.bind(&l.address.into()).map_err(err)?;
+    s.bind(&address.into()).map_err(err)?;
     s.listen(i32::try_from(l.backlog).unwrap_or(1024)).map_err(err)?;
     TcpListener::from_std(s.into()).map_err(err)
 }
@@ -173,7 +178,12 @@ async fn connection(
     let mut info = ConnInfo { local: Some(local), peer: Some(peer), transport: "raw_buffer", ..ConnInfo::default() };
     let mut prefix = BytesMut::new();
     if l.inspect {
-        match tokio::time::timeout(l.inspect_timeout, inspect(&mut stream, &mut prefix, &mut info)).await {
+        let inspected = inspect(&mut stream, &mut prefix, &mut info);
+        let outcome = match l.inspect_timeout {
+            Some(limit) => tokio::time::timeout(limit, inspected).await,
+            None => Ok(inspected.await),
+        };
+        match outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 debug!(error = %e, "connection closed during inspection");

@@ -1,7 +1,8 @@
 //! Telemetry: Prometheus metrics with Istio's standard names, JSON access logs, and the
-//! runtime-adjustable log level.
+//! runtime-adjustable log level, and the Envoy-named server stats that pilot-agent reads.
 
 pub mod access_log;
 pub mod logging;
 pub mod metrics;
 pub mod request_metrics;
+pub mod server_stats;

@@ -78,6 +78,8 @@ pub struct PeerInfo {
     /// The client certificate's subject, RFC 2253 (most specific RDN first), as XFCC's
     /// `Subject=` carries it.
     pub subject: String,
+    /// The client leaf, DER (XFCC's `Cert=` is built from it when a listener asks).
+    pub leaf_der: Option<Arc<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -193,6 +195,7 @@ impl ServerTls {
                     local_uri: own.sans.identity().map(str::to_string),
                     alpn: conn.alpn_protocol().map(|a| String::from_utf8_lossy(a).into_owned()),
                     subject: leaf.map(|c| super::san::subject_rfc2253(c)).unwrap_or_default(),
+                    leaf_der: leaf.map(|c| Arc::from(c.as_ref())),
                 };
                 Ok((s, info))
             }

@@ -9,7 +9,7 @@ use super::common::timeout;
 use super::fields::{check, FieldPolicy};
 use super::{route, Resources};
 use crate::config::error::{ConfigError, Path};
-use crate::config::listener::{CodecType, HttpConnectionManager, RouteSource};
+use crate::config::listener::{CodecType, HttpConnectionManager, RequestId, RouteSource, Tracing};
 
 pub(super) const HCM: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -25,6 +25,9 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "upgrade_configs",
         "forward_client_cert_details",
         "set_current_client_cert_details",
+        "tracing",
+        "request_id_extension",
+        "proxy_100_continue",
     ],
     ignored: &[
         "server_name",
@@ -68,6 +71,21 @@ const NOOP_HTTP_TYPES: &[&str] = &[
 ];
 
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+const TRACING: FieldPolicy = FieldPolicy {
+    message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
+    honoured: &["client_sampling", "random_sampling", "overall_sampling", "provider"],
+    // Span content only: they shape spans, and no span is exported yet (see `Tracing`).
+    ignored: &["verbose", "max_path_tag_length", "custom_tags", "spawn_upstream_span"],
+};
+
+/// Tracers whose config Isthmus reads (the ones the tracing work will export to).
+const TRACERS: &[(&str, &str)] = &[
+    ("envoy.tracers.zipkin", "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig"),
+    ("envoy.tracers.opentelemetry", "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"),
+];
+
+const UUID_REQUEST_ID: &str = "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig";
 
 /// Converts an HTTP connection manager.
 pub fn connection_manager(
@@ -124,6 +142,64 @@ pub fn connection_manager(
         request_timeout: timeout(h.request_timeout.as_ref(), None, &path.field("request_timeout"))?,
         websocket,
         xfcc: xfcc(h, path)?,
+        tracing: h.tracing.as_ref().map(|t| tracing(t, &path.field("tracing"))).transpose()?,
+        request_id: request_id(h, &path.field("request_id_extension"))?,
+        proxy_100_continue: h.proxy_100_continue,
+    })
+}
+
+/// `tracing`: the sampling percentages and the provider are validated and kept; Envoy's
+/// defaults are 100 % each.
+fn tracing(t: &proto::http_connection_manager::Tracing, path: &Path) -> Result<Tracing, ConfigError> {
+    check(t, &TRACING, path)?;
+    let pct = |p: Option<&xds_client::protos::envoy::r#type::v3::Percent>, f: &str| -> Result<f64, ConfigError> {
+        match p.map(|p| p.value) {
+            None => Ok(100.0),
+            Some(v) if (0.0..=100.0).contains(&v) => Ok(v),
+            Some(v) => Err(path.err_at(f, format!("{v} is not a percentage in [0, 100]"))),
+        }
+    };
+    let provider = match &t.provider {
+        None => None,
+        Some(p) => {
+            use xds_client::protos::envoy::config::trace::v3::tracing::http::ConfigType;
+            let url = match &p.config_type {
+                Some(ConfigType::TypedConfig(a)) => a.type_url.as_str(),
+                None => "",
+            };
+            match TRACERS.iter().find(|(name, u)| *u == url || (url.is_empty() && *name == p.name)) {
+                Some((name, _)) => Some((*name).to_string()),
+                None => {
+                    return Err(path.field("provider").err(format!(
+                        "tracer {} is not supported (envoy.tracers.zipkin, envoy.tracers.opentelemetry)",
+                        if url.is_empty() { &p.name } else { url }
+                    )))
+                }
+            }
+        }
+    };
+    Ok(Tracing {
+        client_sampling: pct(t.client_sampling.as_ref(), "client_sampling")?,
+        random_sampling: pct(t.random_sampling.as_ref(), "random_sampling")?,
+        overall_sampling: pct(t.overall_sampling.as_ref(), "overall_sampling")?,
+        provider,
+    })
+}
+
+/// `request_id_extension`: only Envoy's UUID extension (what istiod sends) exists.
+fn request_id(h: &proto::HttpConnectionManager, path: &Path) -> Result<RequestId, ConfigError> {
+    use xds_client::protos::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
+    let Some(any) = h.request_id_extension.as_ref().and_then(|r| r.typed_config.as_ref()) else {
+        return Ok(RequestId::default());
+    };
+    if any.type_url != UUID_REQUEST_ID {
+        return Err(path.err_at("typed_config", format!("{} is not supported (only {UUID_REQUEST_ID})", any.type_url)));
+    }
+    let cfg: UuidRequestIdConfig = xds_client::json::unpack(any)
+        .map_err(|e| path.err_at("typed_config", format!("cannot decode {}: {e}", any.type_url)))?;
+    Ok(RequestId {
+        pack_trace_reason: cfg.pack_trace_reason.is_none_or(|b| b.value),
+        use_request_id_for_trace_sampling: cfg.use_request_id_for_trace_sampling.is_none_or(|b| b.value),
     })
 }
 
@@ -175,8 +251,14 @@ fn xfcc(h: &proto::HttpConnectionManager, path: &Path) -> Result<crate::config::
     };
     let set = h.set_current_client_cert_details.unwrap_or_default();
     let sp = path.field("set_current_client_cert_details");
-    if set.cert || set.chain {
-        return Err(sp.err_at(if set.cert { "cert" } else { "chain" }, "is not supported (only subject, uri and dns)"));
+    if set.chain {
+        return Err(sp.err_at("chain", "is not supported (only subject, cert, uri and dns)"));
     }
-    Ok(Xfcc { mode, uri: set.uri, dns: set.dns, subject: set.subject.map(|b| b.value).unwrap_or(false) })
+    Ok(Xfcc {
+        mode,
+        uri: set.uri,
+        dns: set.dns,
+        subject: set.subject.map(|b| b.value).unwrap_or(false),
+        cert: set.cert,
+    })
 }

@@ -29,11 +29,14 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
         "use_original_dst",
         "bind_to_port",
         "transparent",
+        "traffic_direction",
+        "additional_addresses",
     ],
     ignored: &[
+        // Accept-loop tuning (how many accepts per wake-up): no effect on what is served.
+        "max_connections_to_accept_per_socket_event",
         "stat_prefix",
         "metadata",
-        "traffic_direction",
         "per_connection_buffer_limit_bytes",
         "drain_type",
         "enable_reuse_port",
@@ -41,6 +44,9 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
         "access_log",
     ],
 };
+
+const ADDITIONAL_ADDRESS: FieldPolicy =
+    FieldPolicy { message: "envoy.config.listener.v3.AdditionalAddress", honoured: &["address"], ignored: &[] };
 
 pub(super) const FILTER_CHAIN: FieldPolicy = FieldPolicy {
     message: "envoy.config.listener.v3.FilterChain",
@@ -80,6 +86,15 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         Some(a) => socket_addr(a, &path.field("address"))?,
         None => return Err(path.err_at("address", "is required")),
     };
+    let mut additional_addresses = Vec::with_capacity(l.additional_addresses.len());
+    for (i, a) in l.additional_addresses.iter().enumerate() {
+        let p = path.field("additional_addresses").item(i, "");
+        check(a, &ADDITIONAL_ADDRESS, &p)?;
+        match &a.address {
+            Some(addr) => additional_addresses.push(socket_addr(addr, &p.field("address"))?),
+            None => return Err(p.err_at("address", "is required")),
+        }
+    }
     let mut inspect = false;
     for (i, f) in l.listener_filters.iter().enumerate() {
         let url = match &f.config_type {
@@ -118,19 +133,23 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
     if filter_chains.is_empty() && default_filter_chain.is_none() {
         return Err(path.err_at("filter_chains", "at least one filter chain is required"));
     }
+    // Envoy: "Specifying 0 disables the timeout" — the listener waits for the first bytes for
+    // as long as the client takes (Istio's virtualInbound sends `0s`).
     let inspect_timeout = match &l.listener_filters_timeout {
-        Some(d) => duration(d, &path.field("listener_filters_timeout"))?,
-        None => Duration::from_secs(15),
+        Some(d) => Some(duration(d, &path.field("listener_filters_timeout"))?).filter(|d| !d.is_zero()),
+        None => Some(Duration::from_secs(15)),
     };
     Ok(Listener {
         name: l.name.clone(),
         address,
+        additional_addresses,
         filter_chains,
         default_filter_chain,
         inspect,
         inspect_timeout,
         continue_on_inspect_timeout: l.continue_on_listener_filters_timeout,
         backlog: l.tcp_backlog_size.map(|v| v.value).unwrap_or(1024),
+        inbound: l.traffic_direction == xds_client::protos::envoy::config::core::v3::TrafficDirection::Inbound as i32,
         use_original_dst: l.use_original_dst.map(|b| b.value).unwrap_or(false),
         bind_to_port: l.bind_to_port.map(|b| b.value).unwrap_or(true),
         transparent: l.transparent.map(|b| b.value).unwrap_or(false),
