@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod envoy;
+pub mod istio;
 pub mod netns;
 pub mod openssl;
 pub mod pki;

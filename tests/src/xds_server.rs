@@ -52,6 +52,11 @@ impl AdsServer {
         Self::launch(0, &[], &["--unix".to_string(), socket.display().to_string()])
     }
 
+    /// Starts the server with extra command-line arguments (e.g. `--unix PATH --all-types`).
+    pub fn start_args(args: &[String]) -> AdsServer {
+        Self::launch(0, &[], args)
+    }
+
     /// Starts the server through a command prefix (e.g. `ip netns exec NS`).
     pub fn start_prefixed(port: u16, prefix: &[String]) -> AdsServer {
         Self::launch(port, prefix, &[])
@@ -140,6 +145,14 @@ impl AdsServer {
                 Err(_) => panic!("no matching control-plane event within {limit:?}; seen:\n{}", self.dump()),
             }
         }
+    }
+
+    /// The next event if one has arrived, without waiting (it stays queued for later waits).
+    pub fn try_next(&mut self) -> Option<Value> {
+        let e = self.events.try_recv().ok()?;
+        self.seen.push(e.clone());
+        self.backlog.push_back(e.clone());
+        Some(e)
     }
 
     /// Waits for a request event of `type_url` matching `f`.

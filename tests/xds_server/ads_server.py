@@ -609,7 +609,24 @@ async def main() -> int:
     ap.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
     ap.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     ap.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates from this CA")
+    ap.add_argument(
+        "--all-types",
+        action="store_true",
+        help="register every message of the public Envoy/xDS protos (for real istiod config dumps)",
+    )
     args = ap.parse_args()
+    if args.all_types:
+        import importlib
+        import pkgutil
+
+        import envoy
+        import udpa
+        import xds
+
+        for pkg in (envoy, xds, udpa):
+            for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                if m.name.endswith("_pb2"):
+                    importlib.import_module(m.name)
 
     cp = ControlPlane()
     server = grpc.aio.server(options=SERVER_OPTIONS)

@@ -84,6 +84,10 @@ impl ClusterRuntime {
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
+        if config.max_requests_per_connection == Some(1) {
+            // One request per connection: nothing goes back to the pool.
+            b.pool_max_idle_per_host(0);
+        }
         let h1 = b.build(connector.clone());
         let h2 =
             b.clone().http2_only(true).build(Connector { purpose: crate::tls::context::Purpose::Http2, ..connector });

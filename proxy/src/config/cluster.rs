@@ -44,6 +44,9 @@ pub struct Cluster {
     pub dns_refresh_rate: Duration,
     /// Close pooled upstream connections idle for this long (default 1 h).
     pub idle_timeout: Option<Duration>,
+    /// `max_requests_per_connection` (cluster or `common_http_protocol_options`): only `1` is
+    /// accepted, served by never pooling a connection.
+    pub max_requests_per_connection: Option<u32>,
     /// Least-request choice count (default 2).
     pub choice_count: u32,
     /// `transport_socket` and `transport_socket_matches`: TLS or plaintext per endpoint.

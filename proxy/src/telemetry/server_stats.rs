@@ -111,6 +111,9 @@ impl ServerStats {
     /// Envoy's notion for `?usedonly`: a counter ever incremented, a gauge ever set.
     pub fn all(&self, listeners: u64, clusters: u64) -> Vec<(&'static str, u64, bool)> {
         let workers = self.workers_started.load(Ordering::Acquire);
+        // Envoy writes its server gauges once initialisation is over: before that a
+        // `?usedonly` read shows none of them (pilot-agent reads "not yet updated").
+        let init_done = workers || self.draining.load(Ordering::Acquire);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut v = vec![
             ("cluster_manager.active_clusters", clusters, true),
@@ -122,9 +125,9 @@ impl ServerStats {
             ("listener_manager.lds.update_success", get(&self.lds.success), get(&self.lds.success) > 0),
             ("listener_manager.total_listeners_active", listeners, true),
             ("listener_manager.workers_started", u64::from(workers), workers),
-            ("server.live", u64::from(self.state() == ServerState::Live), true),
-            ("server.state", self.state() as u64, true),
-            ("server.uptime", self.uptime_s(), true),
+            ("server.live", u64::from(self.state() == ServerState::Live), init_done),
+            ("server.state", self.state() as u64, init_done),
+            ("server.uptime", self.uptime_s(), init_done),
         ];
         v.sort_by_key(|(n, ..)| *n);
         v

@@ -36,6 +36,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "upstream_bind_config",
         "transport_socket",
         "transport_socket_matches",
+        "max_requests_per_connection",
     ],
     ignored: &[
         "alt_stat_name",
@@ -345,7 +346,21 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
             other => return Err(mpath(LB_KEY).err_at("policy", format!("{other:?}: only PEAK_EWMA is supported"))),
         }
     }
-    let (upstream_protocol, idle_timeout) = protocol(c, path)?;
+    let (upstream_protocol, idle_timeout, from_options) = protocol(c, path)?;
+    #[allow(deprecated)]
+    let max_requests_per_connection = match (c.max_requests_per_connection.map(|v| v.value), from_options) {
+        (_, Some(n)) | (Some(n), None) => Some(n),
+        (None, None) => None,
+    };
+    match max_requests_per_connection {
+        None | Some(1) => {}
+        Some(n) => {
+            return Err(path.err_at(
+                "max_requests_per_connection",
+                format!("{n}: only 1 (a new upstream connection per request) is supported"),
+            ))
+        }
+    }
     let transport = transport(c, path)?;
     Ok(Cluster {
         transport,
@@ -370,6 +385,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
             None => Duration::from_secs(5),
         },
         idle_timeout,
+        max_requests_per_connection,
         choice_count: match &c.lb_config {
             Some(proto::cluster::LbConfig::LeastRequestLbConfig(l)) => {
                 l.choice_count.map(|v| v.value).unwrap_or(2).max(2)
@@ -379,7 +395,15 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
     })
 }
 
-fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option<Duration>), ConfigError> {
+const COMMON_HTTP_OPTIONS: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.HttpProtocolOptions",
+    honoured: &["idle_timeout", "max_requests_per_connection"],
+    ignored: &[],
+};
+
+type Protocol = (UpstreamProtocol, Option<Duration>, Option<u32>);
+
+fn protocol(c: &proto::Cluster, path: &Path) -> Result<Protocol, ConfigError> {
     use xds_client::protos::envoy::extensions::upstreams::http::v3::http_protocol_options::{
         explicit_http_config::ProtocolConfig as P, UpstreamProtocolOptions as U,
     };
@@ -387,6 +411,7 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
     let mut proto_choice =
         if c.http2_protocol_options.is_some() { UpstreamProtocol::Http2 } else { UpstreamProtocol::Http1 };
     let mut idle = Some(Duration::from_secs(3600));
+    let mut max_rpc = None;
     for (key, any) in &c.typed_extension_protocol_options {
         let p = path.field("typed_extension_protocol_options").field(key);
         if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" && !any.type_url.ends_with(HTTP_OPTIONS_URL)
@@ -422,6 +447,8 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
             None => proto_choice,
         };
         if let Some(common) = &o.common_http_protocol_options {
+            check(common, &COMMON_HTTP_OPTIONS, &p.field("common_http_protocol_options"))?;
+            max_rpc = common.max_requests_per_connection.map(|v| v.value).or(max_rpc);
             idle = timeout(
                 common.idle_timeout.as_ref(),
                 idle,
@@ -429,7 +456,7 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<(UpstreamProtocol, Option
             )?;
         }
     }
-    Ok((proto_choice, idle))
+    Ok((proto_choice, idle, max_rpc))
 }
 
 fn circuit_breakers(cb: Option<&proto::CircuitBreakers>, path: &Path) -> Result<CircuitBreakers, ConfigError> {

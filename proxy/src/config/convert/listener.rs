@@ -35,6 +35,11 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
     ignored: &[
         // Accept-loop tuning (how many accepts per wake-up): no effect on what is served.
         "max_connections_to_accept_per_socket_event",
+        // Exempts the listener from the overload manager's global connection limit, which
+        // Isthmus does not enforce: every listener is already unlimited.
+        "ignore_global_conn_limit",
+        // Exempts the listener from overload actions, which Isthmus does not take.
+        "bypass_overload_manager",
         "stat_prefix",
         "metadata",
         "per_connection_buffer_limit_bytes",
@@ -79,13 +84,13 @@ const INSPECTORS: &[&str] = &[
 /// Converts one listener. `res` knows the clusters, so references are checked here.
 pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Listener, ConfigError> {
     check(l, &LISTENER, path)?;
-    if l.name.is_empty() {
-        return Err(path.err_at("name", "is required"));
-    }
     let address = match &l.address {
         Some(a) => socket_addr(a, &path.field("address"))?,
         None => return Err(path.err_at("address", "is required")),
     };
+    // Envoy names an unnamed static listener itself (pilot-agent's 15090 and 15021 listeners
+    // have no name); Isthmus uses the address, as istiod names listeners (`0.0.0.0_15090`).
+    let name = if l.name.is_empty() { format!("{}_{}", address.ip(), address.port()) } else { l.name.clone() };
     let mut additional_addresses = Vec::with_capacity(l.additional_addresses.len());
     for (i, a) in l.additional_addresses.iter().enumerate() {
         let p = path.field("additional_addresses").item(i, "");
@@ -140,7 +145,7 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         None => Some(Duration::from_secs(15)),
     };
     Ok(Listener {
-        name: l.name.clone(),
+        name,
         address,
         additional_addresses,
         filter_chains,

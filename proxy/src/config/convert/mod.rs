@@ -73,6 +73,10 @@ pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
         "tracing",
         "bootstrap_extensions",
         "typed_dns_resolver_config",
+        // The format of the proxy's own log lines; Isthmus' are tracing's (as `--log-format`).
+        "application_log_config",
+        // Lazy stats initialisation in Envoy; Isthmus registers its metrics once at start.
+        "deferred_stat_options",
     ],
 };
 
