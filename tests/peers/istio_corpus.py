@@ -16,6 +16,7 @@ at all; both proxies under test get the identical rewritten input. Secrets are n
 (their keys are redacted in any dump); tests serve their own. An EDS cluster whose assignment
 the dump lacks (a dump taken without `include_eds`) gets an empty one, as istiod sends for a
 service without endpoints: otherwise Envoy would keep warming it and never ask for listeners.
+A dump of route tables alone gets a plain listener per table that fetches it over RDS.
 """
 import importlib
 import json
@@ -96,6 +97,18 @@ def extract(dump):
         elif t.endswith("EndpointsConfigDump"):
             for d in c.get("dynamic_endpoint_configs", []):
                 out[EDS].append(with_type(d["endpoint_config"], EDS))
+    # A routes-only dump (istioctl's route testdata) gets one listener per table, an HCM that
+    # fetches it over RDS, so a proxy asks for the tables at all.
+    if out[RDS] and not out[LDS]:
+        for i, r in enumerate(out[RDS]):
+            out[LDS].append({
+                "@type": LDS, "name": "harness_rds_%d" % i,
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 18000 + i}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "harness", "rds": {"route_config_name": r["name"], "config_source": {"ads": {}, "resource_api_version": "V3"}},
+                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}],
+            })
     have = {e.get("cluster_name") for e in out[EDS]}
     for c in out[CDS]:
         if c.get("type") == "EDS":

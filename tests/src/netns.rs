@@ -78,13 +78,14 @@ impl Netns {
         Netns { name }
     }
 
-    /// `python3 -m http.server` inside on `bind:port`, serving a file `who` containing `body`;
+    /// `python3 -m http.server` inside on `bind:port`, serving `body` at `/who` and at `/`;
     /// as `uid` when given (then the system python, which any uid can run), else as root.
     /// Returns once it says it is serving.
     pub fn http_server(&self, uid: Option<u32>, bind: &str, port: u16, body: &str) -> Server {
         let dir = crate::scratch(body);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         std::fs::write(dir.join("who"), body).expect("write who");
+        std::fs::write(dir.join("index.html"), body).expect("write index.html");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]);
         match uid {
