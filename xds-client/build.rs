@@ -29,6 +29,7 @@ const ROOTS: &[&str] = &[
     // refuses or ignores them, so the refusal can name the field rather than an unknown type.
     "udpa/type/v1/typed_struct.proto",
     "xds/type/v3/typed_struct.proto",
+    "xds/type/matcher/v3/ip.proto",
     "envoy/extensions/request_id/uuid/v3/uuid.proto",
     "envoy/extensions/bootstrap/internal_listener/v3/internal_listener.proto",
     "envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto",

@@ -233,6 +233,8 @@ pub struct Outcome {
     pub accepted: BTreeMap<&'static str, BTreeSet<String>>,
     /// NACK messages, in order.
     pub nacks: Vec<String>,
+    /// Names the control plane sent, by type (what the proxy subscribed to of the corpus).
+    pub pushed: BTreeMap<String, BTreeSet<String>>,
     /// Its `/config_dump?include_eds`.
     pub dump: Value,
     /// Kept alive for traffic checks by the caller.
@@ -301,7 +303,12 @@ pub fn run(c: &Corpus, plane: Plane, delta: bool, extra: &dyn Fn(&mut AdsServer)
             )
         })
         .collect();
-    Outcome { accepted: accepted(&dump), nacks, dump, ns, proxy, cp }
+    let mut pushed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in cp.seen.iter().filter(|e| e["event"] == "pushed") {
+        let names = e["names"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_string));
+        pushed.entry(e["type"].as_str().unwrap_or_default().to_string()).or_default().extend(names);
+    }
+    Outcome { accepted: accepted(&dump), nacks, pushed, dump, ns, proxy, cp }
 }
 
 fn drain_events(cp: &mut AdsServer) {

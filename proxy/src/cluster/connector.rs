@@ -120,6 +120,9 @@ pub async fn connect(
     source: Option<std::net::IpAddr>,
 ) -> Result<TcpStream, ConnectError> {
     let dial = async {
+        if let Some(target) = crate::listener::internal::target(addr) {
+            return crate::listener::internal::dial(&target).await;
+        }
         let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         if let Some(ip) = source {
             sock.bind(SocketAddr::new(ip, 0))?;

@@ -21,6 +21,7 @@ pub async fn resolve(c: &ClusterRuntime) -> Vec<Arc<Host>> {
             let addrs: Vec<SocketAddr> = match &e.address {
                 EndpointAddress::Socket(a) => vec![*a],
                 EndpointAddress::Pipe(_) => Vec::new(),
+                EndpointAddress::Internal { .. } => e.address.host_addr().into_iter().collect(),
                 EndpointAddress::Dns { host, port } => match tokio::net::lookup_host((host.as_str(), *port)).await {
                     Ok(it) => it.collect(),
                     Err(err) => {

@@ -24,7 +24,6 @@ pub use self::hostset::HostSet;
 use self::limits::Gauge;
 pub use self::manager::ClusterManager;
 use self::stats::ClusterStats;
-use crate::config::cluster::EndpointAddress;
 use crate::config::{Cluster, Discovery};
 
 /// Errors carried by proxied bodies.
@@ -231,7 +230,7 @@ impl ClusterRuntime {
         let mut out = Vec::new();
         for le in endpoints {
             for e in &le.endpoints {
-                if let EndpointAddress::Socket(addr) = e.address {
+                if let Some(addr) = e.address.host_addr() {
                     let host = match prev.get(&addr) {
                         Some(h)
                             if h.weight == e.weight
@@ -308,7 +307,7 @@ fn static_hosts(c: &Cluster, node: &crate::locality::NodeView) -> Vec<Arc<Host>>
     let mut out = Vec::new();
     for le in &node.view(c, &c.endpoints) {
         for e in &le.endpoints {
-            if let EndpointAddress::Socket(addr) = e.address {
+            if let Some(addr) = e.address.host_addr() {
                 out.push(Arc::new(
                     Host::new(addr, e.weight, le.locality.clone(), le.priority, e.health, e.hostname.clone())
                         .with_locality_weight(le.weight)

@@ -253,6 +253,34 @@ pub enum EndpointAddress {
         /// Port.
         port: u16,
     },
+    /// `envoy_internal_address`: an internal listener of this process (Istio waypoints).
+    Internal {
+        /// `server_listener_name`.
+        listener: String,
+        /// `endpoint_id`.
+        endpoint_id: String,
+        /// The endpoint's `envoy.filters.listener.original_dst` `local` metadata: the
+        /// destination the internal listener sees.
+        original_dst: Option<SocketAddr>,
+    },
+}
+
+impl EndpointAddress {
+    /// The address a host of this endpoint is keyed (and dialled) by: the socket address, or
+    /// the synthetic one of an internal endpoint; none for pipes and unresolved names.
+    pub fn host_addr(&self) -> Option<SocketAddr> {
+        match self {
+            EndpointAddress::Socket(a) => Some(*a),
+            EndpointAddress::Internal { listener, endpoint_id, original_dst } => {
+                Some(crate::listener::internal::endpoint_addr(crate::listener::internal::Target {
+                    listener: listener.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                    original_dst: *original_dst,
+                }))
+            }
+            EndpointAddress::Pipe(_) | EndpointAddress::Dns { .. } => None,
+        }
+    }
 }
 
 /// Health as told by the control plane (`health_status`).

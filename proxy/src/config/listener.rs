@@ -18,6 +18,8 @@ pub struct Listener {
     pub additional_addresses: Vec<SocketAddr>,
     /// Candidate chains, matched with Envoy's precedence.
     pub filter_chains: Vec<Arc<FilterChain>>,
+    /// `filter_chain_matcher`: when set, it alone picks the chain (by name), as in Envoy.
+    pub chain_matcher: Option<super::chain_matcher::ChainMatcher>,
     /// Used when no chain matches; without it such a connection is closed.
     pub default_filter_chain: Option<Arc<FilterChain>>,
     /// Whether chain matching needs the first bytes (TLS SNI/ALPN, HTTP sniffing). Set when a
@@ -35,6 +37,9 @@ pub struct Listener {
     pub backlog: u32,
     /// `traffic_direction: INBOUND` (what `/drain_listeners?inboundonly` drains).
     pub inbound: bool,
+    /// `internal_listener`: reachable only from Isthmus' own clusters (`envoy_internal_address`
+    /// endpoints), served on a private loopback port (see `listener::internal`).
+    pub internal: bool,
     /// Hand connections redirected here (iptables) to the listener that owns their original
     /// destination (Istio's `virtualOutbound` / `virtualInbound`).
     pub use_original_dst: bool,

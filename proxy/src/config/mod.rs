@@ -5,6 +5,7 @@
 //! clusters run on. A [`Bootstrap`] is built once per config version and shared behind `Arc`.
 
 pub mod bootstrap;
+pub mod chain_matcher;
 pub mod cluster;
 pub mod convert;
 pub mod error;

@@ -25,6 +25,17 @@ pub struct ConnInfo {
 
 /// The chain for `conn`, or the listener's default chain.
 pub fn select<'a>(l: &'a Listener, conn: &ConnInfo) -> Option<&'a Arc<FilterChain>> {
+    if let Some(m) = &l.chain_matcher {
+        let inputs = crate::config::chain_matcher::Inputs {
+            destination: conn.local,
+            source: conn.peer,
+            server_name: conn.sni.as_deref(),
+            transport: conn.transport,
+            application_protocols: &conn.alpn,
+        };
+        let by_name = m.select(&inputs).and_then(|name| l.filter_chains.iter().find(|c| c.name == name));
+        return by_name.or(l.default_filter_chain.as_ref());
+    }
     let mut c: Vec<&Arc<FilterChain>> = l.filter_chains.iter().collect();
     c = narrow(c, |m| match m.destination_port {
         None => 0,
@@ -128,6 +139,7 @@ mod tests {
             name: "l".into(),
             address: "127.0.0.1:0".parse().unwrap(),
             additional_addresses: vec![],
+            chain_matcher: None,
             filter_chains: chains,
             default_filter_chain: None,
             inspect: true,
@@ -135,6 +147,7 @@ mod tests {
             continue_on_inspect_timeout: false,
             backlog: 128,
             inbound: false,
+            internal: false,
             use_original_dst: false,
             bind_to_port: true,
             transparent: false,

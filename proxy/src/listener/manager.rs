@@ -79,7 +79,10 @@ impl ListenerManager {
         for socket in extra {
             tokio::spawn(serve(current.clone(), socket, self.shared.clone(), stop.clone()));
         }
-        info!(listener = %l.name, %addr, "listening");
+        info!(listener = %l.name, %addr, internal = l.internal, "listening");
+        if l.internal {
+            super::internal::register_listener(&l.name, addr);
+        }
         running.insert(l.name.clone(), Running { current, addr, stop });
         Ok(addr)
     }
@@ -101,6 +104,9 @@ impl ListenerManager {
         if let Some(r) = running.remove(name) {
             r.stop.cancel();
             r.current.load().drain.cancel();
+            if r.current.load().listener.internal {
+                super::internal::unregister_listener(name);
+            }
             info!(listener = %name, "listener removed");
         }
     }

@@ -2,6 +2,7 @@
 //! chain, and hand the connection to L4 or L7.
 
 pub mod chain_match;
+pub mod internal;
 pub mod manager;
 mod original_dst;
 pub(crate) mod prefixed;
@@ -155,11 +156,24 @@ async fn connection(
     shared: Shared,
     drain: CancellationToken,
 ) {
-    let original = original_dst::original_dst(&stream).or_else(|| {
-        // TPROXY: no NAT; the accepted socket's local address is the original destination.
-        let local = stream.local_addr().ok()?;
-        (l.transparent && local.port() != l.address.port()).then_some(local)
-    });
+    let original = if l.internal {
+        // Only connections Isthmus dialled itself reach an internal listener; they carry the
+        // original destination of the endpoint they were dialled for.
+        match internal::accepted(peer) {
+            Some(dst) => dst,
+            None => {
+                counter!("isthmus_downstream_cx_internal_refused", "listener" => l.name.clone()).increment(1);
+                debug!("connection to an internal listener from outside Isthmus refused");
+                return;
+            }
+        }
+    } else {
+        original_dst::original_dst(&stream).or_else(|| {
+            // TPROXY: no NAT; the accepted socket's local address is the original destination.
+            let local = stream.local_addr().ok()?;
+            (l.transparent && local.port() != l.address.port()).then_some(local)
+        })
+    };
     if l.use_original_dst && original.is_none() {
         // Loop guard: a capture listener reached directly (or a connection that would loop
         // back into it) has no other destination to hand it to.

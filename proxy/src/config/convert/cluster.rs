@@ -541,6 +541,27 @@ fn lb_endpoint(lb: &ep::LbEndpoint, path: &Path) -> Result<Endpoint, ConfigError
     let Some(addr) = &e.address else { return Err(epath.err_at("address", "is required")) };
     let address = match &addr.address {
         Some(core::address::Address::Pipe(p)) if !p.path.is_empty() => EndpointAddress::Pipe(p.path.clone().into()),
+        Some(core::address::Address::EnvoyInternalAddress(ia)) => {
+            use core::envoy_internal_address::AddressNameSpecifier as N;
+            let Some(N::ServerListenerName(listener)) = &ia.address_name_specifier else {
+                return Err(epath
+                    .field("address")
+                    .err_at("envoy_internal_address", "server_listener_name is required"));
+            };
+            // What `internal_upstream` passes through and the internal listener's original_dst
+            // filter reads (Istio sets it on every waypoint endpoint).
+            let original_dst = lb
+                .metadata
+                .as_ref()
+                .and_then(|m| m.filter_metadata.get("envoy.filters.listener.original_dst"))
+                .and_then(|s| s.fields.get("local"))
+                .and_then(|v| match &v.kind {
+                    Some(xds_client::protos::google::protobuf::value::Kind::StringValue(s)) => s.parse().ok(),
+                    _ => None,
+                })
+                .or_else(|| ia.endpoint_id.parse().ok());
+            EndpointAddress::Internal { listener: listener.clone(), endpoint_id: ia.endpoint_id.clone(), original_dst }
+        }
         _ => {
             let (host, port) = host_port(addr, &epath.field("address"))?;
             match host.parse() {

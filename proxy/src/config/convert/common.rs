@@ -201,3 +201,24 @@ fn value_to_json(v: &protobuf::Value) -> serde_json::Value {
 pub fn header_removes(names: &[String], path: &Path) -> Result<Vec<HeaderName>, ConfigError> {
     names.iter().enumerate().map(|(i, n)| header_name(n, &path.item(i, ""))).collect()
 }
+
+/// `udpa.type.v1.TypedStruct` / `xds.type.v3.TypedStruct` (the same wire schema; not generated
+/// by envoy-types): only the inner type URL is read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TypedStruct {
+    #[prost(string, tag = "1")]
+    type_url: String,
+}
+
+/// The type a `typed_config` really configures: its own URL, or the inner URL of a
+/// TypedStruct (how istiod sends Istio's own filters).
+pub fn effective_type(any: &xds_client::protos::google::protobuf::Any) -> String {
+    const WRAPPERS: [&str; 2] =
+        ["type.googleapis.com/udpa.type.v1.TypedStruct", "type.googleapis.com/xds.type.v3.TypedStruct"];
+    if WRAPPERS.contains(&any.type_url.as_str()) {
+        if let Ok(ts) = <TypedStruct as prost::Message>::decode(any.value.as_slice()) {
+            return ts.type_url;
+        }
+    }
+    any.type_url.clone()
+}

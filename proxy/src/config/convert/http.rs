@@ -63,6 +63,16 @@ const ISTIO_NOOP_HTTP: &[&str] = &[
     "istio.stats",
 ];
 
+/// Istio's own HTTP filter types (sent directly or in a TypedStruct), no-ops here for the same
+/// reasons as [`ISTIO_NOOP_HTTP`], whatever the filter is named (waypoints name them
+/// `waypoint_upstream_peer_metadata`, …).
+const ISTIO_NOOP_HTTP_TYPES: &[&str] = &[
+    "type.googleapis.com/io.istio.http.peer_metadata.Config",
+    "type.googleapis.com/io.istio.http.metadata_exchange.Config",
+    "type.googleapis.com/stats.PluginConfig",
+    "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+];
+
 /// Envoy filters Istio always inserts that do nothing unless a route configures them.
 const NOOP_HTTP_TYPES: &[&str] = &[
     "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
@@ -211,6 +221,10 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
         return Err(path.err("envoy.filters.http.router is required as the last HTTP filter"));
     };
     for (i, f) in filters.iter().enumerate() {
+        let inner = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => super::common::effective_type(any),
+            _ => String::new(),
+        };
         let url = match &f.config_type {
             Some(ConfigType::TypedConfig(any)) => any.type_url.as_str(),
             _ => "",
@@ -223,7 +237,11 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
         if is_router {
             return Err(path.item(i, &f.name).err("the router must be the last HTTP filter"));
         }
-        if f.is_optional || ISTIO_NOOP_HTTP.contains(&f.name.as_str()) || NOOP_HTTP_TYPES.contains(&url) {
+        if f.is_optional
+            || ISTIO_NOOP_HTTP.contains(&f.name.as_str())
+            || NOOP_HTTP_TYPES.contains(&url)
+            || ISTIO_NOOP_HTTP_TYPES.contains(&inner.as_str())
+        {
             continue;
         }
         return Err(path.item(i, &f.name).err(format!(

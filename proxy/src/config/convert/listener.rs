@@ -31,6 +31,8 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
         "transparent",
         "traffic_direction",
         "additional_addresses",
+        "internal_listener",
+        "filter_chain_matcher",
     ],
     ignored: &[
         // Accept-loop tuning (how many accepts per wake-up): no effect on what is served.
@@ -84,9 +86,13 @@ const INSPECTORS: &[&str] = &[
 /// Converts one listener. `res` knows the clusters, so references are checked here.
 pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Listener, ConfigError> {
     check(l, &LISTENER, path)?;
-    let address = match &l.address {
-        Some(a) => socket_addr(a, &path.field("address"))?,
-        None => return Err(path.err_at("address", "is required")),
+    let internal = matches!(l.listener_specifier, Some(proto::listener::ListenerSpecifier::InternalListener(_)));
+    let address = match (&l.address, internal) {
+        (Some(a), false) => socket_addr(a, &path.field("address"))?,
+        (None, false) => return Err(path.err_at("address", "is required")),
+        // A private loopback port; `listener::internal` admits only Isthmus' own connections.
+        (None, true) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        (Some(_), true) => return Err(path.err_at("address", "an internal_listener has no address")),
     };
     // Envoy names an unnamed static listener itself (pilot-agent's 15090 and 15021 listeners
     // have no name); Isthmus uses the address, as istiod names listeners (`0.0.0.0_15090`).
@@ -121,7 +127,8 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
     let mut filter_chains: Vec<Arc<FilterChain>> = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
         let chain = filter_chain(fc, i, &path.field("filter_chains").item(i, &fc.name), res)?;
-        if let Some(j) = filter_chains.iter().position(|c| c.matcher == chain.matcher) {
+        if l.filter_chain_matcher.is_none() && filter_chains.iter().any(|c| c.matcher == chain.matcher) {
+            let j = filter_chains.iter().position(|c| c.matcher == chain.matcher).unwrap_or_default();
             // Envoy: "multiple filter chains with the same matching rules are defined".
             return Err(path.field("filter_chains").item(i, &fc.name).err_at(
                 "filter_chain_match",
@@ -133,6 +140,15 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
     }
     let default_filter_chain = match &l.default_filter_chain {
         Some(fc) => Some(Arc::new(filter_chain(fc, usize::MAX, &path.field("default_filter_chain"), res)?)),
+        None => None,
+    };
+    let chain_matcher = match &l.filter_chain_matcher {
+        Some(m) => {
+            let names: std::collections::HashSet<String> = filter_chains.iter().map(|c| c.name.clone()).collect();
+            let cm = super::chain_matcher::chain_matcher(m, &names, &path.field("filter_chain_matcher"))?;
+            inspect |= uses_first_bytes(&cm);
+            Some(cm)
+        }
         None => None,
     };
     if filter_chains.is_empty() && default_filter_chain.is_none() {
@@ -149,11 +165,13 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         address,
         additional_addresses,
         filter_chains,
+        chain_matcher,
         default_filter_chain,
         inspect,
         inspect_timeout,
         continue_on_inspect_timeout: l.continue_on_listener_filters_timeout,
         backlog: l.tcp_backlog_size.map(|v| v.value).unwrap_or(1024),
+        internal,
         inbound: l.traffic_direction == xds_client::protos::envoy::config::core::v3::TrafficDirection::Inbound as i32,
         use_original_dst: l.use_original_dst.map(|b| b.value).unwrap_or(false),
         bind_to_port: l.bind_to_port.map(|b| b.value).unwrap_or(true),
@@ -166,6 +184,41 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
 pub(super) const ISTIO_NOOP_NETWORK: &[&str] =
     &["istio.metadata_exchange", "envoy.filters.network.metadata_exchange", "istio.stats"];
 
+/// The same by type (sent directly or in a TypedStruct), whatever the filter is named.
+const ISTIO_NOOP_NETWORK_TYPES: &[&str] = &[
+    "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange",
+    "type.googleapis.com/stats.PluginConfig",
+];
+
+const SET_FILTER_STATE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config";
+
+/// Filter-state keys a waypoint copies onto the connection so its upstream knows the original
+/// destination; in Isthmus the original destination always travels with the connection
+/// (and to internal listeners through the endpoint), so the copy is a no-op. Any other key is
+/// refused.
+const ORIGINAL_DST_STATE: &[&str] =
+    &["envoy.filters.listener.original_dst.local_ip", "envoy.filters.listener.original_dst.remote_ip"];
+
+fn set_filter_state(f: &proto::Filter, path: &Path) -> Result<(), ConfigError> {
+    use xds_client::protos::envoy::extensions::filters::network::set_filter_state::v3::Config;
+    let Some(proto::filter::ConfigType::TypedConfig(any)) = &f.config_type else { return Ok(()) };
+    let c: Config =
+        xds_client::json::unpack(any).map_err(|e| path.err(format!("cannot decode set_filter_state: {e}")))?;
+    use xds_client::protos::envoy::extensions::filters::common::set_filter_state::v3::filter_state_value::Key;
+    for (i, v) in c.on_new_connection.iter().enumerate() {
+        let key = match &v.key {
+            Some(Key::ObjectKey(k)) => k.as_str(),
+            None => "",
+        };
+        if !ORIGINAL_DST_STATE.contains(&key) {
+            return Err(path.field("typed_config").field("on_new_connection").item(i, key).err(
+                "only the original destination keys (envoy.filters.listener.original_dst.local_ip/remote_ip) are supported",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `envoy.filters.network.sni_cluster`: the SNI names tcp_proxy's cluster.
 const SNI_CLUSTER: &str = "envoy.filters.network.sni_cluster";
 const SNI_CLUSTER_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.sni_cluster.v3.SniCluster";
@@ -175,6 +228,19 @@ fn typed_url(f: &proto::Filter) -> &str {
         Some(proto::filter::ConfigType::TypedConfig(any)) => any.type_url.as_str(),
         _ => "",
     }
+}
+
+/// Whether a matcher reads SNI, transport or ALPN (so the first bytes must be inspected).
+fn uses_first_bytes(m: &crate::config::chain_matcher::ChainMatcher) -> bool {
+    use crate::config::chain_matcher::{Input, Lookup, OnMatch};
+    let nested = |o: &OnMatch| matches!(o, OnMatch::Matcher(inner) if uses_first_bytes(inner));
+    matches!(m.input, Input::ServerName | Input::TransportProtocol | Input::ApplicationProtocol)
+        || m.on_no_match.as_deref().is_some_and(nested)
+        || match &m.lookup {
+            Lookup::Exact(map) => map.values().any(nested),
+            Lookup::Prefix(v) => v.iter().any(|(_, o)| nested(o)),
+            Lookup::Ip(v) => v.iter().any(|(.., o)| nested(o)),
+        }
 }
 
 fn needs_inspection(m: &ChainMatch) -> bool {
@@ -201,8 +267,21 @@ fn filter_chain(
         return Err(fpath.err("a terminal network filter (tcp_proxy or http_connection_manager) is required"));
     };
     let sni_cluster = rest.iter().any(|f| f.name == SNI_CLUSTER || typed_url(f) == SNI_CLUSTER_URL);
+    for (i, f) in rest.iter().enumerate() {
+        if typed_url(f) == SET_FILTER_STATE_URL {
+            set_filter_state(f, &fpath.item(i, &f.name))?;
+        }
+    }
     if let Some((i, f)) = rest.iter().enumerate().find(|(_, f)| {
-        !ISTIO_NOOP_NETWORK.contains(&f.name.as_str()) && f.name != SNI_CLUSTER && typed_url(f) != SNI_CLUSTER_URL
+        let inner = match &f.config_type {
+            Some(proto::filter::ConfigType::TypedConfig(any)) => super::common::effective_type(any),
+            _ => String::new(),
+        };
+        !ISTIO_NOOP_NETWORK.contains(&f.name.as_str())
+            && !ISTIO_NOOP_NETWORK_TYPES.contains(&inner.as_str())
+            && f.name != SNI_CLUSTER
+            && typed_url(f) != SNI_CLUSTER_URL
+            && typed_url(f) != SET_FILTER_STATE_URL
     }) {
         return Err(fpath.item(i, &f.name).err(format!(
             "network filter {} is not supported (only one terminal filter per chain, after Istio's no-op filters)",

@@ -2,6 +2,7 @@
 //! through here, so a resource is accepted or refused (with its field path) the same way
 //! whatever its source.
 
+mod chain_matcher;
 mod cluster;
 mod common;
 pub mod fields;
@@ -232,7 +233,8 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
                         .map(|e| match &e.address {
                             crate::config::cluster::EndpointAddress::Socket(a) => a.ip().to_string(),
                             crate::config::cluster::EndpointAddress::Dns { host, .. } => host.clone(),
-                            crate::config::cluster::EndpointAddress::Pipe(_) => "localhost".to_string(),
+                            crate::config::cluster::EndpointAddress::Pipe(_)
+                            | crate::config::cluster::EndpointAddress::Internal { .. } => "localhost".to_string(),
                         })
                         .unwrap_or_default();
                     d.tls = Some(xds_tls::xds_tls(ts, &host, &cp.field("transport_socket"))?);

@@ -379,8 +379,26 @@ pub fn downstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<Server
     ServerTls::new(common, require).map(|s| Some(Arc::new(s))).map_err(|e| tp.err(e.to_string()))
 }
 
+const INTERNAL_UPSTREAM_URL: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport";
+
+const INTERNAL_UPSTREAM: FieldPolicy = FieldPolicy {
+    message: "envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+    honoured: &["passthrough_metadata", "transport_socket"],
+    ignored: &[],
+};
+
+/// The metadata an internal listener can use: the endpoint's original destination.
+const ORIGINAL_DST_METADATA: &str = "envoy.filters.listener.original_dst";
+
 /// A cluster's `transport_socket` → TLS origination (`None` for raw_buffer).
 pub fn upstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+    use xds_client::protos::envoy::config::core::v3::transport_socket::ConfigType;
+    if let Some(ConfigType::TypedConfig(a)) = &ts.config_type {
+        if a.type_url == INTERNAL_UPSTREAM_URL {
+            return internal_upstream(a, &path.field("typed_config"));
+        }
+    }
     let Some(any) = typed(ts, path)? else { return Ok(None) };
     let tp = path.field("typed_config");
     if any.type_url != UPSTREAM_URL {
@@ -393,6 +411,29 @@ pub fn upstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<Upstream
     let common = common(&c, &tp.field("common_tls_context"))?;
     let sni = (!ctx.sni.is_empty()).then(|| ctx.sni.clone());
     UpstreamTls::new(common, sni).map(|u| Some(Arc::new(u))).map_err(|e| tp.err_at("sni", e.to_string()))
+}
+
+/// `internal_upstream` (Istio waypoints): connections to `envoy_internal_address` endpoints,
+/// carrying the endpoint's original destination to the internal listener; the inner socket
+/// (raw_buffer or TLS) is what runs over it.
+fn internal_upstream(any: &Any, path: &Path) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+    use xds_client::protos::envoy::extensions::transport_sockets::internal_upstream::v3::InternalUpstreamTransport;
+    use xds_client::protos::envoy::r#type::metadata::v3::metadata_kind::Kind;
+    let t: InternalUpstreamTransport =
+        xds_client::json::unpack(any).map_err(|e| path.err(format!("cannot decode InternalUpstreamTransport: {e}")))?;
+    check(&t, &INTERNAL_UPSTREAM, path)?;
+    for (i, m) in t.passthrough_metadata.iter().enumerate() {
+        let host = matches!(m.kind.as_ref().and_then(|k| k.kind.as_ref()), Some(Kind::Host(_)));
+        if !host || m.name != ORIGINAL_DST_METADATA {
+            return Err(path.field("passthrough_metadata").item(i, &m.name).err(format!(
+                "only host metadata {ORIGINAL_DST_METADATA} (the original destination) reaches internal listeners"
+            )));
+        }
+    }
+    match &t.transport_socket {
+        Some(inner) => upstream(inner, &path.field("transport_socket")),
+        None => Ok(None),
+    }
 }
 
 /// An SDS `Secret` (or `static_resources.secrets[i]`) → its name and content.
