@@ -92,6 +92,13 @@ struct Cli {
     /// Remove Istio's rules and exit.
     #[arg(long = "cleanup", alias = "cleanup-only")]
     cleanup: bool,
+    /// Istio's logging scopes (`default:info`), as the injector passes them to istio-iptables;
+    /// accepted so an injected pod starts. iptables-init prints only what it applies.
+    #[arg(long = "log_output_level", alias = "log-output-level")]
+    log_output_level: Option<String>,
+    /// Istio's JSON log switch; accepted for the same reason.
+    #[arg(long = "log_as_json", alias = "log-as-json")]
+    log_as_json: bool,
 }
 
 fn words(s: &str) -> Vec<String> {

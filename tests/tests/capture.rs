@@ -252,6 +252,20 @@ fn bad_flags_exit_1_naming_the_flag_and_write_nothing() {
     // strictly inside an include is istio-iptables' carve-out, not an overlap).
     let ok = pod.run(&[bin, "-p", "15001", "-z", "15006", "-u", "1337", "-i", "10.0.0.0/8", "-x", "10.250.0.0/16"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // The logging flags Istio's injector adds (`--log_output_level=default:info`) are accepted.
+    let logged = pod.run(&[
+        bin,
+        "-p",
+        "15001",
+        "-z",
+        "15006",
+        "-u",
+        "1337",
+        "--dry-run",
+        "--log_output_level=default:info",
+        "--log_as_json",
+    ]);
+    assert!(logged.status.success(), "{}", String::from_utf8_lossy(&logged.stderr));
     assert!(String::from_utf8_lossy(&pod.run(&["iptables-save"]).stdout).contains("ISTIO_OUTPUT"));
 }
 

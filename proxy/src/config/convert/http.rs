@@ -25,11 +25,13 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "upgrade_configs",
         "forward_client_cert_details",
         "set_current_client_cert_details",
-        "tracing",
         "request_id_extension",
         "proxy_100_continue",
     ],
     ignored: &[
+        // Validated and kept in the model (sampling percentages, provider), but no span is
+        // created or exported yet: listed as ignored so nothing claims tracing happens.
+        "tracing",
         "server_name",
         "common_http_protocol_options",
         "request_timeout",
