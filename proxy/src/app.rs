@@ -68,6 +68,16 @@ pub struct Running {
 /// config and after the first full xDS config otherwise.
 pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, StartError> {
     let prometheus = crate::telemetry::metrics::install();
+    let metadata = bootstrap
+        .node_proto
+        .metadata
+        .as_ref()
+        .map(crate::config::convert::struct_to_json)
+        .unwrap_or(serde_json::Value::Null);
+    crate::telemetry::istio_labels::set_local(crate::telemetry::istio_labels::Workload::from_node(
+        &metadata,
+        &bootstrap.node.cluster,
+    ));
     let bootstrap = Arc::new(bootstrap);
     let clusters =
         Arc::new(ClusterManager::new(&bootstrap.clusters, crate::locality::NodeView::from_bootstrap(&bootstrap)));

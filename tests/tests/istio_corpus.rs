@@ -202,4 +202,42 @@ fn sidecar_from_a_real_dump_serves_outbound_by_host_and_port_and_inbound_mtls_an
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("http/1.1\nHTTP/1.1 200"), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.ends_with("pod-app\n"), "{text}");
+
+    // Istio's standard metrics, labelled as istio-proxy labels them (from the node metadata
+    // pilot-agent wrote, the peer's SPIFFE certificate and the cluster name).
+    let stats = String::from_utf8_lossy(&pod.run(&["curl", "-s", "http://127.0.0.1:15000/stats/prometheus"]).stdout)
+        .into_owned();
+    let series = |parts: &[&str]| -> Vec<String> {
+        stats
+            .lines()
+            .filter(|l| l.starts_with("istio_requests_total{") && parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string)
+            .collect()
+    };
+    let outbound = series(&[
+        "reporter=\"source\"",
+        "source_workload=\"hello-openshift\"",
+        "source_workload_namespace=\"vanilla-playground\"",
+        "source_principal=\"spiffe://cluster.local/ns/vanilla-playground/sa/default\"",
+        "source_canonical_service=\"hello-openshift\"",
+        "source_canonical_revision=\"latest\"",
+        "source_cluster=\"Kubernetes\"",
+        "destination_service=\"hello-openshift.vanilla-playground.svc.cluster.local\"",
+        "destination_service_name=\"hello-openshift\"",
+        "destination_service_namespace=\"vanilla-playground\"",
+        "response_code=\"200\"",
+    ]);
+    assert_eq!(outbound.len(), 1, "{stats}");
+    let mtls = series(&[
+        "reporter=\"destination\"",
+        "source_principal=\"spiffe://cluster.local/ns/vanilla-playground/sa/curl-test\"",
+        "source_workload_namespace=\"vanilla-playground\"",
+        "destination_workload=\"hello-openshift\"",
+        "destination_principal=\"spiffe://cluster.local/ns/vanilla-playground/sa/default\"",
+        "connection_security_policy=\"mutual_tls\"",
+    ]);
+    assert_eq!(mtls.len(), 1, "{stats}");
+    let plain =
+        series(&["reporter=\"destination\"", "source_principal=\"unknown\"", "connection_security_policy=\"none\""]);
+    assert_eq!(plain.len(), 1, "{stats}");
 }

@@ -28,6 +28,8 @@ pub struct Ends {
     pub local: SocketAddr,
     /// The pre-NAT destination, which ORIGINAL_DST clusters forward to.
     pub original_dst: Option<SocketAddr>,
+    /// The listener serves inbound traffic (Istio's `reporter="destination"`).
+    pub inbound: bool,
 }
 
 /// The downstream side of a proxied connection.
@@ -60,7 +62,7 @@ pub async fn proxy(
     (ends, sni): (Ends, Option<&str>),
     (drain, drain_time): (CancellationToken, Duration),
 ) {
-    let Ends { peer, local, original_dst } = ends;
+    let Ends { peer, local, original_dst, inbound } = ends;
     let mut down = Some(down);
     let start = Instant::now();
     let mut entry = Entry {
@@ -79,7 +81,15 @@ pub async fn proxy(
         _ => choose_cluster(&cfg.target).unwrap_or_default().to_string(),
     };
     entry.upstream_cluster = Some(cluster_name.clone());
-    let labels = [("reporter", "source".to_string()), ("destination_service_name", cluster_name.clone())];
+    let principal = match &down {
+        Some(Downstream::Tls(_, info)) => info.sans.identity().map(str::to_string),
+        _ => None,
+    };
+    let labels = crate::telemetry::istio_labels::labels(&crate::telemetry::istio_labels::Peer {
+        inbound,
+        principal: principal.as_deref(),
+        cluster: &cluster_name,
+    });
     counter!("istio_tcp_connections_opened_total", &labels).increment(1);
     let result = match clusters.get(&cluster_name) {
         None => Err("NC"),

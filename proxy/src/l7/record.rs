@@ -30,8 +30,12 @@ pub struct Record {
     pub grpc: bool,
     /// Write the access log line.
     pub log: bool,
-    /// `source_workload` label.
+    /// `source_workload` label (kept for the access log's context).
     pub source: Arc<str>,
+    /// Served by an inbound listener (`reporter="destination"`).
+    pub inbound: bool,
+    /// The downstream's SPIFFE id (inbound mTLS).
+    pub peer_principal: Option<Arc<str>>,
     /// `region/zone` of the upstream host that answered (metric label).
     pub dest_locality: String,
     /// Request body bytes, shared with the request body wrapper.
@@ -53,6 +57,8 @@ impl Record {
             grpc: false,
             log,
             source,
+            inbound: false,
+            peer_principal: None,
             received: Arc::new(AtomicU64::new(0)),
             dest_locality: String::new(),
             sent: 0,
@@ -70,7 +76,8 @@ impl Record {
         };
         let cluster = self.entry.upstream_cluster.as_deref().unwrap_or("unknown");
         let labels = request_metrics::Labels {
-            source: &self.source,
+            inbound: self.inbound,
+            peer_principal: self.peer_principal.as_deref().unwrap_or_default(),
             cluster,
             grpc: self.grpc,
             code: self.entry.response_code,

@@ -37,6 +37,10 @@ pub struct ConnCtx {
     pub source: Arc<str>,
     /// Set when the chain terminated TLS: the client's certificate and ours (XFCC, logs).
     pub tls: Option<crate::tls::context::PeerInfo>,
+    /// The listener serves inbound traffic (Istio's `reporter="destination"`).
+    pub inbound: bool,
+    /// The client's SPIFFE id, when it presented a certificate (metric labels).
+    pub peer_principal: Option<Arc<str>>,
 }
 
 /// Handles one request. Never fails: errors become local replies.
@@ -51,6 +55,8 @@ pub async fn handle(
 
 async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tracked<ProxyBody>> {
     let mut rec = Record::new(ctx.hcm.access_log, ctx.source.clone());
+    rec.inbound = ctx.inbound;
+    rec.peer_principal = ctx.peer_principal.clone();
     rec.grpc = router::is_grpc(req.headers());
     let host = authority(&req).unwrap_or_default();
     if rec.log {

@@ -235,7 +235,7 @@ async fn connection(
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
             use crate::l4::tcp_proxy::{proxy, Downstream, Ends};
-            let ends = Ends { peer, local, original_dst: original };
+            let ends = Ends { peer, local, original_dst: original, inbound: l.inbound };
             let down = match (down, tls) {
                 (Either::Tls(s), Some(p)) => Downstream::Tls(s, p),
                 (Either::Tls(s), None) => Downstream::Tls(s, Default::default()),
@@ -255,7 +255,9 @@ async fn connection(
                 local,
                 original_dst: original,
                 source: shared.source.clone(),
+                peer_principal: tls.as_ref().and_then(|t| t.sans.identity()).map(Arc::from),
                 tls,
+                inbound: l.inbound,
             });
             match down {
                 Either::Plain(io) => crate::l7::server::serve(io, ctx, drain).await,

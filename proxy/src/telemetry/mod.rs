@@ -2,6 +2,7 @@
 //! runtime-adjustable log level, and the Envoy-named server stats that pilot-agent reads.
 
 pub mod access_log;
+pub mod istio_labels;
 pub mod logging;
 pub mod metrics;
 pub mod request_metrics;

@@ -9,11 +9,14 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use metrics::{counter, histogram, Counter, Histogram};
 
-/// The label values of one request (`reporter` is always `source`).
+/// The label values of one request that vary (the local workload's come from
+/// [`istio_labels::local`](super::istio_labels::local)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Labels<'a> {
-    /// `source_workload`.
-    pub source: &'a str,
+    /// Served by an inbound listener (`reporter="destination"`).
+    pub inbound: bool,
+    /// The downstream's SPIFFE id (inbound mTLS), else empty.
+    pub peer_principal: &'a str,
     /// `destination_service_name`.
     pub cluster: &'a str,
     /// `request_protocol` is `grpc` rather than `http`.
@@ -38,7 +41,8 @@ struct Handles {
 
 #[derive(PartialEq, Eq)]
 struct OwnedLabels {
-    source: String,
+    inbound: bool,
+    peer_principal: String,
     cluster: String,
     grpc: bool,
     code: u16,
@@ -50,7 +54,8 @@ struct OwnedLabels {
 impl OwnedLabels {
     fn of(l: &Labels<'_>) -> Self {
         OwnedLabels {
-            source: l.source.into(),
+            inbound: l.inbound,
+            peer_principal: l.peer_principal.into(),
             cluster: l.cluster.into(),
             grpc: l.grpc,
             code: l.code,
@@ -67,7 +72,8 @@ impl OwnedLabels {
             && self.flags == l.flags
             && self.grpc_status == l.grpc_status
             && self.locality == l.locality
-            && self.source == l.source
+            && self.inbound == l.inbound
+            && self.peer_principal == l.peer_principal
     }
 }
 
@@ -79,16 +85,19 @@ thread_local! {
 }
 
 fn register(l: &Labels<'_>) -> Handles {
-    let labels = [
-        ("reporter", "source".to_string()),
-        ("source_workload", l.source.to_string()),
-        ("destination_service_name", l.cluster.to_string()),
+    let peer = super::istio_labels::Peer {
+        inbound: l.inbound,
+        principal: (!l.peer_principal.is_empty()).then_some(l.peer_principal),
+        cluster: l.cluster,
+    };
+    let mut labels = super::istio_labels::labels(&peer);
+    labels.extend([
         ("request_protocol", if l.grpc { "grpc".into() } else { "http".into() }),
         ("response_code", l.code.to_string()),
         ("grpc_response_status", l.grpc_status.to_string()),
         ("response_flags", l.flags.to_string()),
         ("destination_locality", l.locality.to_string()),
-    ];
+    ]);
     Handles {
         key: OwnedLabels::of(l),
         requests: counter!("istio_requests_total", &labels),
@@ -131,7 +140,16 @@ mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     fn labels(code: u16) -> Labels<'static> {
-        Labels { source: "app", cluster: "backend", grpc: false, code, grpc_status: "", flags: "-", locality: "r/z" }
+        Labels {
+            inbound: false,
+            peer_principal: "",
+            cluster: "backend",
+            grpc: false,
+            code,
+            grpc_status: "",
+            flags: "-",
+            locality: "r/z",
+        }
     }
 
     /// Cached handles land on the same series a direct registration would, one per label set.

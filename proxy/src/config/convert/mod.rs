@@ -23,6 +23,7 @@ use std::sync::Arc;
 use xds_client::protos::envoy::config::bootstrap::v3 as proto;
 
 pub use self::cluster::{cluster, load_assignment};
+pub use self::common::struct_to_json;
 use self::fields::{check, FieldPolicy};
 pub use self::listener::listener;
 pub use self::route::{retry_policy, route_config};
