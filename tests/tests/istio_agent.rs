@@ -89,6 +89,8 @@ struct Observed {
     quit_get: u16,
     dump_types: Vec<String>,
     traffic: String,
+    resource_clusters: Value,
+    resource_listeners: Value,
 }
 
 fn observe(plane: Plane, golden: &str) -> Observed {
@@ -151,11 +153,18 @@ fn observe(plane: Plane, golden: &str) -> Observed {
         .iter()
         .map(|c| c["@type"].as_str().unwrap_or_default().to_string())
         .collect();
+    // istioctl's reads: one field's items with their own @type, trimmed by a field mask.
+    let json = |path: &str| -> Value {
+        let (status, body) = admin(&ns, path);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{plane:?} {path}: {status} {e}: {body}"))
+    };
+    let resource_clusters = json("/config_dump?resource=dynamic_active_clusters&mask=cluster.name");
+    let resource_listeners = json("/config_dump?resource=dynamic_listeners&mask=name");
     let traffic = String::from_utf8_lossy(
         &ns.run(&["curl", "-s", "-m", "5", "-H", "Host: web:8080", "http://127.0.0.1:8080/"]).stdout,
     )
     .into_owned();
-    Observed { before, ready_lines, update_names, server_info, quit_get, dump_types, traffic }
+    Observed { before, ready_lines, update_names, server_info, quit_get, dump_types, traffic, resource_clusters, resource_listeners }
 }
 
 fn side_by_side(golden: &str) {
@@ -191,6 +200,12 @@ fn side_by_side(golden: &str) {
     let envoy_order: Vec<&String> = envoy.dump_types.iter().filter(|t| isthmus.dump_types.contains(t)).collect();
     assert_eq!(envoy_order, isthmus.dump_types.iter().collect::<Vec<_>>(), "envoy: {:?}", envoy.dump_types);
     assert_eq!((isthmus.traffic.as_str(), envoy.traffic.as_str()), ("served", "served"));
+    assert_eq!(isthmus.resource_clusters, envoy.resource_clusters, "?resource=dynamic_active_clusters&mask=cluster.name");
+    assert_eq!(isthmus.resource_listeners, envoy.resource_listeners, "?resource=dynamic_listeners&mask=…");
+    assert_eq!(
+        isthmus.resource_clusters["configs"][0]["@type"],
+        "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster"
+    );
 }
 
 #[test]

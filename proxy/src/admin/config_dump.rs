@@ -120,7 +120,8 @@ fn copy_path(src: &Value, dst: &mut Map<String, Value>, path: &[&str]) {
     }
     match child {
         Value::Object(_) => {
-            let slot = dst.entry((*head).to_string()).or_insert_with(|| Value::Object(Map::new()));
+            // An `Any` keeps its `@type` through the mask, as Envoy prints it.
+            let slot = dst.entry((*head).to_string()).or_insert_with(|| Value::Object(typed_shell(child)));
             if let Value::Object(m) = slot {
                 copy_path(child, m, rest);
             }
@@ -130,7 +131,7 @@ fn copy_path(src: &Value, dst: &mut Map<String, Value>, path: &[&str]) {
             let trimmed: Vec<Value> = items
                 .iter()
                 .map(|it| {
-                    let mut m = Map::new();
+                    let mut m = typed_shell(it);
                     copy_path(it, &mut m, rest);
                     Value::Object(m)
                 })
@@ -139,6 +140,14 @@ fn copy_path(src: &Value, dst: &mut Map<String, Value>, path: &[&str]) {
         }
         _ => {}
     }
+}
+
+fn typed_shell(v: &Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some(t) = v.get("@type") {
+        m.insert("@type".into(), t.clone());
+    }
+    m
 }
 
 fn configs(st: &AdminState, include_eds: bool) -> Vec<Value> {

@@ -125,3 +125,43 @@ fn endpoint_fields_refused_by_hand_name_their_path() {
         .replace("address: 127.0.0.1, address: 127.0.0.1", "address: 127.0.0.1"));
     assert!(e.contains("named_port"), "{e}");
 }
+
+/// Istio's 15006 sends `listener_filters_timeout: 0s`: Envoy reads it as no limit.
+#[test]
+fn zero_listener_filters_timeout_means_no_limit() {
+    let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER)
+        .replace("    filter_chains:\n", "    listener_filters_timeout: 0s\n    continue_on_listener_filters_timeout: true\n    filter_chains:\n");
+    assert_eq!(convert(&yaml).unwrap().listeners[0].inspect_timeout, None);
+    let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER);
+    assert_eq!(convert(&yaml).unwrap().listeners[0].inspect_timeout, Some(Duration::from_secs(15)));
+}
+
+/// A VirtualService fault or CORS policy arrives as per-route filter config; until those
+/// filters exist it is refused with its key, never served as if applied.
+#[test]
+fn per_route_filter_config_is_refused_by_key() {
+    let fault = "{match: {prefix: /}, route: {cluster: c}, typed_per_filter_config: {envoy.filters.http.fault: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 503, percentage: {numerator: 50}}}}}";
+    let e = err(&http(fault, ROUTER));
+    assert!(e.contains("routes[0].typed_per_filter_config") && e.contains("\"envoy.filters.http.fault\""), "{e}");
+}
+
+/// istiod's HCM extras: tracing is kept (not acted on), the UUID request-id extension is
+/// read, an unknown tracer is refused by name.
+#[test]
+fn hcm_tracing_and_request_id_as_istiod_sends_them() {
+    let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER).replace(
+        "          stat_prefix: s\n",
+        "          stat_prefix: s\n          tracing: {client_sampling: {value: 100}, random_sampling: {value: 1}, overall_sampling: {value: 100}}\n          request_id_extension: {typed_config: {\"@type\": type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig, use_request_id_for_trace_sampling: true}}\n",
+    );
+    let b = convert(&yaml).unwrap();
+    let NetworkFilter::Http(h) = &b.listeners[0].filter_chains[0].filter else { panic!("not http") };
+    let t = h.tracing.clone().unwrap();
+    assert_eq!((t.random_sampling, t.client_sampling, t.provider), (1.0, 100.0, None));
+    assert!(h.request_id.pack_trace_reason && h.request_id.use_request_id_for_trace_sampling);
+    let bad = yaml.replace(
+        "overall_sampling: {value: 100}}",
+        "overall_sampling: {value: 100}, provider: {name: envoy.tracers.datadog}}",
+    );
+    let e = err(&bad);
+    assert!(e.contains("tracing.provider") && e.contains("envoy.tracers.datadog"), "{e}");
+}
