@@ -164,7 +164,17 @@ fn observe(plane: Plane, golden: &str) -> Observed {
         &ns.run(&["curl", "-s", "-m", "5", "-H", "Host: web:8080", "http://127.0.0.1:8080/"]).stdout,
     )
     .into_owned();
-    Observed { before, ready_lines, update_names, server_info, quit_get, dump_types, traffic, resource_clusters, resource_listeners }
+    Observed {
+        before,
+        ready_lines,
+        update_names,
+        server_info,
+        quit_get,
+        dump_types,
+        traffic,
+        resource_clusters,
+        resource_listeners,
+    }
 }
 
 fn side_by_side(golden: &str) {
@@ -200,7 +210,10 @@ fn side_by_side(golden: &str) {
     let envoy_order: Vec<&String> = envoy.dump_types.iter().filter(|t| isthmus.dump_types.contains(t)).collect();
     assert_eq!(envoy_order, isthmus.dump_types.iter().collect::<Vec<_>>(), "envoy: {:?}", envoy.dump_types);
     assert_eq!((isthmus.traffic.as_str(), envoy.traffic.as_str()), ("served", "served"));
-    assert_eq!(isthmus.resource_clusters, envoy.resource_clusters, "?resource=dynamic_active_clusters&mask=cluster.name");
+    assert_eq!(
+        isthmus.resource_clusters, envoy.resource_clusters,
+        "?resource=dynamic_active_clusters&mask=cluster.name"
+    );
     assert_eq!(isthmus.resource_listeners, envoy.resource_listeners, "?resource=dynamic_listeners&mask=…");
     assert_eq!(
         isthmus.resource_clusters["configs"][0]["@type"],

@@ -129,8 +129,10 @@ fn endpoint_fields_refused_by_hand_name_their_path() {
 /// Istio's 15006 sends `listener_filters_timeout: 0s`: Envoy reads it as no limit.
 #[test]
 fn zero_listener_filters_timeout_means_no_limit() {
-    let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER)
-        .replace("    filter_chains:\n", "    listener_filters_timeout: 0s\n    continue_on_listener_filters_timeout: true\n    filter_chains:\n");
+    let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER).replace(
+        "    filter_chains:\n",
+        "    listener_filters_timeout: 0s\n    continue_on_listener_filters_timeout: true\n    filter_chains:\n",
+    );
     assert_eq!(convert(&yaml).unwrap().listeners[0].inspect_timeout, None);
     let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER);
     assert_eq!(convert(&yaml).unwrap().listeners[0].inspect_timeout, Some(Duration::from_secs(15)));
