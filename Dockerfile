@@ -1,6 +1,8 @@
-# Isthmus images. Two targets:
+# Isthmus images. Three targets:
 #   docker build --target proxy -t isthmus/proxy .   # the `isthmus` proxy (sidecar and edge)
 #   docker build --target init  -t isthmus/init  .   # `iptables-init`, the sidecar's init container
+#   docker build --target istio-proxy -t isthmus/istio-proxy .   # Istio's proxyv2 (pilot-agent)
+#       with `isthmus` beside it, for deploy/istio-injection.yaml (binaryPath)
 # (`proxy` is the last stage, so it is also what a plain `docker build .` produces.)
 
 # --- dependencies: build every external crate once, cached until a manifest changes ----------
@@ -42,6 +44,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/iptables-init /usr/local/bin/iptables-init
 ENTRYPOINT ["/usr/local/bin/iptables-init"]
+
+# --- istio-proxy: Istio's own sidecar image (pilot-agent: certificates over SDS, xDS to istiod
+# over mTLS on 15012, readiness) starting isthmus instead of envoy via ProxyConfig.binaryPath ----
+FROM docker.io/istio/proxyv2:1.28.0 AS istio-proxy
+COPY --from=build /src/target/release/isthmus /usr/local/bin/isthmus
+USER 1337:1337
 
 # --- proxy: isthmus on distroless (glibc + libgcc, no shell), as the mesh's uid/gid 1337 ---------
 FROM gcr.io/distroless/cc-debian12:nonroot AS proxy

@@ -53,6 +53,9 @@ INJECTION_TEMPLATES = {
 ALWAYS_EXCLUDED_INBOUND = "15090,15021,15020"
 PROXY_ARGS = ["-c", "/etc/isthmus/bootstrap.yaml", "--drain-time-s", "45", "--readiness-address", "0.0.0.0:15021"]
 HADOLINT_FAIL_LEVELS = {"error", "warning"}
+# The Istio variant: Istio's own injection with Isthmus as the binary pilot-agent starts.
+ISTIO_INJECTION = "istio-injection.yaml"
+ISTHMUS_BINARY = "/usr/local/bin/isthmus"
 
 
 def rel(path: Path) -> str:
@@ -149,6 +152,46 @@ def contract_errors(doc: dict, style: str) -> list[str]:
     return errors
 
 
+def istio_contract_errors(doc: dict) -> list[str]:
+    """Under Istio: pilot-agent starts `isthmus` (binaryPath), the init container is
+    iptables-init with the injector's arguments, the agent's readiness port is probed."""
+    if doc.get("kind") != "Pod":
+        return []
+    spec = doc["spec"]
+    errors: list[str] = []
+    by_name = {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+    init, proxy = by_name.get("istio-init"), by_name.get("istio-proxy")
+    if init is None or proxy is None:
+        return ["the Pod must have Istio's `istio-init` init container and `istio-proxy` container"]
+    if "isthmus/init" not in init.get("image", ""):
+        errors.append("istio-init: must run the isthmus `init` image (iptables-init)")
+    args = init.get("args") or []
+    for flag, want in (("-p", "15001"), ("-z", "15006"), ("-u", "1337")):
+        if args_value(args, flag) != want:
+            errors.append(f"istio-init: `{flag}` must be {want}, got {args_value(args, flag)!r}")
+    if not any(a.startswith("--log_output_level") for a in args):
+        errors.append("istio-init: keep the injector's --log_output_level (iptables-init accepts it)")
+    env = {e["name"]: e.get("value") for e in proxy.get("env") or []}
+    try:
+        binary = json.loads(env.get("PROXY_CONFIG") or "{}").get("binaryPath")
+    except json.JSONDecodeError:
+        binary = None
+    if binary != ISTHMUS_BINARY:
+        errors.append(f"istio-proxy: PROXY_CONFIG must set binaryPath {ISTHMUS_BINARY}, got {binary!r}")
+    annotation = (doc["metadata"].get("annotations") or {}).get("proxy.istio.io/config") or "{}"
+    if json.loads(annotation).get("binaryPath") != ISTHMUS_BINARY:
+        errors.append("metadata: proxy.istio.io/config must set the same binaryPath")
+    if (proxy.get("args") or [])[:2] != ["proxy", "sidecar"]:
+        errors.append("istio-proxy: must run `pilot-agent proxy sidecar`")
+    probe = (proxy.get("readinessProbe") or {}).get("httpGet") or {}
+    if probe.get("path") != "/healthz/ready" or probe.get("port") != 15021:
+        errors.append("istio-proxy: readinessProbe must GET /healthz/ready on 15021")
+    sc = proxy.get("securityContext") or {}
+    if sc.get("runAsUser") != 1337 or sc.get("runAsGroup") != 1337:
+        errors.append("istio-proxy: must run as uid/gid 1337")
+    return errors
+
+
 def check_manifests() -> list[str]:
     failures: list[str] = []
     files = sorted(DEPLOY.glob("*.yaml"))
@@ -183,6 +226,8 @@ def check_manifests() -> list[str]:
                     errors.append(f"data.bootstrap.yaml differs from {rel(standalone)} (keep them identical)")
             if path.name in INJECTION_TEMPLATES:
                 errors += contract_errors(doc, INJECTION_TEMPLATES[path.name])
+            if path.name == ISTIO_INJECTION:
+                errors += istio_contract_errors(doc)
             if errors:
                 for e in errors:
                     failures.append(f"{name} {what}: {e}")

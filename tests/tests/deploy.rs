@@ -40,3 +40,21 @@ fn edge_gateway_bootstrap_validates() {
 fn sidecar_bootstrap_validates() {
     validates("sidecar-bootstrap.yaml");
 }
+
+/// Under Istio the injector's exact `istio-init` arguments (deploy/istio-injection.yaml) go to
+/// iptables-init: it must accept every one of them (a dry run plans the rules, writes nothing).
+#[test]
+fn iptables_init_accepts_the_istio_injectors_arguments() {
+    let text = std::fs::read_to_string(tests::repo_root().join("deploy/istio-injection.yaml")).unwrap();
+    let pod: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let init = &pod["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "istio-init");
+    let args: Vec<String> = init["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert!(args.iter().any(|a| a.starts_with("--log_output_level")), "{args:?}");
+    let mut cmd = Command::new(tests::bin("iptables-init"));
+    cmd.args(&args).arg("--dry-run");
+    let out = cmd.output().expect("run iptables-init");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("-A ISTIO_OUTPUT") && stdout.contains("--to-ports 15001"), "{stdout}");
+}
