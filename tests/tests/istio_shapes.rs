@@ -126,3 +126,55 @@ async fn additional_addresses_serve_the_same_listener() {
     }
     drop(proxy);
 }
+
+fn post(addr: SocketAddr, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+fn stat(admin: SocketAddr, name: &str) -> Option<u64> {
+    let (_, body) = tests::proxy::http_get_blocking(admin, &format!("/stats?filter=^{name}$"))?;
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+}
+
+/// pilot-agent's shutdown call, `POST /drain_listeners?inboundonly`: inbound listeners stop
+/// taking connections, outbound ones keep serving (the app can still call out while it stops);
+/// side by side with Envoy 1.40.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_listeners_inboundonly_as_envoy() {
+    let listener = |name: &str, dir: &str| {
+        format!(
+            "  - name: {name}\n    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n    traffic_direction: {dir}\n    filter_chains:\n{}",
+            direct(name, name)
+        )
+    };
+    let yaml = format!(
+        "node: {{id: t, cluster: t}}\nadmin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}\nstatic_resources:\n  listeners:\n{}{}",
+        listener("inbound", "INBOUND"),
+        listener("outbound", "OUTBOUND")
+    );
+    let envoy = Envoy::start(&yaml).await;
+    let proxy = Proxy::start(&yaml);
+    let planes = [
+        ("envoy", envoy.admin, envoy.listener("inbound"), envoy.listener("outbound")),
+        ("isthmus", proxy.admin, proxy.listener("inbound"), proxy.listener("outbound")),
+    ];
+    for (plane, admin, inbound, outbound) in planes {
+        assert_eq!(get(inbound), Some((200, "inbound".to_string())), "{plane}");
+        assert_eq!(post(admin, "/drain_listeners?inboundonly"), 200, "{plane}");
+        tests::eventually(std::time::Duration::from_secs(10), || {
+            std::net::TcpStream::connect(inbound).is_err().then_some(())
+        })
+        .await;
+        assert_eq!(get(outbound), Some((200, "outbound".to_string())), "{plane}: outbound keeps serving");
+    }
+    assert_eq!(
+        stat(proxy.admin, "server.state"),
+        stat(envoy.admin, "server.state"),
+        "server.state after /drain_listeners"
+    );
+}

@@ -32,7 +32,11 @@ pub fn route<B>(st: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
         "/server_info" => text(200, super::stats::server_info(st), "application/json"),
         "/drain_listeners" if req.method() == http::Method::POST => {
             let flag = |f: &str| query.split('&').any(|kv| kv == f || kv.starts_with(&format!("{f}=")));
-            crate::telemetry::server_stats::stats().set_draining();
+            // As Envoy: only a graceful drain starts the drain sequence (`server.state`
+            // DRAINING); stopping listeners alone leaves the server LIVE.
+            if flag("graceful") {
+                crate::telemetry::server_stats::stats().set_draining();
+            }
             let n = st.listeners.drain(flag("inboundonly"), flag("graceful"));
             text(200, format!("OK ({n} listeners draining)\n"), "text/plain")
         }

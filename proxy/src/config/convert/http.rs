@@ -83,6 +83,8 @@ const NOOP_HTTP_TYPES: &[&str] = &[
 ];
 
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
 
 const TRACING: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
@@ -238,6 +240,15 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
         }
         if is_router {
             return Err(path.item(i, &f.name).err("the router must be the last HTTP filter"));
+        }
+        // Fault and CORS are no-ops only while unconfigured (istiod's default): a filter-level
+        // abort, delay or CORS policy would otherwise be silently dropped.
+        let configured = matches!(&f.config_type, Some(ConfigType::TypedConfig(a)) if !a.value.is_empty());
+        if configured && (url == FAULT || url == CORS) {
+            return Err(path.item(i, &f.name).err(format!(
+                "{url} with a configuration is not supported yet (only istiod's empty default); refused so \
+                 the policy is never silently unapplied"
+            )));
         }
         if f.is_optional
             || ISTIO_NOOP_HTTP.contains(&f.name.as_str())

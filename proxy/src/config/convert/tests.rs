@@ -167,3 +167,13 @@ fn hcm_tracing_and_request_id_as_istiod_sends_them() {
     let e = err(&bad);
     assert!(e.contains("tracing.provider") && e.contains("envoy.tracers.datadog"), "{e}");
 }
+
+/// istiod's empty fault/CORS filters are no-ops; a configured one is refused with its path.
+#[test]
+fn configured_listener_fault_is_refused() {
+    let empty = "[{name: envoy.filters.http.fault, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}}, {name: r, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]";
+    convert(&http("{match: {prefix: /}, route: {cluster: c}}", empty)).unwrap();
+    let abort = empty.replace("HTTPFault}", "HTTPFault, abort: {http_status: 503, percentage: {numerator: 100}}}");
+    let e = err(&http("{match: {prefix: /}, route: {cluster: c}}", &abort));
+    assert!(e.contains("http_filters[0] \"envoy.filters.http.fault\"") && e.contains("not supported yet"), "{e}");
+}
