@@ -137,25 +137,9 @@ fn pilot_agent_flags_are_accepted_and_unknown_static_fields_tolerated_on_request
     let p = path.to_str().unwrap();
     let out = run(&["-c", p, "--mode", "validate"]);
     assert_eq!(out.status.code(), Some(1), "unknown fields are refused by default");
-    let out = run(&[
-        "-c",
-        p,
-        "--mode",
-        "validate",
-        "--allow-unknown-static-fields",
-        "--drain-strategy",
-        "immediate",
-        "--local-address-ip-version",
-        "v4",
-        "--file-flush-interval-msec",
-        "1000",
-        "--disable-hot-restart",
-        "--log-format",
-        "%Y-%m-%dT%T.%fZ\t%l\t%n\t%v",
-        "--concurrency",
-        "2",
-        "--drain-time-s",
-        "45",
-    ]);
+    // pilot-agent's flags (the same list the Istio tests start both proxies with).
+    let mut args = vec!["-c", p, "--mode", "validate"];
+    args.extend_from_slice(tests::istio::AGENT_FLAGS);
+    let out = run(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
