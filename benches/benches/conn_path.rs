@@ -71,7 +71,8 @@ fn filter_chain_match(c: &mut Criterion) {
 fn metric_update(c: &mut Criterion) {
     let _ = proxy::telemetry::metrics::install();
     let labels = proxy::telemetry::request_metrics::Labels {
-        source: "sleep",
+        inbound: false,
+        peer_principal: "",
         cluster: "outbound|8080||reviews.default.svc.cluster.local",
         grpc: false,
         code: 200,
