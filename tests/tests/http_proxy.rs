@@ -170,8 +170,10 @@ async fn virtual_hosts_by_domain() {
         "            virtual_hosts:\n            - name: vh\n              domains: [\"*\"]",
         "            virtual_hosts:\n            - name: wild\n              domains: [\"*.example.com\"]\n              routes: [{match: {prefix: \"/\"}, route: {cluster: b}}]\n            - name: vh\n              domains: [\"api.example.com\"]",
     );
-    let proxy =
-        Proxy::start(&bootstrap(std::slice::from_ref(&listener), &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")]));
+    let proxy = Proxy::start(&bootstrap(
+        std::slice::from_ref(&listener),
+        &[cluster("a", &[a.addr], ""), cluster("b", &[b.addr], "")],
+    ));
     let addr = proxy.listener("ingress");
     let (_, h, _) = get(addr, "/", &[("host", "api.example.com")]).await.unwrap();
     assert_eq!(h["x-upstream"], "exact");
