@@ -178,3 +178,31 @@ async fn drain_listeners_inboundonly_as_envoy() {
         "server.state after /drain_listeners"
     );
 }
+
+/// `proxy_100_continue` (istiod sets it on some gateways): by default the proxy answers
+/// `100 Continue` itself and the upstream never sees the expectation; with it set the header
+/// goes upstream. Same requests through Envoy 1.40 and Isthmus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_as_envoy() {
+    use tests::upstream::{Behaviour, Upstream};
+    use tests::yaml::{bootstrap, cluster, http_listener};
+    let up = Upstream::start("expect", Behaviour::default()).await;
+    let route = "              - match: {prefix: /}\n                route: {cluster: backend}\n";
+    for (setting, forwarded) in [("", false), ("          proxy_100_continue: true\n", true)] {
+        let l = http_listener("ingress", route, "")
+            .replace("          stat_prefix: ingress\n", &format!("          stat_prefix: ingress\n{setting}"));
+        let yaml = bootstrap(&[l], &[cluster("backend", &[up.addr], "")]);
+        let envoy = Envoy::start(&yaml).await;
+        let proxy = Proxy::start(&yaml);
+        for (plane, addr) in [("envoy", envoy.listener("ingress")), ("isthmus", proxy.listener("ingress"))] {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-m", "5", "-H", "Expect: 100-continue", "--data-binary", "payload"])
+                .arg(format!("http://{addr}/headers"))
+                .output()
+                .unwrap();
+            let seen: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{plane}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+            assert_eq!(seen.get("expect").is_some(), forwarded, "{plane} {setting:?}: {seen}");
+        }
+    }
+}

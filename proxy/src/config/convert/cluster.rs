@@ -37,6 +37,7 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "transport_socket",
         "transport_socket_matches",
         "max_requests_per_connection",
+        "protocol_selection",
     ],
     ignored: &[
         "alt_stat_name",
@@ -410,6 +411,12 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<Protocol, ConfigError> {
     #[allow(deprecated)]
     let mut proto_choice =
         if c.http2_protocol_options.is_some() { UpstreamProtocol::Http2 } else { UpstreamProtocol::Http1 };
+    // The deprecated `protocol_selection` (older istiods): USE_DOWNSTREAM_PROTOCOL is what
+    // `use_downstream_protocol_config` says today; typed options below still win.
+    #[allow(deprecated)]
+    if c.protocol_selection == proto::cluster::ClusterProtocolSelection::UseDownstreamProtocol as i32 {
+        proto_choice = UpstreamProtocol::Downstream;
+    }
     let mut idle = Some(Duration::from_secs(3600));
     let mut max_rpc = None;
     for (key, any) in &c.typed_extension_protocol_options {

@@ -33,6 +33,7 @@ pub(super) const LISTENER: FieldPolicy = FieldPolicy {
         "additional_addresses",
         "internal_listener",
         "filter_chain_matcher",
+        "deprecated_v1",
     ],
     ignored: &[
         // Accept-loop tuning (how many accepts per wake-up): no effect on what is served.
@@ -174,7 +175,13 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         internal,
         inbound: l.traffic_direction == xds_client::protos::envoy::config::core::v3::TrafficDirection::Inbound as i32,
         use_original_dst: l.use_original_dst.map(|b| b.value).unwrap_or(false),
-        bind_to_port: l.bind_to_port.map(|b| b.value).unwrap_or(true),
+        // `deprecated_v1.bind_to_port` is what older istiods sent for `bind_to_port`.
+        #[allow(deprecated)]
+        bind_to_port: l
+            .bind_to_port
+            .or_else(|| l.deprecated_v1.as_ref().and_then(|d| d.bind_to_port))
+            .map(|b| b.value)
+            .unwrap_or(true),
         transparent: l.transparent.map(|b| b.value).unwrap_or(false),
     })
 }

@@ -177,3 +177,14 @@ fn configured_listener_fault_is_refused() {
     let e = err(&http("{match: {prefix: /}, route: {cluster: c}}", &abort));
     assert!(e.contains("http_filters[0] \"envoy.filters.http.fault\"") && e.contains("not supported yet"), "{e}");
 }
+
+/// Older istiods' deprecated spellings keep their meaning.
+#[test]
+fn deprecated_v1_bind_to_port_and_protocol_selection() {
+    let yaml = http("{match: {prefix: /}, route: {cluster: c}}", ROUTER)
+        .replace("    filter_chains:\n", "    deprecated_v1: {bind_to_port: false}\n    filter_chains:\n")
+        .replace("  - name: c\n", "  - name: c\n    protocol_selection: USE_DOWNSTREAM_PROTOCOL\n");
+    let b = convert(&yaml).unwrap();
+    assert!(!b.listeners[0].bind_to_port);
+    assert_eq!(b.clusters[0].upstream_protocol, crate::config::cluster::UpstreamProtocol::Downstream);
+}
