@@ -2,9 +2,10 @@
 //! in for three localities (`cn-beijing/a` here, `cn-beijing/b` a zone away, `cn-hangzhou/a`
 //! a region away, with simulated link latency); the proxy runs in `cn-beijing/a` on an
 //! embedded Envoy config with outlier detection, retries and a failover list. A bounded
-//! fixed-rate load runs through it; a third of the way in the local zone starts failing, two
-//! thirds in it recovers. The per-second table shows traffic moving to the nearest healthy
-//! locality and back, with errors and p99.
+//! fixed-rate load runs through it; a quarter of the way in the local zone starts failing,
+//! half way it recovers. The per-second table shows traffic moving to the nearest healthy
+//! locality and coming home (that row is marked), with errors and p99; the run fails if any
+//! request failed or traffic never came home.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -69,9 +70,12 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
     };
     let Some(proxy) = running.listener("ingress") else { return ExitCode::FAILURE };
     println!("proxy on http://{proxy}  admin on {:?}  ({rate} req/s for {seconds}s)\n", running.admin);
-    let failures = drive(proxy, seconds.max(3), rate.max(1), failing).await;
+    let (failures, home) = drive(proxy, seconds.max(4), rate.max(1), failing).await;
     running.drain().await;
-    if failures == 0 {
+    if !home {
+        eprintln!("demo: traffic did not come home to cn-beijing-a after it recovered");
+    }
+    if failures == 0 && home {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -130,7 +134,9 @@ static_resources:
     type: STATIC
     lb_policy: LEAST_REQUEST
     circuit_breakers: {{thresholds: [{{max_retries: 1000}}]}}
-    outlier_detection: {{consecutive_5xx: 5, interval: 1s, base_ejection_time: 3s, max_ejection_percent: 100}}
+    # Ejected hosts are back within a second of the ejection time (max_ejection_time caps the
+    # back-off of a host ejected again while still failing), so the story fits in the run.
+    outlier_detection: {{consecutive_5xx: 5, interval: 1s, base_ejection_time: 1s, max_ejection_time: 2s, max_ejection_percent: 100}}
     # Every endpoint arrives at priority 0; the proxy computes its own failover order:
     # own zone first, then the same region, then the failover target region.
     metadata: {{filter_metadata: {{isthmus.io/locality_lb: {{failover: [{{from: cn-beijing, to: cn-hangzhou}}]}}}}}}
@@ -175,8 +181,23 @@ async fn upstream(
     Ok(addr)
 }
 
-/// Fixed-rate load; prints one row per second. Returns the number of failed requests.
-async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBool>) -> u64 {
+/// One second of results.
+struct Second {
+    n: u64,
+    f: u64,
+    hist: Option<hdrhistogram::Histogram<u64>>,
+    by: BTreeMap<String, u64>,
+}
+
+impl Second {
+    fn new() -> Second {
+        Second { n: 0, f: 0, hist: hdrhistogram::Histogram::<u64>::new(3).ok(), by: BTreeMap::new() }
+    }
+}
+
+/// Fixed-rate load; prints one row per second. Returns the number of failed requests and
+/// whether traffic came home (≥ 95 % on the own zone in a second after the recovery).
+async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBool>) -> (u64, bool) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>, Duration)>();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
@@ -206,7 +227,7 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
             });
         }
     });
-    let (fail_at, heal_at) = (seconds / 3, 2 * seconds / 3);
+    let (fail_at, heal_at) = (seconds / 4, seconds / 2);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(fail_at)).await;
         failing.store(true, Ordering::Relaxed);
@@ -215,57 +236,61 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
     });
     println!("{:>4} {:>6} {:>6} {:>9} {:>9}  share by locality", "sec", "reqs", "fail", "p50 ms", "p99 ms");
     let mut failures = 0;
-    let mut sec = 0;
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3).ok();
-    let mut by: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut n, mut f) = (0u64, 0u64);
-    let flush =
-        |sec: u64, n: u64, f: u64, hist: &mut Option<hdrhistogram::Histogram<u64>>, by: &mut BTreeMap<String, u64>| {
-            let (p50, p99) = hist.as_ref().map_or((0.0, 0.0), |h| {
-                (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
-            });
-            let share: Vec<String> = ["beijing-a", "beijing-b", "hangzhou-a"]
-                .iter()
-                .map(|k| format!("{k} {:>3.0}%", by.get(*k).copied().unwrap_or(0) as f64 * 100.0 / n.max(1) as f64))
-                .collect();
-            let note = if sec == fail_at {
-                "  <- local zone starts failing"
-            } else if sec == heal_at {
-                "  <- local zone recovers"
-            } else {
-                ""
-            };
-            println!("{sec:>4} {n:>6} {f:>6} {p50:>9.2} {p99:>9.2}  {}{note}", share.join("  "));
-            if let Some(h) = hist.as_mut() {
-                h.reset();
-            }
-            by.clear();
-        };
-    while let Some((s, who, lat)) = rx.recv().await {
-        if s != sec {
-            flush(sec, n, f, &mut hist, &mut by);
-            sec = s;
-            n = 0;
-            f = 0;
+    let mut home_at: Option<u64> = None;
+    // Results arrive in completion order; a second is printed once results two seconds later
+    // arrive (every request here takes well under a second), so late answers land in their row.
+    let mut open: BTreeMap<u64, Second> = BTreeMap::new();
+    let mut print = |sec: u64, row: &Second| {
+        let (p50, p99) = row.hist.as_ref().map_or((0.0, 0.0), |h| {
+            (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
+        });
+        let share = |k: &str| row.by.get(k).copied().unwrap_or(0) as f64 * 100.0 / row.n.max(1) as f64;
+        let shares: Vec<String> =
+            ["beijing-a", "beijing-b", "hangzhou-a"].iter().map(|k| format!("{k} {:>3.0}%", share(k))).collect();
+        let came_home = home_at.is_none() && sec > heal_at && row.n > 0 && share("beijing-a") >= 95.0;
+        if came_home {
+            home_at = Some(sec);
         }
-        n += 1;
+        let note = if sec == fail_at {
+            "  <- local zone starts failing"
+        } else if sec == heal_at {
+            "  <- local zone recovers"
+        } else if came_home {
+            "  <- traffic is home again"
+        } else {
+            ""
+        };
+        println!("{sec:>4} {:>6} {:>6} {p50:>9.2} {p99:>9.2}  {}{note}", row.n, row.f, shares.join("  "));
+    };
+    while let Some((s, who, lat)) = rx.recv().await {
+        while open.first_key_value().is_some_and(|(first, _)| first + 2 <= s) {
+            if let Some((sec, row)) = open.pop_first() {
+                print(sec, &row);
+            }
+        }
+        let row = open.entry(s).or_insert_with(Second::new);
+        row.n += 1;
         match who {
-            Some(w) => *by.entry(w.rsplit_once('-').map_or(w.clone(), |(z, _)| z.to_string())).or_default() += 1,
+            Some(w) => *row.by.entry(w.rsplit_once('-').map_or(w.clone(), |(z, _)| z.to_string())).or_default() += 1,
             None => {
-                f += 1;
+                row.f += 1;
                 failures += 1;
             }
         }
-        if let Some(h) = hist.as_mut() {
+        if let Some(h) = row.hist.as_mut() {
             let _ = h.record(u64::try_from(lat.as_micros()).unwrap_or(u64::MAX));
         }
     }
-    flush(sec, n, f, &mut hist, &mut by);
+    for (sec, row) in &open {
+        print(*sec, row);
+    }
     let _ = sender.await;
+    let home = home_at.is_some();
     println!(
         "\n{total} requests, {failures} failed. The own zone serves everything while healthy; when it fails, its hosts \
          are ejected after 5 errors each (retries hide them) and traffic moves to the same region's other zone, \
-         not to hangzhou; after the ejection time it comes home."
+         not to hangzhou; once it recovers and the ejection time has passed, it comes home{}.",
+        home_at.map_or(" (it did not, this run)".to_string(), |s| format!(" (second {s})"))
     );
-    failures
+    (failures, home)
 }

@@ -170,10 +170,13 @@ async fn readiness_address_serves_healthz_ready() {
 
 #[test]
 fn demo_shows_failover_to_the_nearest_healthy_zone_without_failed_requests() {
-    let out = run(&["demo", "--seconds", "6", "--rate", "50"]);
+    let out = run(&["demo", "--seconds", "8", "--rate", "50"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("300 requests, 0 failed"), "{text}");
+    assert!(text.contains("400 requests, 0 failed"), "{text}");
+    // The whole story: local, failover, and home again (the demo fails without it).
+    let home = text.lines().find(|l| l.contains("<- traffic is home again")).unwrap_or_else(|| panic!("{text}"));
+    assert!(home.contains("beijing-a 100%") || home.contains("beijing-a  9"), "{home}");
     let rows: Vec<&str> = text.lines().filter(|l| l.contains("beijing-a") && l.contains('%')).collect();
     assert!(rows.first().is_some_and(|r| r.contains("beijing-a 100%")), "{text}");
     assert!(
