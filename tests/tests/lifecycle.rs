@@ -85,3 +85,38 @@ async fn sigterm_drains_50_in_flight_requests_refuses_new_connections_and_exits_
     let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(15))).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A TCP connection still open at shutdown is closed when the drain time runs out and is
+/// accounted end to end: its access-log line carries the bytes it moved. (The drop-time record
+/// itself — a task dropped mid-transfer — is tested in `proxy/src/l4/tcp_proxy.rs`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tcp_connection_cut_at_shutdown_is_still_logged() {
+    use std::io::Write;
+    // An upstream that accepts and never answers: the connection stays open until cut.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let listener = tests::yaml::tcp_listener("tcp", "silent").replace(
+        "          cluster: silent",
+        "          cluster: silent\n          access_log:\n          - name: envoy.access_loggers.stdout\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}",
+    );
+    let mut proxy =
+        Proxy::start_with(&bootstrap(&[listener], &[cluster("silent", &[silent_addr], "")]), &["--drain-time-s", "1"]);
+    let mut client = std::net::TcpStream::connect(proxy.listener("tcp")).unwrap();
+    client.write_all(b"hello").unwrap();
+    let (_held, _) = silent.accept().unwrap();
+    proxy.sigterm();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = proxy.wait_exit(Duration::from_secs(15));
+        (s, proxy.stdout.lock().unwrap().clone())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.0.code(), Some(0));
+    let line = status
+        .1
+        .iter()
+        .find(|l| l.contains("\"upstream_cluster\":\"silent\""))
+        .unwrap_or_else(|| panic!("no access-log line for the cut connection: {:?}", status.1));
+    assert!(line.contains("\"bytes_received\":5"), "{line}");
+    drop(client);
+}

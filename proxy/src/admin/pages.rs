@@ -83,7 +83,7 @@ fn clusters_text(st: &AdminState) -> String {
     let mut out = String::new();
     for c in st.clusters.all() {
         let name = &c.config.name;
-        for h in c.hosts().all.iter() {
+        for h in c.listed_hosts().iter() {
             let p = format!("{name}::{}", h.addr);
             let eds = h.health == crate::config::cluster::HealthStatus::Unhealthy;
             let flags = if !eds && !h.is_ejected() && !h.hc_failed() {
@@ -120,8 +120,7 @@ fn clusters_json(st: &AdminState) -> String {
         .iter()
         .map(|c| {
             let hosts: Vec<_> = c
-                .hosts()
-                .all
+                .listed_hosts()
                 .iter()
                 .map(|h| {
                     json!({

@@ -110,7 +110,14 @@ impl Host {
         self.health == HealthStatus::Degraded && !self.is_ejected() && !self.hc_failed()
     }
 
+    /// A host of an ORIGINAL_DST cluster: the connection's own destination, healthy, weight 1,
+    /// no locality.
+    pub fn for_original_dst(addr: SocketAddr) -> Self {
+        Host::new(addr, 1, Locality::default(), 0, HealthStatus::Healthy, String::new())
+    }
+
     /// A healthy host with no locality (unit tests).
+    #[cfg(test)]
     pub fn for_test(addr: SocketAddr, weight: u32) -> Self {
         Host::new(addr, weight, Locality::default(), 0, HealthStatus::Healthy, String::new())
     }

@@ -7,6 +7,7 @@ pub mod host;
 pub mod hostset;
 pub mod limits;
 mod manager;
+mod original_dst;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub struct ClusterRuntime {
     /// Hosts reached over TLS and their context (from `transport_socket(_matches)`), shared
     /// with the connector; rebuilt with the host set.
     pub tls_hosts: Arc<ArcSwap<std::collections::HashMap<SocketAddr, Arc<crate::tls::context::UpstreamTls>>>>,
+    /// ORIGINAL_DST clusters: one kept host per destination.
+    original_dst: original_dst::OriginalDstHosts,
 }
 
 impl ClusterRuntime {
@@ -110,6 +113,7 @@ impl ClusterRuntime {
             outlier_tx: tx,
             node,
             tls_hosts,
+            original_dst: original_dst::OriginalDstHosts::default(),
             healthy_panic: metrics::counter!("envoy_cluster_lb_healthy_panic", "envoy_cluster_name" => config.name.clone()),
             config,
         });
@@ -268,6 +272,14 @@ impl ClusterRuntime {
         self.tls_hosts.load().get(&host.addr).cloned()
     }
 
+    /// Every host, for `/clusters`: the host set, plus the destinations an ORIGINAL_DST cluster
+    /// has dialled.
+    pub fn listed_hosts(&self) -> Vec<Arc<Host>> {
+        let mut v: Vec<Arc<Host>> = self.hosts().all.to_vec();
+        v.extend(self.original_dst.all());
+        v
+    }
+
     /// Picks a host. `original_dst` is the connection's original destination, used by
     /// ORIGINAL_DST clusters; `avoid` filters previously tried hosts when it can.
     pub fn pick(
@@ -289,7 +301,7 @@ impl ClusterRuntime {
         attempts: u32,
     ) -> Option<Arc<Host>> {
         if self.config.discovery == Discovery::OriginalDst {
-            return original_dst.map(|a| Arc::new(Host::for_test(a, 1)));
+            return original_dst.map(|a| self.original_dst.get(a));
         }
         let mut panicked = false;
         let h = self.hosts.load().pick_hashed(hash, attempt, avoid, attempts, &mut panicked);

@@ -53,6 +53,7 @@ struct Pipe {
     write: OwnedFd,
 }
 
+#[cfg(target_os = "linux")]
 fn pipe() -> io::Result<Pipe> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` is a valid array of two ints, as pipe2 requires.
@@ -68,6 +69,7 @@ fn pipe() -> io::Result<Pipe> {
     Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(r), write: OwnedFd::from_raw_fd(w) } })
 }
 
+#[cfg(target_os = "linux")]
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both fds are open for the duration of the call; null offsets mean "current
     // position", which splice requires for sockets and pipes.
@@ -82,6 +84,18 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
         )
     };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// splice(2) and pipe2(2) are Linux calls: elsewhere every connection takes the copy loop
+/// (`pipe` fails, so `spliced` is never reached).
+#[cfg(not(target_os = "linux"))]
+fn pipe() -> io::Result<Pipe> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn splice(_from: RawFd, _to: RawFd, _len: usize) -> io::Result<usize> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 fn unsupported(e: &io::Error) -> bool {

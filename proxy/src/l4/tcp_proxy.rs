@@ -91,12 +91,14 @@ pub async fn proxy(
         cluster: &cluster_name,
     });
     counter!("istio_tcp_connections_opened_total", &labels).increment(1);
+    let mut rec =
+        ConnRecord { labels, entry, start, log: cfg.access_log, received: AtomicU64::new(0), sent: AtomicU64::new(0) };
     let result = match clusters.get(&cluster_name) {
         None => Err("NC"),
         Some(c) => match c.pick(original_dst, &|_| false, 1) {
             None => Err("UH"),
             Some(host) => {
-                entry.upstream_host = Some(host.addr.to_string());
+                rec.entry.upstream_host = Some(host.addr.to_string());
                 match c.connections.try_acquire() {
                     None => {
                         c.stats.cx_overflow.increment(1);
@@ -129,7 +131,8 @@ pub async fn proxy(
                                         c.stats.cx_total.increment(1);
                                         let _active = host.start_request();
                                         if let Some(d) = down.take() {
-                                            pump(d, up, cfg, &mut entry, (&drain, drain_time)).await;
+                                            let io = (&rec.received, &rec.sent, &mut rec.entry.response_flags);
+                                            pump(d, up, cfg, io, (&drain, drain_time)).await;
                                         }
                                         Ok(())
                                     }
@@ -142,38 +145,27 @@ pub async fn proxy(
         },
     };
     if let Err(flag) = result {
-        entry.response_flags = flag.into();
+        rec.entry.response_flags = flag.into();
         if let Some(mut d) = down {
             d.shutdown().await;
         }
-    } else if entry.response_flags.is_empty() {
-        entry.response_flags = "-".into();
     }
-    counter!("istio_tcp_received_bytes_total", &labels).increment(entry.bytes_received);
-    counter!("istio_tcp_sent_bytes_total", &labels).increment(entry.bytes_sent);
-    counter!("istio_tcp_connections_closed_total", &labels).increment(1);
-    entry.duration = access_log::millis_since(start);
-    if cfg.access_log {
-        access_log::write(&entry);
-    }
+    // `rec` writes the counters and the access log as it drops, here or wherever the task ends.
 }
 
 async fn pump(
     down: Downstream,
     up: Upstream,
     cfg: &TcpProxy,
-    entry: &mut Entry,
+    (received, sent, flags): (&AtomicU64, &AtomicU64, &mut String),
     (drain, drain_time): (&CancellationToken, Duration),
 ) {
-    let received = AtomicU64::new(0);
-    let sent = AtomicU64::new(0);
     let activity = AtomicU64::new(0);
-    let (r, s, a) = (&received, &sent, &activity);
+    let (r, s, a) = (received, sent, &activity);
     let timed_out = match (down, up) {
         (Downstream::Plain(down, prefix), Upstream::Plain(mut up)) => {
             received.store(prefix.len() as u64, Ordering::Relaxed);
             if !prefix.is_empty() && up.write_all(&prefix).await.is_err() {
-                entry.bytes_received = prefix.len() as u64;
                 return;
             }
             let (down, up) = (&down, &up);
@@ -203,10 +195,37 @@ async fn pump(
             supervise(both, cfg, a, (drain, drain_time)).await
         }
     };
-    entry.bytes_received = received.load(Ordering::Relaxed);
-    entry.bytes_sent = sent.load(Ordering::Relaxed);
     if timed_out {
-        entry.response_flags = "SI".into();
+        *flags = "SI".into();
+    }
+}
+
+/// One proxied connection's accounting, written exactly once, on drop: Istio's closed-connection
+/// and byte counters and the access log line. A connection cut short (the process shutting
+/// down mid-transfer, the task dropped) is still counted, with the bytes moved so far.
+struct ConnRecord {
+    labels: Vec<(&'static str, String)>,
+    entry: Entry,
+    start: Instant,
+    log: bool,
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl Drop for ConnRecord {
+    fn drop(&mut self) {
+        self.entry.bytes_received = self.received.load(Ordering::Relaxed);
+        self.entry.bytes_sent = self.sent.load(Ordering::Relaxed);
+        if self.entry.response_flags.is_empty() {
+            self.entry.response_flags = "-".into();
+        }
+        counter!("istio_tcp_received_bytes_total", &self.labels).increment(self.entry.bytes_received);
+        counter!("istio_tcp_sent_bytes_total", &self.labels).increment(self.entry.bytes_sent);
+        counter!("istio_tcp_connections_closed_total", &self.labels).increment(1);
+        self.entry.duration = access_log::millis_since(self.start);
+        if self.log {
+            access_log::write(&self.entry);
+        }
     }
 }
 
@@ -248,5 +267,66 @@ async fn supervise(
                 seen = now;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::config::listener::NetworkFilter;
+
+    /// The task of a connection dropped mid-transfer (the runtime shutting down, the listener
+    /// force-closed) still writes Istio's closed-connection and byte counters: the record is
+    /// written on drop. (The old end-of-function accounting wrote nothing here.)
+    #[tokio::test]
+    async fn a_connection_dropped_mid_transfer_is_still_counted() {
+        let rec = DebuggingRecorder::new();
+        let snap = rec.snapshotter();
+        let _guard = metrics::set_default_local_recorder(&rec);
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = upstream.local_addr().unwrap();
+        let yaml = format!(
+            "static_resources:\n  listeners:\n  - name: t\n    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n    filter_chains:\n    - filters:\n      - name: tcp\n        typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}\n  clusters:\n  - name: c\n    load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]}}\n",
+            up.port()
+        );
+        let b = crate::config::load::from_value(crate::config::load::parse(&yaml, "t").unwrap(), "t").unwrap();
+        let NetworkFilter::TcpProxy(cfg) = &b.listeners[0].filter_chains[0].filter else { panic!("not tcp_proxy") };
+        let clusters = crate::cluster::ClusterManager::new(&b.clusters, crate::locality::NodeView::from_bootstrap(&b));
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(front.local_addr().unwrap()).await.unwrap();
+        let (down, peer) = front.accept().await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        let ends = Ends { peer, local: front.local_addr().unwrap(), original_dst: None, inbound: false };
+        let conn = proxy(
+            Downstream::Plain(down, Bytes::new()),
+            cfg,
+            &clusters,
+            (ends, None),
+            (CancellationToken::new(), Duration::from_secs(60)),
+        );
+        let upstream_saw_hello = async {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s
+        };
+        let _held = tokio::select! {
+            _ = conn => panic!("the connection ended on its own"),
+            s = upstream_saw_hello => s,
+        };
+        // `conn` was dropped mid-transfer by the select.
+        let all = snap.snapshot().into_vec();
+        let value = |name: &str| all.iter().find(|(k, ..)| k.key().name() == name).map(|(.., v)| v.clone());
+        assert!(matches!(value("istio_tcp_connections_closed_total"), Some(DebugValue::Counter(1))));
+        let received = value("istio_tcp_received_bytes_total");
+        assert!(matches!(received, Some(DebugValue::Counter(5))), "{received:?}");
+        drop(Arc::new(client));
     }
 }
