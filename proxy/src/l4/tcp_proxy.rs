@@ -323,7 +323,7 @@ mod tests {
         };
         // `conn` was dropped mid-transfer by the select.
         let all = snap.snapshot().into_vec();
-        let value = |name: &str| all.iter().find(|(k, ..)| k.key().name() == name).map(|(.., v)| v.clone());
+        let value = |name: &str| all.iter().find(|(k, ..)| k.key().name() == name).map(|(.., v)| v);
         assert!(matches!(value("istio_tcp_connections_closed_total"), Some(DebugValue::Counter(1))));
         let received = value("istio_tcp_received_bytes_total");
         assert!(matches!(received, Some(DebugValue::Counter(5))), "{received:?}");
