@@ -1,7 +1,7 @@
 //! Isthmus: a locality-aware L4/L7 proxy that speaks Envoy's configuration language.
 //!
 //! The library holds everything the `isthmus` binary runs, so integration tests and benches can
-//! drive the same code. Config arrives as Envoy v3 protos (bootstrap file, later xDS), becomes
+//! drive the same code. Config arrives as Envoy v3 protos (a bootstrap file, or xDS from a control plane), becomes
 //! the immutable model in [`config`], and listeners, routes and clusters run on that model.
 #![deny(unsafe_code)]
 

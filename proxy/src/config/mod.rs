@@ -1,5 +1,5 @@
 //! The proxy's configuration: immutable, validated types, and the one conversion path from
-//! Envoy v3 protos that the bootstrap file and (later) xDS share.
+//! Envoy v3 protos that the bootstrap file and xDS share.
 //!
 //! Nothing on the request path reads a proto: the model below is what listeners, routes and
 //! clusters run on. A [`Bootstrap`] is built once per config version and shared behind `Arc`.
