@@ -5,6 +5,7 @@
 mod chain_matcher;
 mod cluster;
 mod common;
+mod endpoint;
 pub mod fields;
 mod health;
 mod http;
@@ -22,8 +23,9 @@ use std::sync::Arc;
 
 use xds_client::protos::envoy::config::bootstrap::v3 as proto;
 
-pub use self::cluster::{cluster, load_assignment};
+pub use self::cluster::cluster;
 pub use self::common::struct_to_json;
+pub use self::endpoint::load_assignment;
 use self::fields::{check, FieldPolicy};
 pub use self::listener::listener;
 pub use self::route::{retry_policy, route_config};
@@ -312,13 +314,13 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &health::HEALTH_CHECK,
         &health::HTTP_HC,
         &health::TCP_HC,
-        &cluster::CLA,
-        &cluster::CLA_POLICY,
+        &endpoint::CLA,
+        &endpoint::CLA_POLICY,
         &cluster::THRESHOLDS,
         &cluster::HTTP_OPTIONS,
-        &cluster::LOCALITY_ENDPOINTS,
-        &cluster::LB_ENDPOINT,
-        &cluster::ENDPOINT,
+        &endpoint::LOCALITY_ENDPOINTS,
+        &endpoint::LB_ENDPOINT,
+        &endpoint::ENDPOINT,
         &cluster::SOCKET_MATCH,
         &tls::UPSTREAM,
         &tls::DOWNSTREAM,
