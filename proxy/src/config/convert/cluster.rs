@@ -124,72 +124,12 @@ const HTTP_OPTIONS_URL: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 
 /// Converts a cluster; `path` names it (`static_resources.clusters[2] "web"`).
 pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> {
-    use proto::cluster::{ClusterDiscoveryType as T, DiscoveryType as D, LbPolicy as L};
     check(c, &CLUSTER, path)?;
     if c.name.is_empty() {
         return Err(path.err_at("name", "is required"));
     }
-    let discovery = match &c.cluster_discovery_type {
-        None => Discovery::Static,
-        Some(T::Type(t)) => match D::try_from(*t) {
-            Ok(D::Static) => Discovery::Static,
-            Ok(D::StrictDns) => Discovery::StrictDns,
-            Ok(D::LogicalDns) => Discovery::LogicalDns,
-            Ok(D::Eds) => Discovery::Eds {
-                service_name: c
-                    .eds_cluster_config
-                    .as_ref()
-                    .map(|e| e.service_name.clone())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| c.name.clone()),
-            },
-            Ok(D::OriginalDst) => Discovery::OriginalDst,
-            Err(_) => return Err(path.err_at("type", format!("unknown discovery type {t}"))),
-        },
-        Some(T::ClusterType(_)) => return Err(path.err_at("cluster_type", "custom cluster types are not supported")),
-    };
-    let lb_policy = match L::try_from(c.lb_policy) {
-        Ok(L::RoundRobin) => LbPolicy::RoundRobin,
-        Ok(L::LeastRequest) => LbPolicy::LeastRequest,
-        Ok(L::Random) => LbPolicy::Random,
-        Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
-        Ok(L::RingHash) => {
-            use crate::balance::hashing::{DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE, RING_SIZE_LIMIT};
-            let (min, max) = match &c.lb_config {
-                Some(proto::cluster::LbConfig::RingHashLbConfig(r)) => {
-                    if r.hash_function != 0 {
-                        return Err(path
-                            .field("ring_hash_lb_config")
-                            .err_at("hash_function", "only XX_HASH is supported"));
-                    }
-                    (
-                        r.minimum_ring_size.map(|v| v.value).unwrap_or(DEFAULT_MIN_RING_SIZE),
-                        r.maximum_ring_size.map(|v| v.value).unwrap_or(DEFAULT_MAX_RING_SIZE),
-                    )
-                }
-                _ => (DEFAULT_MIN_RING_SIZE, DEFAULT_MAX_RING_SIZE),
-            };
-            if min == 0 || min > max || max > RING_SIZE_LIMIT {
-                return Err(path.err_at("ring_hash_lb_config", format!("ring sizes {min}..{max} are invalid")));
-            }
-            LbPolicy::RingHash { min, max }
-        }
-        Ok(L::Maglev) => {
-            let table_size = match &c.lb_config {
-                Some(proto::cluster::LbConfig::MaglevLbConfig(m)) => m.table_size.map(|v| v.value),
-                _ => None,
-            }
-            .unwrap_or(crate::balance::hashing::DEFAULT_MAGLEV_TABLE_SIZE);
-            if !crate::balance::hashing::is_valid_maglev_table_size(table_size) {
-                return Err(path
-                    .field("maglev_lb_config")
-                    .err_at("table_size", format!("{table_size} is not a prime up to 5000011")));
-            }
-            LbPolicy::Maglev { table_size }
-        }
-        Ok(other) => return Err(path.err_at("lb_policy", format!("{} is not supported", other.as_str_name()))),
-        Err(_) => return Err(path.err_at("lb_policy", format!("unknown value {}", c.lb_policy))),
-    };
+    let discovery = discovery(c, path)?;
+    let lb_policy = lb_policy(c, path)?;
     if discovery == Discovery::OriginalDst && lb_policy != LbPolicy::ClusterProvided {
         return Err(path.err_at("lb_policy", "ORIGINAL_DST clusters need CLUSTER_PROVIDED"));
     }
@@ -216,38 +156,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
     if discovery == Discovery::LogicalDns && endpoints.iter().map(|l| l.endpoints.len()).sum::<usize>() != 1 {
         return Err(path.err_at("load_assignment", "LOGICAL_DNS clusters take exactly one endpoint"));
     }
-    let mut zone_aware = ZoneAware::default();
-    let (healthy_panic_threshold, locality_weighted) = match &c.common_lb_config {
-        Some(lb) => {
-            let lp = path.field("common_lb_config");
-            check(lb, &COMMON_LB, &lp)?;
-            let t = lb.healthy_panic_threshold.map(|p| p.value).unwrap_or(50.0);
-            if !(0.0..=100.0).contains(&t) {
-                return Err(lp.err_at("healthy_panic_threshold", format!("{t} is not a percentage")));
-            }
-            use proto::cluster::common_lb_config::LocalityConfigSpecifier as L;
-            let lw = match &lb.locality_config_specifier {
-                Some(L::LocalityWeightedLbConfig(_)) => true,
-                Some(L::ZoneAwareLbConfig(z)) => {
-                    let re = z.routing_enabled.map(|p| p.value).unwrap_or(100.0);
-                    if !(0.0..=100.0).contains(&re) {
-                        return Err(lp
-                            .field("zone_aware_lb_config")
-                            .err_at("routing_enabled", format!("{re} is not a percentage")));
-                    }
-                    zone_aware = ZoneAware {
-                        routing_enabled: re,
-                        min_cluster_size: z.min_cluster_size.map(|v| v.value).unwrap_or(6),
-                        fail_traffic_on_panic: z.fail_traffic_on_panic,
-                    };
-                    false
-                }
-                None => false,
-            };
-            (t, lw)
-        }
-        None => (50.0, false),
-    };
+    let (healthy_panic_threshold, locality_weighted, zone_aware) = common_lb(c, path)?;
     let locality_lb = match c.metadata.as_ref().and_then(|m| m.filter_metadata.get(LOCALITY_LB_KEY)) {
         Some(s) => Some(crate::locality::setting::parse(&super::common::struct_to_json(s)).map_err(|(f, m)| {
             path.field("metadata").field("filter_metadata").field(&format!("\"{LOCALITY_LB_KEY}\"")).err_at(&f, m)
@@ -273,22 +182,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         };
         o.latency = Some(super::outlier::latency(&v, &p)?);
     }
-    let source_address = match &c.upstream_bind_config {
-        Some(b) => {
-            let bp = path.field("upstream_bind_config");
-            check(b, &BIND_CONFIG, &bp)?;
-            match &b.source_address {
-                Some(sa) => {
-                    let ip = sa.address.parse().map_err(|_| {
-                        bp.field("source_address").err_at("address", format!("\"{}\" is not an IP address", sa.address))
-                    })?;
-                    Some(ip)
-                }
-                None => None,
-            }
-        }
-        None => None,
-    };
+    let source_address = source_address(c, path)?;
     let health_check = super::health::health_checks(&c.health_checks, &c.name, &path.field("health_checks"))?;
     let mut lb_policy = lb_policy;
     if let Some(v) = meta(LB_KEY) {
@@ -343,6 +237,134 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
             }
             _ => 2,
         },
+    })
+}
+
+/// `common_lb_config`: the panic threshold (percent), locality weighting and zone-aware routing.
+fn common_lb(c: &proto::Cluster, path: &Path) -> Result<(f64, bool, ZoneAware), ConfigError> {
+    let mut zone_aware = ZoneAware::default();
+    let (threshold, locality_weighted) = match &c.common_lb_config {
+        Some(lb) => {
+            let lp = path.field("common_lb_config");
+            check(lb, &COMMON_LB, &lp)?;
+            let t = lb.healthy_panic_threshold.map(|p| p.value).unwrap_or(50.0);
+            if !(0.0..=100.0).contains(&t) {
+                return Err(lp.err_at("healthy_panic_threshold", format!("{t} is not a percentage")));
+            }
+            use proto::cluster::common_lb_config::LocalityConfigSpecifier as L;
+            let lw = match &lb.locality_config_specifier {
+                Some(L::LocalityWeightedLbConfig(_)) => true,
+                Some(L::ZoneAwareLbConfig(z)) => {
+                    let re = z.routing_enabled.map(|p| p.value).unwrap_or(100.0);
+                    if !(0.0..=100.0).contains(&re) {
+                        return Err(lp
+                            .field("zone_aware_lb_config")
+                            .err_at("routing_enabled", format!("{re} is not a percentage")));
+                    }
+                    zone_aware = ZoneAware {
+                        routing_enabled: re,
+                        min_cluster_size: z.min_cluster_size.map(|v| v.value).unwrap_or(6),
+                        fail_traffic_on_panic: z.fail_traffic_on_panic,
+                    };
+                    false
+                }
+                None => false,
+            };
+            (t, lw)
+        }
+        None => (50.0, false),
+    };
+    Ok((threshold, locality_weighted, zone_aware))
+}
+
+/// `upstream_bind_config.source_address`: the IP upstream connections leave from.
+fn source_address(c: &proto::Cluster, path: &Path) -> Result<Option<std::net::IpAddr>, ConfigError> {
+    Ok(match &c.upstream_bind_config {
+        Some(b) => {
+            let bp = path.field("upstream_bind_config");
+            check(b, &BIND_CONFIG, &bp)?;
+            match &b.source_address {
+                Some(sa) => {
+                    let ip = sa.address.parse().map_err(|_| {
+                        bp.field("source_address").err_at("address", format!("\"{}\" is not an IP address", sa.address))
+                    })?;
+                    Some(ip)
+                }
+                None => None,
+            }
+        }
+        None => None,
+    })
+}
+
+/// `type` / `cluster_type` → how hosts are found.
+fn discovery(c: &proto::Cluster, path: &Path) -> Result<Discovery, ConfigError> {
+    use proto::cluster::{ClusterDiscoveryType as T, DiscoveryType as D};
+    Ok(match &c.cluster_discovery_type {
+        None => Discovery::Static,
+        Some(T::Type(t)) => match D::try_from(*t) {
+            Ok(D::Static) => Discovery::Static,
+            Ok(D::StrictDns) => Discovery::StrictDns,
+            Ok(D::LogicalDns) => Discovery::LogicalDns,
+            Ok(D::Eds) => Discovery::Eds {
+                service_name: c
+                    .eds_cluster_config
+                    .as_ref()
+                    .map(|e| e.service_name.clone())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| c.name.clone()),
+            },
+            Ok(D::OriginalDst) => Discovery::OriginalDst,
+            Err(_) => return Err(path.err_at("type", format!("unknown discovery type {t}"))),
+        },
+        Some(T::ClusterType(_)) => return Err(path.err_at("cluster_type", "custom cluster types are not supported")),
+    })
+}
+
+/// `lb_policy` with its ring/Maglev options, validated as Envoy validates them.
+fn lb_policy(c: &proto::Cluster, path: &Path) -> Result<LbPolicy, ConfigError> {
+    use proto::cluster::LbPolicy as L;
+    Ok(match L::try_from(c.lb_policy) {
+        Ok(L::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(L::LeastRequest) => LbPolicy::LeastRequest,
+        Ok(L::Random) => LbPolicy::Random,
+        Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
+        Ok(L::RingHash) => {
+            use crate::balance::hashing::{DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE, RING_SIZE_LIMIT};
+            let (min, max) = match &c.lb_config {
+                Some(proto::cluster::LbConfig::RingHashLbConfig(r)) => {
+                    if r.hash_function != 0 {
+                        return Err(path
+                            .field("ring_hash_lb_config")
+                            .err_at("hash_function", "only XX_HASH is supported"));
+                    }
+                    (
+                        r.minimum_ring_size.map(|v| v.value).unwrap_or(DEFAULT_MIN_RING_SIZE),
+                        r.maximum_ring_size.map(|v| v.value).unwrap_or(DEFAULT_MAX_RING_SIZE),
+                    )
+                }
+                _ => (DEFAULT_MIN_RING_SIZE, DEFAULT_MAX_RING_SIZE),
+            };
+            if min == 0 || min > max || max > RING_SIZE_LIMIT {
+                return Err(path.err_at("ring_hash_lb_config", format!("ring sizes {min}..{max} are invalid")));
+            }
+            LbPolicy::RingHash { min, max }
+        }
+        Ok(L::Maglev) => {
+            let table_size = match &c.lb_config {
+                Some(proto::cluster::LbConfig::MaglevLbConfig(m)) => m.table_size.map(|v| v.value),
+                _ => None,
+            }
+            .unwrap_or(crate::balance::hashing::DEFAULT_MAGLEV_TABLE_SIZE);
+            if !crate::balance::hashing::is_valid_maglev_table_size(table_size) {
+                return Err(path
+                    .field("maglev_lb_config")
+                    .err_at("table_size", format!("{table_size} is not a prime up to 5000011")));
+            }
+            LbPolicy::Maglev { table_size }
+        }
+        Ok(other) => return Err(path.err_at("lb_policy", format!("{} is not supported", other.as_str_name()))),
+        Err(_) => return Err(path.err_at("lb_policy", format!("unknown value {}", c.lb_policy))),
     })
 }
 
