@@ -293,3 +293,21 @@ pub enum HealthStatus {
     /// Not serving (UNHEALTHY, DRAINING, TIMEOUT).
     Unhealthy,
 }
+
+/// One cluster, or a weighted choice between several (canary splits).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterTarget {
+    /// Always this cluster.
+    Single(String),
+    /// Choose by weight; weights are relative.
+    Weighted(Vec<WeightedCluster>),
+}
+
+/// A cluster with a relative weight and its own header edits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedCluster {
+    /// Cluster name.
+    pub name: String,
+    /// Relative weight (> 0 to receive traffic).
+    pub weight: u32,
+}

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cluster::ClusterTarget;
 use super::route::RouteConfig;
 
 /// A bound address and the chains that decide what a connection on it becomes.
@@ -137,24 +138,6 @@ pub struct TcpProxy {
     /// `envoy.filters.network.sni_cluster` precedes it: the TLS SNI names the cluster
     /// (Istio's AUTO_PASSTHROUGH east-west gateway).
     pub sni_cluster: bool,
-}
-
-/// One cluster, or a weighted choice between several (canary splits).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClusterTarget {
-    /// Always this cluster.
-    Single(String),
-    /// Choose by weight; weights are relative.
-    Weighted(Vec<WeightedCluster>),
-}
-
-/// A cluster with a relative weight and its own header edits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WeightedCluster {
-    /// Cluster name.
-    pub name: String,
-    /// Relative weight (> 0 to receive traffic).
-    pub weight: u32,
 }
 
 /// An HCM's route table: inline, or named and delivered by RDS.

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod error;
 pub mod listener;
 pub mod load;
+pub mod matcher;
 pub mod node_env;
 pub mod route;
 

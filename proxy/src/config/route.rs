@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::listener::ClusterTarget;
+use super::cluster::ClusterTarget;
+use super::matcher::ValueMatch;
 
 /// A route table (`RouteConfiguration`).
 #[derive(Debug, Clone, Default)]
@@ -106,25 +107,6 @@ pub struct QueryMatcher {
     pub name: String,
     /// The test on its (first) value.
     pub test: ValueMatch,
-}
-
-/// Tests on a string value.
-#[derive(Debug, Clone)]
-pub enum ValueMatch {
-    /// Present at all.
-    Present(bool),
-    /// Exact equality.
-    Exact(String),
-    /// Starts with.
-    Prefix(String),
-    /// Ends with.
-    Suffix(String),
-    /// Contains.
-    Contains(String),
-    /// Whole-value regex.
-    Regex(regex::Regex),
-    /// Case-insensitive variants of the string tests.
-    IgnoreCase(Box<ValueMatch>),
 }
 
 /// What a matched route does.

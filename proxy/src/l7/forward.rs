@@ -17,8 +17,8 @@ use super::reply::{self, Flag};
 use crate::cluster::connector::ConnectError;
 use crate::cluster::host::Host;
 use crate::cluster::{ClusterRuntime, ProxyBody};
+use crate::config::cluster::ClusterTarget;
 use crate::config::cluster::UpstreamProtocol;
-use crate::config::listener::ClusterTarget;
 use crate::config::route::{Forward, RetryPolicy};
 
 /// The result of one try.
@@ -55,7 +55,7 @@ pub fn choose_cluster(t: &ClusterTarget) -> Option<&str> {
 /// Proxies the request; always returns a response (a local reply on failure) and fills in
 /// the record's upstream fields and flags.
 pub async fn forward(
-    ctx: &super::service::ConnCtx,
+    ctx: &super::ConnCtx,
     parts: request::Parts,
     body: ProxyBody,
     fwd: &Forward,

@@ -12,3 +12,34 @@ pub mod server;
 pub mod service;
 pub mod upgrade;
 pub mod xfcc;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::cluster::ClusterManager;
+use crate::config::listener::HttpConnectionManager;
+
+/// What every request on one downstream connection shares.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// The HTTP config of the chain that accepted the connection.
+    pub hcm: Arc<HttpConnectionManager>,
+    /// Clusters.
+    pub clusters: Arc<ClusterManager>,
+    /// RDS route tables.
+    pub routes: Arc<routes::RouteRegistry>,
+    /// Downstream peer.
+    pub peer: SocketAddr,
+    /// Local (original destination) address.
+    pub local: SocketAddr,
+    /// The pre-NAT destination (ORIGINAL_DST clusters), when traffic was redirected here.
+    pub original_dst: Option<SocketAddr>,
+    /// `source_workload` label (node cluster).
+    pub source: Arc<str>,
+    /// Set when the chain terminated TLS: the client's certificate and ours (XFCC, logs).
+    pub tls: Option<crate::tls::context::PeerInfo>,
+    /// The listener serves inbound traffic (Istio's `reporter="destination"`).
+    pub inbound: bool,
+    /// The client's SPIFFE id, when it presented a certificate (metric labels).
+    pub peer_principal: Option<Arc<str>>,
+}

@@ -2,7 +2,7 @@
 
 use http::HeaderMap;
 
-use crate::config::route::{DomainPattern, HeaderMatcher, PathMatch, Route, RouteConfig, ValueMatch, VirtualHost};
+use crate::config::route::{DomainPattern, HeaderMatcher, PathMatch, Route, RouteConfig, VirtualHost};
 
 /// Picks the virtual host for `host` with Envoy's precedence: exact, then the longest suffix
 /// wildcard, then the longest prefix wildcard, then `*`. As in Envoy, a port in `host` is part
@@ -90,7 +90,7 @@ fn matches(r: &Route, path: &str, query: &str, headers: &HeaderMap) -> bool {
                 (k == q.name).then_some(v)
             })
             .next();
-        value_matches(&q.test, value)
+        q.test.matches(value)
     })
 }
 
@@ -113,25 +113,13 @@ fn header_matches(h: &HeaderMatcher, headers: &HeaderMap) -> bool {
     let values: Vec<&str> = headers.get_all(&h.name).iter().filter_map(|v| v.to_str().ok()).collect();
     // Envoy matches multiple values joined with ",".
     let joined = (!values.is_empty()).then(|| values.join(","));
-    value_matches(&h.test, joined.as_deref()) != h.invert
-}
-
-pub(crate) fn value_matches(test: &ValueMatch, value: Option<&str>) -> bool {
-    match (test, value) {
-        (ValueMatch::Present(want), v) => v.is_some() == *want,
-        (_, None) => false,
-        (ValueMatch::Exact(e), Some(v)) => v == e,
-        (ValueMatch::Prefix(p), Some(v)) => v.starts_with(p.as_str()),
-        (ValueMatch::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
-        (ValueMatch::Contains(s), Some(v)) => v.contains(s.as_str()),
-        (ValueMatch::Regex(re), Some(v)) => re.is_match(v),
-        (ValueMatch::IgnoreCase(inner), Some(v)) => value_matches(inner, Some(&v.to_lowercase())),
-    }
+    h.test.matches(joined.as_deref()) != h.invert
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::matcher::ValueMatch;
     use crate::config::route::*;
 
     fn vh(name: &str, domains: Vec<DomainPattern>, routes: Vec<Route>) -> VirtualHost {

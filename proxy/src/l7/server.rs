@@ -9,7 +9,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::service::{handle, ConnCtx};
+use super::service::handle;
+use super::ConnCtx;
 use crate::config::listener::CodecType;
 
 /// Serves HTTP on `io` until the client closes or, after `drain` fires, the in-flight

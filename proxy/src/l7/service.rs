@@ -1,7 +1,6 @@
 //! The per-request handler: route, then forward, answer locally, or redirect; header edits
 //! and the request record around it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -13,35 +12,10 @@ use tracing::Instrument;
 use super::headers::{append_forwarded_for, edit_request, edit_response, ensure_request_id, strip_hop_by_hop};
 use super::record::{Counting, Record, Tracked};
 use super::reply::{self, Flag};
+use super::ConnCtx;
 use super::{forward, router, upgrade};
-use crate::cluster::{ClusterManager, ProxyBody};
-use crate::config::listener::HttpConnectionManager;
+use crate::cluster::ProxyBody;
 use crate::config::route::{HeaderEdits, Redirect, RouteAction};
-
-/// What every request on one downstream connection shares.
-#[derive(Debug)]
-pub struct ConnCtx {
-    /// The HTTP config of the chain that accepted the connection.
-    pub hcm: Arc<HttpConnectionManager>,
-    /// Clusters.
-    pub clusters: Arc<ClusterManager>,
-    /// RDS route tables.
-    pub routes: Arc<super::routes::RouteRegistry>,
-    /// Downstream peer.
-    pub peer: SocketAddr,
-    /// Local (original destination) address.
-    pub local: SocketAddr,
-    /// The pre-NAT destination (ORIGINAL_DST clusters), when traffic was redirected here.
-    pub original_dst: Option<SocketAddr>,
-    /// `source_workload` label (node cluster).
-    pub source: Arc<str>,
-    /// Set when the chain terminated TLS: the client's certificate and ours (XFCC, logs).
-    pub tls: Option<crate::tls::context::PeerInfo>,
-    /// The listener serves inbound traffic (Istio's `reporter="destination"`).
-    pub inbound: bool,
-    /// The client's SPIFFE id, when it presented a certificate (metric labels).
-    pub peer_principal: Option<Arc<str>>,
-}
 
 /// Handles one request. Never fails: errors become local replies.
 pub async fn handle(

@@ -116,7 +116,8 @@ fn sni_score(names: &[String], sni: Option<&str>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::listener::{ClusterTarget, NetworkFilter, TcpProxy};
+    use crate::config::cluster::ClusterTarget;
+    use crate::config::listener::{NetworkFilter, TcpProxy};
 
     fn chain(name: &str, m: ChainMatch) -> Arc<FilterChain> {
         Arc::new(FilterChain {

@@ -23,7 +23,7 @@ use self::prefixed::Prefixed;
 use crate::cluster::ClusterManager;
 use crate::config::{Listener, NetworkFilter};
 use crate::detect::{self, Detected};
-use crate::l7::service::ConnCtx;
+use crate::l7::ConnCtx;
 
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]

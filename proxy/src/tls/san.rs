@@ -5,7 +5,7 @@
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::config::route::ValueMatch;
+use crate::config::matcher::ValueMatch;
 
 /// The names a certificate vouches for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub struct SanMatcher {
 
 /// True when the list is empty or any matcher accepts any of the SANs of its kind.
 pub fn allowed(matchers: &[SanMatcher], sans: &Sans) -> bool {
-    let test = |m: &SanMatcher, s: &str| crate::l7::router::value_matches(&m.test, Some(s));
+    let test = |m: &SanMatcher, s: &str| m.test.matches(Some(s));
     matchers.is_empty()
         || matchers.iter().any(|m| {
             let dns = matches!(m.kind, SanKind::Any | SanKind::Dns)

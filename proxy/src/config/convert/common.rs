@@ -12,7 +12,8 @@ use xds_client::protos::google::protobuf;
 use super::fields::{check, FieldPolicy};
 use crate::config::error::{ConfigError, Path};
 use crate::config::listener::CidrRange;
-use crate::config::route::{AppendAction, HeaderAdd, ValueMatch};
+use crate::config::matcher::ValueMatch;
+use crate::config::route::{AppendAction, HeaderAdd};
 
 /// A proto duration as a std duration; negative or out-of-range values are refused.
 pub fn duration(d: &protobuf::Duration, path: &Path) -> Result<Duration, ConfigError> {

@@ -8,8 +8,9 @@ use xds_client::protos::envoy::config::route::v3 as proto;
 use super::common::{duration, header_adds, header_name, header_removes, regex, string_matcher, timeout};
 use super::fields::{check, FieldPolicy};
 use super::Resources;
+use crate::config::cluster::{ClusterTarget, WeightedCluster};
 use crate::config::error::{ConfigError, Path};
-use crate::config::listener::{ClusterTarget, WeightedCluster};
+use crate::config::matcher::ValueMatch;
 use crate::config::route::*;
 
 pub(super) const ROUTE_CONFIG: FieldPolicy = FieldPolicy {

@@ -5,8 +5,9 @@ use xds_client::protos::envoy::extensions::filters::network::tcp_proxy::v3 as pr
 use super::common::timeout;
 use super::fields::{check, FieldPolicy};
 use super::Resources;
+use crate::config::cluster::{ClusterTarget, WeightedCluster};
 use crate::config::error::{ConfigError, Path};
-use crate::config::listener::{ClusterTarget, TcpProxy, WeightedCluster};
+use crate::config::listener::TcpProxy;
 
 pub(super) const TCP_PROXY: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
