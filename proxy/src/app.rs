@@ -126,7 +126,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
     let targets =
         Targets { clusters: clusters.clone(), routes, listeners: listeners.clone(), ready: ready.clone(), dump };
     let xds = dynamic::start(&bootstrap, targets)?;
-    tokio::spawn(crate::tls::sds::follow(xds.clone(), bootstrap.clone(), drain.clone()));
+    tokio::spawn(crate::dynamic::sds::follow(xds.clone(), bootstrap.clone(), drain.clone()));
     tokio::spawn(crate::tls::files::watch(drain.clone()));
     if xds.is_none() {
         ready.store(true, Ordering::Release);

@@ -3,11 +3,13 @@
 
 pub mod connector;
 mod dns;
+mod health_checks;
 pub mod host;
 pub mod hostset;
 pub mod limits;
 mod manager;
 mod original_dst;
+mod outlier_detection;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -121,10 +123,10 @@ impl ClusterRuntime {
         if let (Some(rx), Some(cfg), Ok(handle)) =
             (rx, rt.config.outlier.clone(), tokio::runtime::Handle::try_current())
         {
-            handle.spawn(crate::outlier::runtime::run(Arc::downgrade(&rt), cfg, rx, rt.stop.clone()));
+            handle.spawn(outlier_detection::run(Arc::downgrade(&rt), cfg, rx, rt.stop.clone()));
         }
         if let (Some(cfg), Ok(handle)) = (rt.config.health_check.clone(), tokio::runtime::Handle::try_current()) {
-            handle.spawn(crate::health::runtime::run(Arc::downgrade(&rt), cfg, rt.stop.clone()));
+            handle.spawn(health_checks::run(Arc::downgrade(&rt), cfg, rt.stop.clone()));
         }
         rt
     }

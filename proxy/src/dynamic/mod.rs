@@ -8,6 +8,7 @@
 //! and nothing is warming. Identical re-pushes are no-ops.
 
 pub mod dump;
+pub mod sds;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,7 +171,7 @@ impl Handler for Consumer {
                 types::LISTENER => self.listener(&r),
                 types::ROUTE => self.route(&r),
                 // Listeners warming on this secret start from the `arrived` watcher.
-                types::SECRET => crate::tls::sds::apply(&crate::tls::secrets::Source::Ads, &r),
+                types::SECRET => crate::dynamic::sds::apply(&crate::tls::secrets::Source::Ads, &r),
                 _ => Err(format!("type {type_url} is not used by Isthmus")),
             };
             match result {

@@ -5,7 +5,6 @@
 //! no control plane to tell it an endpoint died.
 
 pub mod check;
-pub mod runtime;
 
 use std::time::Duration;
 

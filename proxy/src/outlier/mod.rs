@@ -4,7 +4,6 @@
 
 pub mod counters;
 pub mod detector;
-pub mod runtime;
 
 use std::time::Duration;
 

@@ -9,7 +9,6 @@ pub mod files;
 pub mod handshake_error;
 pub mod material;
 pub mod san;
-pub mod sds;
 pub mod secrets;
 pub mod stream;
 pub mod validation;

@@ -13,9 +13,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::detector::{Attempt, Bucket, Detector};
-use super::{EjectionType, OutlierConfig};
-use crate::cluster::ClusterRuntime;
+use super::ClusterRuntime;
+use crate::outlier::detector::{Attempt, Bucket, Detector};
+use crate::outlier::{EjectionType, OutlierConfig};
 
 /// Runs until the cluster is dropped or `stop` fires.
 pub async fn run(

@@ -9,8 +9,8 @@ use std::sync::Weak;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{check, HealthCheckConfig, Streak};
-use crate::cluster::ClusterRuntime;
+use super::ClusterRuntime;
+use crate::health::{check, HealthCheckConfig, Streak};
 
 /// Runs until the cluster is dropped or `stop` fires. The first round starts at once.
 pub async fn run(cluster: Weak<ClusterRuntime>, cfg: HealthCheckConfig, stop: CancellationToken) {

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use xds_client::protos::envoy::extensions::transport_sockets::tls::v3::Secret as ProtoSecret;
 use xds_client::{types, ClientConfig, Handler, Mode, Rejected, Resource, XdsClient};
 
-use super::secrets::{registry, Source};
 use crate::config::error::Path;
 use crate::config::Bootstrap;
+use crate::tls::secrets::{registry, Source};
 
 /// Applies one `Secret` resource delivered by `source`. A name nothing references any more
 /// is kept for a later reference (see `Registry::named`).
