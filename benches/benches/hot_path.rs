@@ -61,8 +61,11 @@ fn endpoint_pick(c: &mut Criterion) {
         ("random_weighted", LbPolicy::Random, true),
         ("peak_ewma", LbPolicy::PeakEwma, false),
     ] {
-        let picker = Picker::new(hosts(10_000, weighted), policy, 2);
-        g.bench_function(BenchmarkId::from_parameter(name), |bch| bch.iter(|| picker.pick(&none, 1).unwrap()));
+        let mut rng = rand::rng();
+        let picker = Picker::new(hosts(10_000, weighted), policy, 2, &mut rng);
+        g.bench_function(BenchmarkId::from_parameter(name), |bch| {
+            bch.iter(|| picker.pick(&mut rng, &none, 1).unwrap())
+        });
     }
     g.finish();
 }

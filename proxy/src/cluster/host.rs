@@ -144,3 +144,19 @@ impl Drop for ActiveRequest {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+// === impl Endpoint ===
+
+impl crate::balance::Endpoint for Host {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    fn active_requests(&self) -> u64 {
+        Host::active_requests(self)
+    }
+
+    fn latency_cost(&self) -> f64 {
+        self.ewma.cost(Host::active_requests(self))
+    }
+}

@@ -15,17 +15,17 @@ use crate::config::{AssignmentPolicy, Cluster, LbPolicy};
 /// Hosts of one class in one priority, possibly split by locality.
 #[derive(Debug)]
 enum Choice {
-    Plain(Picker),
-    Localities(Vec<f64>, Vec<Picker>),
+    Plain(Picker<Host>),
+    Localities(Vec<f64>, Vec<Picker<Host>>),
 }
 
 impl Choice {
     fn pick(&self, avoid: &dyn Fn(&Host) -> bool, attempts: u32) -> Option<Arc<Host>> {
         match self {
-            Choice::Plain(p) => p.pick(avoid, attempts),
+            Choice::Plain(p) => p.pick(&mut rand::rng(), avoid, attempts),
             Choice::Localities(w, pickers) => {
                 let i = locality::pick(w, rand::rng().random::<f64>())?;
-                pickers.get(i)?.pick(avoid, attempts)
+                pickers.get(i)?.pick(&mut rand::rng(), avoid, attempts)
             }
         }
     }
@@ -35,7 +35,7 @@ impl Choice {
 struct LevelPickers {
     healthy: Choice,
     degraded: Choice,
-    all: Picker,
+    all: Picker<Host>,
     /// RING_HASH / MAGLEV: tables over the healthy hosts and over all hosts (panic).
     hashed: Option<(Hashed, Hashed)>,
 }
@@ -108,7 +108,7 @@ pub struct ZoneInput {
 #[derive(Debug)]
 struct Zone {
     routing: zone::ZoneRouting,
-    pickers: Vec<Picker>,
+    pickers: Vec<Picker<Host>>,
     cfg: crate::config::cluster::ZoneAware,
 }
 
@@ -163,7 +163,7 @@ impl HostSet {
                 if cluster.locality_weighted {
                     localities(&hosts, eligible, cluster, policy.overprovisioning_factor)
                 } else {
-                    Choice::Plain(Picker::new(eligible, cluster.lb_policy, cluster.choice_count))
+                    Choice::Plain(Picker::new(eligible, cluster.lb_policy, cluster.choice_count, &mut rand::rng()))
                 }
             };
             let hashed = matches!(cluster.lb_policy, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }).then(|| {
@@ -175,7 +175,7 @@ impl HostSet {
             levels.push(LevelPickers {
                 healthy: choice(healthy),
                 degraded: choice(degraded),
-                all: Picker::new(hosts.clone(), cluster.lb_policy, cluster.choice_count),
+                all: Picker::new(hosts.clone(), cluster.lb_policy, cluster.choice_count, &mut rand::rng()),
                 hashed,
             });
         }
@@ -234,7 +234,7 @@ impl HostSet {
         }
         if panic {
             *panicked = true;
-            return level.all.pick(avoid, attempts);
+            return level.all.pick(&mut rand::rng(), avoid, attempts);
         }
         if degraded {
             level.degraded.pick(avoid, attempts)
@@ -270,7 +270,7 @@ fn build_zone(all: &[Arc<Host>], cluster: &Cluster, z: ZoneInput) -> Option<Zone
         .map(|l| {
             let hosts: Vec<Arc<Host>> =
                 p0.iter().filter(|h| &h.locality == *l && h.is_healthy()).map(|h| (*h).clone()).collect();
-            Picker::new(hosts, cluster.lb_policy, cluster.choice_count)
+            Picker::new(hosts, cluster.lb_policy, cluster.choice_count, &mut rand::rng())
         })
         .collect();
     Some(Zone { routing, pickers, cfg: z.cfg })
@@ -306,7 +306,7 @@ impl Zone {
                 }
             }
         };
-        self.pickers.get(i)?.pick(avoid, attempts)
+        self.pickers.get(i)?.pick(&mut rand::rng(), avoid, attempts)
     }
 }
 
@@ -324,7 +324,7 @@ fn localities(hosts: &[Arc<Host>], eligible: Vec<Arc<Host>>, cluster: &Cluster, 
         let elig: Vec<Arc<Host>> = eligible.iter().filter(|h| &h.locality == k).cloned().collect();
         let weight = hosts.iter().find(|h| &h.locality == k).and_then(|h| h.locality_weight);
         states.push(LocalityState { weight, hosts: members, eligible: elig.len() as u64 });
-        pickers.push(Picker::new(elig, cluster.lb_policy, cluster.choice_count));
+        pickers.push(Picker::new(elig, cluster.lb_policy, cluster.choice_count, &mut rand::rng()));
     }
     Choice::Localities(locality::effective_weights(&states, opf), pickers)
 }
