@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod dynamic;
+pub mod error;
 pub mod health;
 pub mod l4;
 pub mod l7;

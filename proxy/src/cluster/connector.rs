@@ -47,7 +47,7 @@ pub enum ConnectError {
         /// The host.
         addr: SocketAddr,
         /// Why.
-        reason: &'static str,
+        reason: crate::error::TlsFailure,
     },
 }
 
@@ -93,7 +93,7 @@ impl tower::Service<Uri> for Connector {
             let stream = connect(addr, this.timeout, &this.stats, this.source).await?;
             let stream = if uri.scheme_str() == Some("https") {
                 let Some(ctx) = this.tls.load().get(&addr).cloned().or_else(|| this.default_tls.clone()) else {
-                    return Err(ConnectError::Tls { addr, reason: "no_context" });
+                    return Err(ConnectError::Tls { addr, reason: crate::error::TlsFailure::NoContext });
                 };
                 match ctx.connect(stream, addr, this.purpose, this.timeout).await {
                     Ok(s) => Upstream::Tls(Box::new(s)),

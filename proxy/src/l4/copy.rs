@@ -13,20 +13,31 @@ const MAX: usize = 64 * 1024;
 /// Copies `from` → `to` until EOF or an error, counting bytes; then half-closes `to`
 /// (a TLS `close_notify` for TLS streams), as tcp_proxy does for plain sockets. The buffer
 /// starts small and doubles each time a read fills it, so idle and chatty connections stay
-/// cheap and bulk ones reach full-size reads.
-pub async fn one_way<R, W>(mut from: R, mut to: W, counter: &AtomicU64, activity: &AtomicU64)
+/// cheap and bulk ones reach full-size reads. Returns the error that ended the copy, if any
+/// (the caller classifies and counts it).
+pub async fn one_way<R, W>(mut from: R, mut to: W, counter: &AtomicU64, activity: &AtomicU64) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; START];
+    let mut result = Ok(());
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
             Ok(n) => n,
         };
         let Some(chunk) = buf.get(..n) else { break };
-        if to.write_all(chunk).await.is_err() || to.flush().await.is_err() {
+        let written = match to.write_all(chunk).await {
+            Ok(()) => to.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            result = Err(e);
             break;
         }
         counter.fetch_add(n as u64, Ordering::Relaxed);
@@ -36,6 +47,7 @@ where
         }
     }
     let _ = to.shutdown().await;
+    result
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{copy, splice};
 use crate::cluster::{connector, ClusterManager};
 use crate::config::listener::TcpProxy;
+use crate::error::Flag;
 use crate::l7::forward::choose_cluster;
 use crate::listener::prefixed::Prefixed;
 use crate::telemetry::access_log::{self, Entry};
@@ -94,15 +95,15 @@ pub async fn proxy(
     let mut rec =
         ConnRecord { labels, entry, start, log: cfg.access_log, received: AtomicU64::new(0), sent: AtomicU64::new(0) };
     let result = match clusters.get(&cluster_name) {
-        None => Err("NC"),
+        None => Err(Flag::NoCluster),
         Some(c) => match c.pick(original_dst, &|_| false, 1) {
-            None => Err("UH"),
+            None => Err(Flag::NoHealthyUpstream),
             Some(host) => {
                 rec.entry.upstream_host = Some(host.addr.to_string());
                 match c.connections.try_acquire() {
                     None => {
                         c.stats.cx_overflow.increment(1);
-                        Err("UO")
+                        Err(Flag::Overflow)
                     }
                     Some(_permit) => {
                         match connector::connect(host.addr, c.config.connect_timeout, &c.stats, c.config.source_address)
@@ -110,7 +111,7 @@ pub async fn proxy(
                         {
                             Err(_) => {
                                 c.record(&host, crate::outlier::Outcome::ConnectFailure);
-                                Err("UF")
+                                Err(Flag::UpstreamConnectFailure)
                             }
                             Ok(tcp) => {
                                 let up = match c.upstream_tls(&host) {
@@ -124,7 +125,7 @@ pub async fn proxy(
                                     Err(_) => {
                                         c.stats.cx_connect_fail.increment(1);
                                         c.record(&host, crate::outlier::Outcome::ConnectFailure);
-                                        Err("UF")
+                                        Err(Flag::UpstreamConnectFailure)
                                     }
                                     Ok(up) => {
                                         c.record(&host, crate::outlier::Outcome::ConnectSuccess);
@@ -145,7 +146,7 @@ pub async fn proxy(
         },
     };
     if let Err(flag) = result {
-        rec.entry.response_flags = flag.into();
+        rec.entry.response_flags = flag.code().into();
         if let Some(mut d) = down {
             d.shutdown().await;
         }
@@ -171,13 +172,14 @@ async fn pump(
             let (down, up) = (&down, &up);
             let both = async move {
                 let try_splice = splice::enabled();
-                let ((m1, _), (m2, _)) = tokio::join!(
+                let ((m1, e1), (m2, e2)) = tokio::join!(
                     splice::one_way(down, up, r, a, try_splice),
                     splice::one_way(up, down, s, a, try_splice)
                 );
                 for m in [m1, m2] {
                     counter!("isthmus_tcp_proxy_io_total", "mode" => m.label()).increment(1);
                 }
+                io_errors(e1.err(), e2.err());
             };
             supervise(both, cfg, a, (drain, drain_time)).await
         }
@@ -189,14 +191,15 @@ async fn pump(
             let (dr, dw) = tokio::io::split(down);
             let (ur, uw) = tokio::io::split(up);
             let both = async move {
-                tokio::join!(copy::one_way(dr, uw, r, a), copy::one_way(ur, dw, s, a));
+                let (e1, e2) = tokio::join!(copy::one_way(dr, uw, r, a), copy::one_way(ur, dw, s, a));
+                io_errors(e1.err(), e2.err());
                 counter!("isthmus_tcp_proxy_io_total", "mode" => "tls").increment(2);
             };
             supervise(both, cfg, a, (drain, drain_time)).await
         }
     };
     if timed_out {
-        *flags = "SI".into();
+        *flags = Flag::StreamIdleTimeout.code().into();
     }
 }
 
@@ -226,6 +229,23 @@ impl Drop for ConnRecord {
         if self.log {
             access_log::write(&self.entry);
         }
+    }
+}
+
+/// Errors the copy loops met, per direction: counted in `isthmus_tcp_proxy_errors_total
+/// {direction, reason}` and logged, not dropped. An abrupt close by the peer (reset, broken
+/// pipe) is an ordinary end for a TCP proxy and is not counted.
+fn io_errors(down_to_up: Option<std::io::Error>, up_to_down: Option<std::io::Error>) {
+    use crate::error::{ProxyError, Side};
+    for (direction, e) in [("downstream_to_upstream", down_to_up), ("upstream_to_downstream", up_to_down)] {
+        let Some(e) = e else { continue };
+        let classified = ProxyError::io(Side::Upstream, &e);
+        if classified.is_close() {
+            continue;
+        }
+        tracing::debug!(direction, error = %e, reason = classified.reason, "tcp_proxy copy failed");
+        counter!("isthmus_tcp_proxy_errors_total", "direction" => direction, "reason" => classified.reason)
+            .increment(1);
     }
 }
 

@@ -7,45 +7,9 @@ use http_body_util::{BodyExt, Full};
 
 use crate::cluster::ProxyBody;
 
-/// Envoy response flags this proxy sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flag {
-    /// No route matched.
-    NoRoute,
-    /// The route's cluster does not exist.
-    NoCluster,
-    /// No healthy host.
-    NoHealthyUpstream,
-    /// Connect failed.
-    UpstreamConnectFailure,
-    /// Circuit breaker overflow.
-    Overflow,
-    /// Upstream reset/closed before responding.
-    UpstreamReset,
-    /// Route timeout.
-    UpstreamTimeout,
-    /// Retries were exhausted and the last try failed.
-    RetryLimitExceeded,
-    /// Downstream closed before the response finished.
-    DownstreamTerminated,
-}
+pub use crate::error::Flag;
 
 impl Flag {
-    /// Envoy's short code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Flag::NoRoute => "NR",
-            Flag::NoCluster => "NC",
-            Flag::NoHealthyUpstream => "UH",
-            Flag::UpstreamConnectFailure => "UF",
-            Flag::Overflow => "UO",
-            Flag::UpstreamReset => "UC",
-            Flag::UpstreamTimeout => "UT",
-            Flag::RetryLimitExceeded => "URX",
-            Flag::DownstreamTerminated => "DC",
-        }
-    }
-
     /// Status and body text of the local reply, as Envoy words them.
     fn reply(self) -> (StatusCode, &'static str) {
         match self {
@@ -65,7 +29,7 @@ impl Flag {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             Flag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            Flag::DownstreamTerminated => (StatusCode::OK, ""),
+            Flag::DownstreamTerminated | Flag::StreamIdleTimeout => (StatusCode::OK, ""),
         }
     }
 }

@@ -222,11 +222,11 @@ async fn connection(
         Some(tls) => match crate::l4::deadline(chain.handshake_timeout, tls.accept(io)).await {
             Ok(Ok((s, peer_info))) => (Either::Tls(Box::new(s)), Some(peer_info)),
             Ok(Err(reason)) => {
-                debug!(chain = %chain.name, reason, "TLS handshake failed; closing");
+                debug!(chain = %chain.name, reason = reason.reason(), "TLS handshake failed; closing");
                 return;
             }
             Err(_) => {
-                crate::tls::handshake_error::count("downstream", "timeout");
+                crate::tls::handshake_error::count("downstream", crate::error::TlsFailure::Timeout);
                 debug!(chain = %chain.name, "TLS handshake timed out; closing");
                 return;
             }

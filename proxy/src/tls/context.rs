@@ -17,6 +17,7 @@ use super::san::Sans;
 use super::secrets::Slot;
 use super::validation::Checks;
 use super::verify::{ClientVerifier, ServerVerifier};
+use crate::error::TlsFailure;
 
 /// Minimum/maximum protocol versions (`tls_params`); rustls speaks 1.2 and 1.3 only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,18 +165,18 @@ impl ServerTls {
 
     /// Terminates TLS on `io`. The ClientHello is read first (rustls' lazy acceptor) so the
     /// configuration can follow the client's ALPN offer.
-    pub async fn accept<IO>(&self, io: IO) -> Result<(tokio_rustls::server::TlsStream<IO>, PeerInfo), &'static str>
+    pub async fn accept<IO>(&self, io: IO) -> Result<(tokio_rustls::server::TlsStream<IO>, PeerInfo), TlsFailure>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let Some(own) = self.common.cert.as_ref().and_then(|s| s.cert()) else {
-            handshake_error::count("downstream", "no_secret");
-            return Err("no_secret");
+            handshake_error::count("downstream", TlsFailure::NoSecret);
+            return Err(TlsFailure::NoSecret);
         };
         let fail = |e: std::io::Error| {
             let reason = handshake_error::reason(&e);
             handshake_error::count("downstream", reason);
-            tracing::debug!(error = %e, reason, "downstream TLS handshake failed");
+            tracing::debug!(error = %e, reason = reason.reason(), "downstream TLS handshake failed");
             reason
         };
         let start =
@@ -267,14 +268,14 @@ impl UpstreamTls {
         list.into_iter().map(|p| p.as_bytes().to_vec()).collect()
     }
 
-    fn config(&self, purpose: Purpose) -> Result<Arc<ClientConfig>, &'static str> {
+    fn config(&self, purpose: Purpose) -> Result<Arc<ClientConfig>, TlsFailure> {
         let slot = &self.configs[purpose as usize];
         if let Some(c) = slot.get() {
             return Ok(c.clone());
         }
         let mut cfg = ClientConfig::builder_with_provider(super::provider_arc())
             .with_protocol_versions(&self.common.versions.list())
-            .map_err(|_| "other")?
+            .map_err(|_| TlsFailure::Other)?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ServerVerifier(self.common.checks.clone())))
             .with_client_cert_resolver(Arc::new(ClientResolver(self.common.cert.clone())));
@@ -295,25 +296,25 @@ impl UpstreamTls {
         addr: SocketAddr,
         purpose: Purpose,
         timeout: std::time::Duration,
-    ) -> Result<tokio_rustls::client::TlsStream<IO>, &'static str>
+    ) -> Result<tokio_rustls::client::TlsStream<IO>, TlsFailure>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         if self.common.cert.as_ref().is_some_and(|s| s.cert().is_none())
             || self.common.checks.as_ref().is_some_and(|c| c.slot.validation().is_none())
         {
-            handshake_error::count("upstream", "no_secret");
-            return Err("no_secret");
+            handshake_error::count("upstream", TlsFailure::NoSecret);
+            return Err(TlsFailure::NoSecret);
         }
         let cfg = self.config(purpose)?;
         let name = match &self.sni {
-            Some(s) => rustls::pki_types::ServerName::try_from(s.clone()).map_err(|_| "other")?,
+            Some(s) => rustls::pki_types::ServerName::try_from(s.clone()).map_err(|_| TlsFailure::Other)?,
             None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
         };
         let Ok(done) = tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(cfg).connect(name, io)).await
         else {
-            handshake_error::count("upstream", "timeout");
-            return Err("timeout");
+            handshake_error::count("upstream", TlsFailure::Timeout);
+            return Err(TlsFailure::Timeout);
         };
         match done {
             Ok(s) => {
@@ -323,7 +324,7 @@ impl UpstreamTls {
             Err(e) => {
                 let reason = handshake_error::reason(&e);
                 handshake_error::count("upstream", reason);
-                tracing::debug!(upstream = %addr, error = %e, reason, "upstream TLS handshake failed");
+                tracing::debug!(upstream = %addr, error = %e, reason = reason.reason(), "upstream TLS handshake failed");
                 Err(reason)
             }
         }
