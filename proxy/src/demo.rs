@@ -201,7 +201,7 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>, Duration)>();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
-    let start = Instant::now();
+    let start = now();
     let total = seconds * rate;
     let sender = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -210,7 +210,7 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
             let (c, tx) = (client.clone(), tx.clone());
             let uri = format!("http://{proxy}/demo/{i}");
             tokio::spawn(async move {
-                let t0 = Instant::now();
+                let t0 = now();
                 let who = match uri.parse() {
                     Ok(u) => match c.get(u).await {
                         Ok(r) if r.status().is_success() => {
@@ -293,4 +293,10 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
         home_at.map_or(" (it did not, this run)".to_string(), |s| format!(" (second {s})"))
     );
     (failures, home)
+}
+
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

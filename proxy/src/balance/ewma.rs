@@ -57,7 +57,7 @@ pub struct Ewma(Mutex<EwmaState>);
 
 impl Default for Ewma {
     fn default() -> Self {
-        Ewma(Mutex::new(EwmaState::new(Instant::now(), DEFAULT_RTT)))
+        Ewma(Mutex::new(EwmaState::new(now(), DEFAULT_RTT)))
     }
 }
 
@@ -65,22 +65,29 @@ impl Ewma {
     /// Records a response time.
     pub fn observe(&self, rtt: Duration) {
         if let Ok(mut s) = self.0.lock() {
-            s.observe(Instant::now(), rtt, DECAY);
+            s.observe(now(), rtt, DECAY);
         }
     }
 
     /// The cost for a pick with `pending` requests in flight.
     pub fn cost(&self, pending: u64) -> f64 {
-        self.0.lock().map(|mut s| s.cost(Instant::now(), pending, DECAY)).unwrap_or(f64::MAX)
+        self.0.lock().map(|mut s| s.cost(now(), pending, DECAY)).unwrap_or(f64::MAX)
     }
 
     /// The current estimate in milliseconds (admin, latency outliers), without touching it.
     pub fn estimate_ms(&self) -> f64 {
-        self.0.lock().map(|s| s.est_ns * s.decay_weight(Instant::now(), DECAY) / 1e6).unwrap_or(0.0)
+        self.0.lock().map(|s| s.est_ns * s.decay_weight(now(), DECAY) / 1e6).unwrap_or(0.0)
     }
 }
 
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // pure decisions take the time as input: any instant will do
 mod tests {
     use super::*;
 

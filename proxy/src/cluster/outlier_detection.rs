@@ -40,7 +40,7 @@ pub async fn run(
                         }
                     }
                     None => {
-                        det.uneject(&addr, Instant::now());
+                        det.uneject(&addr, now());
                     }
                 }
             }
@@ -56,7 +56,7 @@ pub async fn run(
                         (h.addr, Bucket { ext, local })
                     })
                     .collect();
-                let (back, mut candidates) = det.tick(Instant::now(), &buckets);
+                let (back, mut candidates) = det.tick(now(), &buckets);
                 let estimates: HashMap<SocketAddr, f64> =
                     c.hosts().all.iter().map(|h| (h.addr, h.ewma.estimate_ms())).collect();
                 candidates.extend(det.latency_candidates(&estimates).into_iter().map(|a| (a, EjectionType::Latency)));
@@ -96,7 +96,7 @@ fn eject(
     let jitter_ms = u64::try_from(cfg.max_ejection_time_jitter.as_millis()).unwrap_or(0);
     let jitter = Duration::from_millis(if jitter_ms == 0 { 0 } else { rng.random_range(0..=jitter_ms) });
     let name = c.config.name.clone();
-    match det.try_eject(&addr, kind, Instant::now(), rng.random_range(0..100), jitter) {
+    match det.try_eject(&addr, kind, now(), rng.random_range(0..100), jitter) {
         Attempt::Ejected => {
             if let Some(h) = c.hosts().all.iter().find(|h| h.addr == addr) {
                 h.set_ejected(true);
@@ -113,5 +113,40 @@ fn eject(
             false
         }
         Attempt::NotEnforced | Attempt::Ignored => false,
+    }
+}
+
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::outlier::Outcome;
+
+    /// On a paused clock: consecutive 5xx eject the host at once, it stays out for the base
+    /// ejection time (the detector's interval ticks in between do not return it), and the first
+    /// tick after that time brings it back. No real second passes.
+    #[tokio::test(start_paused = true)]
+    async fn ejected_for_the_ejection_time_then_back() {
+        let yaml = "static_resources:\n  clusters:\n  - name: c\n    outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s, max_ejection_percent: 100}\n    load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}, {endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}}]}]}\n";
+        let b = crate::config::load::from_value(crate::config::load::parse(yaml, "t").unwrap(), "t").unwrap();
+        let clusters = crate::cluster::ClusterManager::new(&b.clusters, crate::locality::NodeView::from_bootstrap(&b));
+        let c = clusters.get("c").unwrap();
+        let host = c.hosts().all[0].clone();
+        for _ in 0..3 {
+            c.record(&host, Outcome::Status(503));
+        }
+        // Let the detector task take the detection (virtual time only).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(host.is_ejected(), "three consecutive 5xx eject");
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(host.is_ejected(), "still out before base_ejection_time");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!host.is_ejected(), "back after base_ejection_time");
     }
 }

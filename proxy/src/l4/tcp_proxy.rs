@@ -65,7 +65,7 @@ pub async fn proxy(
 ) {
     let Ends { peer, local, original_dst, inbound } = ends;
     let mut down = Some(down);
-    let start = Instant::now();
+    let start = now();
     let mut entry = Entry {
         start_time: access_log::rfc3339(SystemTime::now()),
         protocol: "TCP".into(),
@@ -288,6 +288,12 @@ async fn supervise(
             }
         }
     }
+}
+
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub async fn forward(
         cluster.stats.rq_pending_overflow.increment(1);
         return fail(rec, Flag::Overflow);
     };
-    let deadline = fwd.timeout.map(|t| Instant::now() + t);
+    let deadline = fwd.timeout.map(|t| now() + t);
     let policy = retry.cloned().unwrap_or(RetryPolicy { num_retries: 0, ..RetryPolicy::default() });
     let (replay, mut body) =
         if policy.num_retries > 0 { (Some(ReplayBody::new(body)), None) } else { (None, Some(body)) };
@@ -101,7 +101,7 @@ pub async fn forward(
         };
         let tls = cluster.upstream_tls(&host).is_some();
         let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol, tls);
-        let started = Instant::now();
+        let started = now();
         let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
         if let Some(o) = outlier_outcome(&outcome) {
             cluster.record(&host, o);
@@ -113,7 +113,7 @@ pub async fn forward(
         let can_retry = retriable
             && attempt < policy.num_retries
             && replay.as_ref().is_some_and(|r| r.replay().is_some())
-            && deadline.is_none_or(|d| Instant::now() < d);
+            && deadline.is_none_or(|d| now() < d);
         if can_retry {
             if let Some(_permit) = cluster.retries.try_acquire() {
                 attempt += 1;
@@ -177,7 +177,7 @@ async fn try_once(
     let _active = host.start_request();
     cluster.stats.rq_total.increment(1);
     let client = if req.version() == Version::HTTP_2 { &cluster.h2 } else { &cluster.h1 };
-    let try_deadline = per_try.map(|p| Instant::now() + p);
+    let try_deadline = per_try.map(|p| now() + p);
     let limit = match (try_deadline, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -276,7 +276,7 @@ async fn backoff(p: &RetryPolicy, attempt: u32, deadline: Option<Instant>) {
     let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
     let mut wait = Duration::from_millis(rand::rng().random_range(0..ms));
     if let Some(d) = deadline {
-        wait = wait.min(d.saturating_duration_since(Instant::now()));
+        wait = wait.min(d.saturating_duration_since(now()));
     }
     tokio::time::sleep(wait).await;
 }
@@ -303,4 +303,10 @@ fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started:
         Outcome::PerTryTimeout | Outcome::RouteTimeout => Flag::UpstreamTimeout,
     };
     fail(rec, flag)
+}
+
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

@@ -47,7 +47,7 @@ impl Record {
     /// A record for a request that just arrived.
     pub fn new(log: bool, source: Arc<str>) -> Self {
         Record {
-            start: Instant::now(),
+            start: now(),
             entry: Entry {
                 start_time: if log { access_log::rfc3339(SystemTime::now()) } else { String::new() },
                 ..Entry::default()
@@ -227,4 +227,10 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

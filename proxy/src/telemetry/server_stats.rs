@@ -60,7 +60,7 @@ pub struct ServerStats {
 pub fn stats() -> &'static ServerStats {
     static STATS: OnceLock<ServerStats> = OnceLock::new();
     STATS.get_or_init(|| ServerStats {
-        started: Instant::now(),
+        started: now(),
         workers_started: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         cds: UpdateCounters::default(),
@@ -134,7 +134,14 @@ impl ServerStats {
     }
 }
 
+/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
+/// `std` instant for the code that stores or compares instants.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // pure decisions take the time as input: any instant will do
 mod tests {
     use super::*;
 
