@@ -310,3 +310,33 @@ fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started:
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// On a paused clock: the jittered back-off stays under `base × 2^attempt` (capped at
+    /// `max_interval`), and never sleeps past the route deadline.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_stays_under_its_cap_and_the_deadline() {
+        let p = RetryPolicy {
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+            ..RetryPolicy::default()
+        };
+        for (attempt, cap) in [(0, 25), (1, 50), (3, 200), (10, 250)] {
+            for _ in 0..20 {
+                let t0 = tokio::time::Instant::now();
+                backoff(&p, attempt, None).await;
+                assert!(t0.elapsed() < Duration::from_millis(cap), "attempt {attempt}: {:?}", t0.elapsed());
+            }
+        }
+        for _ in 0..20 {
+            let t0 = tokio::time::Instant::now();
+            backoff(&p, 10, Some(now() + Duration::from_millis(5))).await;
+            assert!(t0.elapsed() <= Duration::from_millis(5), "{:?}", t0.elapsed());
+        }
+    }
+}
