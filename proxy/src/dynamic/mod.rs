@@ -8,6 +8,7 @@
 //! and nothing is warming. Identical re-pushes are no-ops.
 
 pub mod dump;
+pub mod rejection;
 pub mod sds;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -23,6 +24,7 @@ use xds_client::protos::envoy::config::route::v3::RouteConfiguration;
 use xds_client::{types, ClientConfig, Handler, Mode, Rejected, Resource, Target, XdsClient};
 
 use self::dump::DumpStore;
+use self::rejection::Rejection;
 use crate::cluster::ClusterManager;
 use crate::config::cluster::EndpointAddress;
 use crate::config::convert::{self, Resources};
@@ -172,7 +174,7 @@ impl Handler for Consumer {
                 types::ROUTE => self.route(&r),
                 // Listeners warming on this secret start from the `arrived` watcher.
                 types::SECRET => crate::dynamic::sds::apply(&crate::tls::secrets::Source::Ads, &r),
-                _ => Err(format!("type {type_url} is not used by Isthmus")),
+                _ => Err(Rejection::UnusedType(type_url.to_string())),
             };
             match result {
                 Ok(()) => {
@@ -180,8 +182,11 @@ impl Handler for Consumer {
                     self.t.dump.accepted(kind, &r.name, &r.version, type_name, r.resource.value.clone());
                     self.lock().seen.insert((kind, r.name.clone()), r.resource.value);
                 }
-                Err(reason) => {
-                    warn!(r#type = kind, resource = %r.name, %reason, "rejected");
+                Err(rejection) => {
+                    let reason = rejection.to_string();
+                    warn!(r#type = kind, resource = %r.name, kind = rejection.kind(), %reason, "rejected");
+                    metrics::counter!("isthmus_xds_rejected_total", "type" => kind, "kind" => rejection.kind())
+                        .increment(1);
                     self.t.dump.rejected(kind, &r.name, &r.version, &reason);
                     rejected.push(Rejected { name: r.name, reason });
                 }
@@ -238,9 +243,10 @@ impl Consumer {
         self.lock().seen.get(&(kind, r.name.clone())).is_some_and(|b| *b == r.resource.value)
     }
 
-    fn cluster(&self, r: &Resource) -> Result<Arc<crate::config::Cluster>, String> {
-        let c = ProtoCluster::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
-        let model = convert::cluster(&c, &Path::root(format!("cluster \"{}\"", r.name))).map_err(|e| e.to_string())?;
+    fn cluster(&self, r: &Resource) -> Result<Arc<crate::config::Cluster>, Rejection> {
+        let what = format!("cluster \"{}\"", r.name);
+        let c = ProtoCluster::decode(r.resource.value.as_slice()).map_err(|e| Rejection::decode(&what, e))?;
+        let model = convert::cluster(&c, &Path::root(what))?;
         let mut st = self.lock();
         match &model.discovery {
             Discovery::Eds { service_name } => {
@@ -254,18 +260,18 @@ impl Consumer {
         Ok(Arc::new(model))
     }
 
-    fn endpoints(&self, r: &Resource) -> Result<(), String> {
-        let cla = ClusterLoadAssignment::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
-        let assignment = convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name)))
-            .map_err(|e| e.to_string())?;
+    fn endpoints(&self, r: &Resource) -> Result<(), Rejection> {
+        let cla = ClusterLoadAssignment::decode(r.resource.value.as_slice())
+            .map_err(|e| Rejection::decode(format!("endpoints \"{}\"", r.name), e))?;
+        let assignment = convert::load_assignment(&cla, &Path::root(format!("endpoints \"{}\"", r.name)))?;
         self.t.clusters.set_assignment(&r.name, assignment);
         Ok(())
     }
 
-    fn listener(&self, r: &Resource) -> Result<(), String> {
-        let l = ProtoListener::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
-        let model = convert::listener(&l, &Path::root(format!("listener \"{}\"", r.name)), &Resources::lenient())
-            .map_err(|e| e.to_string())?;
+    fn listener(&self, r: &Resource) -> Result<(), Rejection> {
+        let l = ProtoListener::decode(r.resource.value.as_slice())
+            .map_err(|e| Rejection::decode(format!("listener \"{}\"", r.name), e))?;
+        let model = convert::listener(&l, &Path::root(format!("listener \"{}\"", r.name)), &Resources::lenient())?;
         let needs: BTreeSet<String> = model
             .filter_chains
             .iter()
@@ -283,7 +289,7 @@ impl Consumer {
         let ready = secrets.is_empty()
             && needs.iter().all(|n| self.t.routes.contains(n) || self.lock().missing_routes.contains(n));
         if ready {
-            self.t.listeners.upsert(model.clone()).map_err(|e| e.to_string())?;
+            self.t.listeners.upsert(model.clone()).map_err(|e| Rejection::Conflict(e.to_string()))?;
             self.lock().warming.remove(&model.name);
         } else {
             // Warming: a running listener keeps serving its current version meanwhile.
@@ -299,19 +305,22 @@ impl Consumer {
 
     /// A warming listener is accepted only if its address could be bound now, so a clash
     /// is NACKed at once rather than when its routes arrive.
-    fn check_bindable(&self, l: &Listener) -> Result<(), String> {
+    fn check_bindable(&self, l: &Listener) -> Result<(), Rejection> {
         let taken =
             self.t.listeners.addresses().iter().any(|(n, a)| *a == l.address && *n != l.name && l.address.port() != 0);
         if taken {
-            return Err(format!("listener \"{}\": address {} is already used by another listener", l.name, l.address));
+            return Err(Rejection::Conflict(format!(
+                "listener \"{}\": address {} is already used by another listener",
+                l.name, l.address
+            )));
         }
-        crate::listener::bind(l).map(drop).map_err(|e| e.to_string())
+        crate::listener::bind(l).map(drop).map_err(|e| Rejection::Conflict(e.to_string()))
     }
 
-    fn route(&self, r: &Resource) -> Result<(), String> {
-        let rc = RouteConfiguration::decode(r.resource.value.as_slice()).map_err(|e| e.to_string())?;
-        let model = convert::route_config(&rc, &Path::root(format!("route \"{}\"", r.name)), &Resources::lenient())
-            .map_err(|e| e.to_string())?;
+    fn route(&self, r: &Resource) -> Result<(), Rejection> {
+        let rc = RouteConfiguration::decode(r.resource.value.as_slice())
+            .map_err(|e| Rejection::decode(format!("route \"{}\"", r.name), e))?;
+        let model = convert::route_config(&rc, &Path::root(format!("route \"{}\"", r.name)), &Resources::lenient())?;
         self.t.routes.upsert(&r.name, Arc::new(model));
         Ok(())
     }

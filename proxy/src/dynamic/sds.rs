@@ -12,22 +12,27 @@ use tokio_util::sync::CancellationToken;
 use xds_client::protos::envoy::extensions::transport_sockets::tls::v3::Secret as ProtoSecret;
 use xds_client::{types, ClientConfig, Handler, Mode, Rejected, Resource, XdsClient};
 
+use super::rejection::Rejection;
 use crate::config::error::Path;
 use crate::config::Bootstrap;
 use crate::tls::secrets::{registry, Source};
 
 /// Applies one `Secret` resource delivered by `source`. A name nothing references any more
 /// is kept for a later reference (see `Registry::named`).
-pub fn apply(source: &Source, r: &Resource) -> Result<(), String> {
-    let s = ProtoSecret::decode(r.resource.value.as_slice()).map_err(|e| format!("secret \"{}\": {e}", r.name))?;
-    let path = Path::root(format!("secret \"{}\"", r.name));
+pub fn apply(source: &Source, r: &Resource) -> Result<(), Rejection> {
+    let what = format!("secret \"{}\"", r.name);
+    let s = ProtoSecret::decode(r.resource.value.as_slice()).map_err(|e| Rejection::decode(&what, e))?;
+    let path = Path::root(what);
     if s.name != r.name {
-        return Err(path.err_at("name", format!("\"{}\" differs from the resource name", s.name)).to_string());
+        return Err(path.err_at("name", format!("\"{}\" differs from the resource name", s.name)).into());
     }
-    let (name, content) = crate::config::convert::tls::secret(&s, &path).map_err(|e| e.to_string())?;
+    let (name, content) = crate::config::convert::tls::secret(&s, &path)?;
     let slot = registry().named(source.clone(), &name);
     if let Some(want) = slot.expected().filter(|w| *w != content.kind()) {
-        return Err(format!("secret \"{name}\": is used as {want:?} but holds {:?}", content.kind()));
+        return Err(Rejection::Conflict(format!(
+            "secret \"{name}\": is used as {want:?} but holds {:?}",
+            content.kind()
+        )));
     }
     slot.set(content);
     Ok(())
@@ -46,9 +51,10 @@ impl Handler for SdsHandler {
             let result = if type_url == types::SECRET {
                 apply(&self.0, &r)
             } else {
-                Err(format!("type {type_url} is not served here"))
+                Err(Rejection::UnusedType(type_url.to_string()))
             };
-            if let Err(reason) = result {
+            if let Err(rejection) = result {
+                let reason = rejection.to_string();
                 tracing::warn!(secret = %r.name, %reason, "secret rejected");
                 rejected.push(Rejected { name: r.name, reason });
             }
