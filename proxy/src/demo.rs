@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -21,6 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::app::{self, Options};
+use crate::clock::now;
 use crate::config::load;
 
 /// (name, region, zone, simulated one-way link latency in ms).
@@ -293,10 +294,4 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
         home_at.map_or(" (it did not, this run)".to_string(), |s| format!(" (second {s})"))
     );
     (failures, home)
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }

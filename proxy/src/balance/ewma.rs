@@ -3,6 +3,7 @@
 //! time constant τ; reading the cost also decays the estimate towards zero, so an idle host
 //! is eventually tried again. Cost = estimate × (in-flight + 1).
 
+use crate::clock::now;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -78,12 +79,6 @@ impl Ewma {
     pub fn estimate_ms(&self) -> f64 {
         self.0.lock().map(|s| s.est_ns * s.decay_weight(now(), DECAY) / 1e6).unwrap_or(0.0)
     }
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, gauge};
 use rand::Rng;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ClusterRuntime;
+use crate::clock::now;
 use crate::outlier::detector::{Attempt, Bucket, Detector};
 use crate::outlier::{EjectionType, OutlierConfig};
 
@@ -114,12 +115,6 @@ fn eject(
         }
         Attempt::NotEnforced | Attempt::Ignored => false,
     }
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{copy, splice};
+use crate::clock::now;
 use crate::cluster::{connector, ClusterManager};
 use crate::config::listener::TcpProxy;
 use crate::error::Flag;
@@ -288,12 +289,6 @@ async fn supervise(
             }
         }
     }
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use tracing::debug;
 use super::record::Record;
 use super::replay::ReplayBody;
 use super::reply::{self, Flag};
+use crate::clock::now;
 use crate::cluster::connector::ConnectError;
 use crate::cluster::host::Host;
 use crate::cluster::{ClusterRuntime, ProxyBody};
@@ -303,12 +304,6 @@ fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started:
         Outcome::PerTryTimeout | Outcome::RouteTimeout => Flag::UpstreamTimeout,
     };
     fail(rec, flag)
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

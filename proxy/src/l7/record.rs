@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::reply::Flag;
+use crate::clock::now;
 use crate::cluster::BoxError;
 use crate::telemetry::access_log::{self, Entry};
 use crate::telemetry::request_metrics;
@@ -227,10 +228,4 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }

@@ -4,6 +4,7 @@
 //! `listener_manager.lds.update_success|rejected`). The Prometheus series carry Isthmus' and
 //! Istio's names; these carry Envoy's, so the agent needs no change to drive Isthmus.
 
+use crate::clock::now;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -132,12 +133,6 @@ impl ServerStats {
         v.sort_by_key(|(n, ..)| *n);
         v
     }
-}
-
-/// The current time as the runtime's clock tells it (a paused test clock moves it), as a
-/// `std` instant for the code that stores or compares instants.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]
