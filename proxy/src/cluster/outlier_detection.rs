@@ -136,8 +136,13 @@ mod tests {
         for _ in 0..3 {
             c.record(&host, Outcome::Status(503));
         }
-        // Let the detector task take the detection (virtual time only).
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Wait for the detector task to take the detection: yields only, no time passes.
+        for _ in 0..1000 {
+            if host.is_ejected() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         assert!(host.is_ejected(), "three consecutive 5xx eject");
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert!(host.is_ejected(), "still out before base_ejection_time");

@@ -68,14 +68,14 @@ pub fn target_for(b: &Bootstrap, cluster: &str, tls: Option<&crate::config::XdsT
         .iter()
         .find(|c| c.name == cluster)
         .and_then(|c| c.endpoints.iter().flat_map(|l| l.endpoints.iter()).next())
-        .filter(|e| !matches!(e.address, EndpointAddress::Internal { .. }))
-        .map(|e| match (&e.address, tls) {
-            (EndpointAddress::Pipe(p), _) => Target::Unix(p.clone()),
-            (EndpointAddress::Socket(a), None) => Target::Tcp(format!("http://{a}")),
-            (EndpointAddress::Dns { host, port }, None) => Target::Tcp(format!("http://{host}:{port}")),
-            (EndpointAddress::Socket(a), Some(tls)) => tls_target(format!("https://{a}"), tls),
-            (EndpointAddress::Dns { host, port }, Some(tls)) => tls_target(format!("https://{host}:{port}"), tls),
-            (EndpointAddress::Internal { .. }, _) => Target::Tcp(String::new()),
+        .and_then(|e| match (&e.address, tls) {
+            (EndpointAddress::Pipe(p), _) => Some(Target::Unix(p.clone())),
+            (EndpointAddress::Socket(a), None) => Some(Target::Tcp(format!("http://{a}"))),
+            (EndpointAddress::Dns { host, port }, None) => Some(Target::Tcp(format!("http://{host}:{port}"))),
+            (EndpointAddress::Socket(a), Some(tls)) => Some(tls_target(format!("https://{a}"), tls)),
+            (EndpointAddress::Dns { host, port }, Some(tls)) => Some(tls_target(format!("https://{host}:{port}"), tls)),
+            // An internal listener is no way to reach a control plane.
+            (EndpointAddress::Internal { .. }, _) => None,
         })
 }
 

@@ -87,14 +87,14 @@ pub async fn proxy(
         Some(Downstream::Tls(_, info)) => info.sans.identity().map(str::to_string),
         _ => None,
     };
-    let labels = crate::telemetry::istio_labels::labels(&crate::telemetry::istio_labels::Peer {
+    let metrics = crate::telemetry::tcp_metrics::handles(&crate::telemetry::istio_labels::Peer {
         inbound,
         principal: principal.as_deref(),
         cluster: &cluster_name,
     });
-    counter!("istio_tcp_connections_opened_total", &labels).increment(1);
+    metrics.opened.increment(1);
     let mut rec =
-        ConnRecord { labels, entry, start, log: cfg.access_log, received: AtomicU64::new(0), sent: AtomicU64::new(0) };
+        ConnRecord { metrics, entry, start, log: cfg.access_log, received: AtomicU64::new(0), sent: AtomicU64::new(0) };
     let result = match clusters.get(&cluster_name) {
         None => Err(Flag::NoCluster),
         Some(c) => match c.pick(original_dst, &|_| false, 1) {
@@ -208,7 +208,7 @@ async fn pump(
 /// and byte counters and the access log line. A connection cut short (the process shutting
 /// down mid-transfer, the task dropped) is still counted, with the bytes moved so far.
 struct ConnRecord {
-    labels: Vec<(&'static str, String)>,
+    metrics: crate::telemetry::tcp_metrics::TcpHandles,
     entry: Entry,
     start: Instant,
     log: bool,
@@ -223,9 +223,9 @@ impl Drop for ConnRecord {
         if self.entry.response_flags.is_empty() {
             self.entry.response_flags = "-".into();
         }
-        counter!("istio_tcp_received_bytes_total", &self.labels).increment(self.entry.bytes_received);
-        counter!("istio_tcp_sent_bytes_total", &self.labels).increment(self.entry.bytes_sent);
-        counter!("istio_tcp_connections_closed_total", &self.labels).increment(1);
+        self.metrics.received.increment(self.entry.bytes_received);
+        self.metrics.sent.increment(self.entry.bytes_sent);
+        self.metrics.closed.increment(1);
         self.entry.duration = access_log::millis_since(self.start);
         if self.log {
             access_log::write(&self.entry);

@@ -7,3 +7,4 @@ pub mod logging;
 pub mod metrics;
 pub mod request_metrics;
 pub mod server_stats;
+pub mod tcp_metrics;
