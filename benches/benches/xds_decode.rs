@@ -97,7 +97,7 @@ fn apply(c: &mut Criterion) {
     .unwrap();
     let path = proxy::config::error::Path::root("eds");
     let model = Arc::new(proxy::config::convert::cluster(&cluster, &path).unwrap());
-    let cm = proxy::cluster::ClusterManager::new(&[model], Default::default());
+    let cm = proxy::cluster::ClusterManager::new(&[proxy::build::cluster(&model).unwrap()], Default::default());
     let mut g = c.benchmark_group("eds_apply");
     g.sample_size(10);
     g.bench_function("convert_100k_endpoints", |b| {

@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
+use crate::build::Snapshot;
 use crate::cluster::ClusterManager;
-use crate::config::Bootstrap;
 use crate::dynamic::{self, dump::DumpStore, NoXdsEndpoint, Targets};
 use crate::listener::manager::ListenerManager;
 use crate::listener::{BindError, Shared};
@@ -57,6 +57,8 @@ pub struct Running {
     /// Fire to shut down (signals and `/quitquitquit` do).
     pub shutdown: CancellationToken,
     clusters: Arc<ClusterManager>,
+    /// `static_resources.secrets`: their slots live as long as the proxy.
+    _secrets: Vec<Arc<crate::tls::secrets::Slot>>,
     xds: Option<xds_client::XdsClient>,
     drain: CancellationToken,
     tracker: TaskTracker,
@@ -66,7 +68,8 @@ pub struct Running {
 /// Binds static listeners (failing fast on a busy port), starts admin, resolves DNS
 /// clusters, starts xDS if configured, then serves. Readiness turns true at once for a static
 /// config and after the first full xDS config otherwise.
-pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, StartError> {
+pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartError> {
+    let Snapshot { bootstrap, secrets, clusters, listeners: ready_listeners, xds_tls } = snapshot;
     let prometheus = crate::telemetry::metrics::install();
     let metadata = bootstrap
         .node_proto
@@ -78,9 +81,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         &metadata,
         &bootstrap.node.cluster,
     ));
-    let bootstrap = Arc::new(bootstrap);
-    let clusters =
-        Arc::new(ClusterManager::new(&bootstrap.clusters, crate::locality::NodeView::from_bootstrap(&bootstrap)));
+    let clusters = Arc::new(ClusterManager::new(&clusters, crate::locality::NodeView::from_bootstrap(&bootstrap)));
     let routes = Arc::new(crate::l7::routes::RouteRegistry::default());
     let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();
@@ -95,8 +96,8 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         virtuals: Arc::default(),
     };
     let listeners = Arc::new(ListenerManager::new(shared));
-    for l in &bootstrap.listeners {
-        listeners.upsert(l.clone())?;
+    for l in ready_listeners {
+        listeners.upsert(l)?;
     }
     let ready = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(DumpStore::default());
@@ -125,7 +126,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
     clusters.resolve_all(&drain).await;
     let targets =
         Targets { clusters: clusters.clone(), routes, listeners: listeners.clone(), ready: ready.clone(), dump };
-    let xds = dynamic::start(&bootstrap, targets)?;
+    let xds = dynamic::start(&bootstrap, xds_tls.as_ref(), targets)?;
     tokio::spawn(crate::dynamic::sds::follow(xds.clone(), bootstrap.clone(), drain.clone()));
     tokio::spawn(crate::tls::files::watch(drain.clone()));
     if xds.is_none() {
@@ -138,6 +139,7 @@ pub async fn start(bootstrap: Bootstrap, opts: Options) -> Result<Running, Start
         admin,
         shutdown,
         clusters,
+        _secrets: secrets,
         xds,
         drain,
         tracker,

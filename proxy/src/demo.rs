@@ -50,15 +50,16 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
     }
     let yaml = config(&addrs);
     println!("--- embedded config ---\n{yaml}-----------------------");
-    let bootstrap = match load::parse(&yaml, "demo").and_then(|v| load::from_value(v, "demo")) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let snapshot =
+        match load::parse(&yaml, "demo").and_then(|v| load::from_value(v, "demo")).and_then(crate::build::snapshot) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("demo: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let running = match app::start(
-        bootstrap,
+        snapshot,
         Options { drain_time: Duration::from_secs(2), readiness: None, command_line: serde_json::Value::Null },
     )
     .await

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod build;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

@@ -16,7 +16,9 @@ fn main() -> ExitCode {
     if let Some(Command::Demo { seconds, rate }) = cli.command {
         return runtime(cli.concurrency).map_or(ExitCode::FAILURE, |rt| rt.block_on(proxy::demo::run(seconds, rate)));
     }
-    let bootstrap = match load_config(&cli) {
+    // Conversion is pure; building reads certificates and makes the TLS contexts, so
+    // `--mode validate` refuses a bad certificate file as start-up would.
+    let snapshot = match load_config(&cli).and_then(proxy::build::snapshot) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         command_line: cli.options_json(),
     };
     rt.block_on(async move {
-        match app::start(bootstrap, opts).await {
+        match app::start(snapshot, opts).await {
             Ok(running) => {
                 running.run_until_signal().await;
                 ExitCode::SUCCESS

@@ -135,7 +135,7 @@ async fn proxying_a_body_allocates_per_frame_not_per_byte() {
     );
     let b = proxy::config::load::load(None, Some(&yaml)).unwrap();
     let running = proxy::app::start(
-        b,
+        proxy::build::snapshot(b).unwrap(),
         proxy::app::Options {
             drain_time: Duration::from_secs(1),
             readiness: None,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::{dns, ClusterRuntime};
-use crate::config::{Assignment, Cluster, Discovery};
+use super::{dns, ClusterRuntime, Ready};
+use crate::config::{Assignment, Discovery};
 
 /// Clusters by name, plus the EDS assignments received so far.
 #[derive(Debug, Default)]
@@ -28,11 +28,11 @@ pub struct ClusterManager {
 }
 
 impl ClusterManager {
-    /// Builds run-time clusters for `configs` (static bootstrap).
-    pub fn new(configs: &[Arc<Cluster>], node: crate::locality::NodeView) -> Self {
+    /// Builds run-time clusters for `clusters` (static bootstrap).
+    pub fn new(clusters: &[Ready], node: crate::locality::NodeView) -> Self {
         let node = Arc::new(node);
         let map: HashMap<String, Arc<ClusterRuntime>> =
-            configs.iter().map(|c| (c.name.clone(), ClusterRuntime::new(c.clone(), node.clone()))).collect();
+            clusters.iter().map(|c| (c.config.name.clone(), ClusterRuntime::new(c.clone(), node.clone()))).collect();
         let m = ClusterManager { clusters: ArcSwap::from_pointee(map), node, ..Default::default() };
         m.reindex();
         m.local_changed();
@@ -72,17 +72,17 @@ impl ClusterManager {
 
     /// Adds or replaces a cluster (CDS). A replaced EDS cluster keeps serving its current
     /// endpoints until new ones arrive, so an update never empties a cluster.
-    pub fn upsert(&self, config: Arc<Cluster>) {
-        self.upsert_many(vec![config]);
+    pub fn upsert(&self, cluster: Ready) {
+        self.upsert_many(vec![cluster]);
     }
 
     /// [`ClusterManager::upsert`] for a whole CDS response: the cluster map is copied once,
     /// not once per cluster (10,000 clusters would otherwise cost 10,000 map copies).
-    pub fn upsert_many(&self, configs: Vec<Arc<Cluster>>) {
-        if configs.is_empty() {
+    pub fn upsert_many(&self, clusters: Vec<Ready>) {
+        if clusters.is_empty() {
             return;
         }
-        let news: Vec<Arc<ClusterRuntime>> = configs.iter().map(|c| self.prepare(c)).collect();
+        let news: Vec<Arc<ClusterRuntime>> = clusters.into_iter().map(|c| self.prepare(c)).collect();
         let old = self.swap(|m| {
             for n in &news {
                 m.insert(n.config.name.clone(), n.clone());
@@ -99,9 +99,9 @@ impl ClusterManager {
     }
 
     /// Builds the run-time cluster, carrying over endpoints as `upsert` promises.
-    fn prepare(&self, config: &Arc<Cluster>) -> Arc<ClusterRuntime> {
-        let config = config.clone();
-        let new = ClusterRuntime::new(config.clone(), self.node.clone());
+    fn prepare(&self, ready: Ready) -> Arc<ClusterRuntime> {
+        let config = ready.config.clone();
+        let new = ClusterRuntime::new(ready, self.node.clone());
         if let Discovery::Eds { service_name } = &config.discovery {
             let known = self.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(service_name).cloned();
             match (known, self.get(&config.name)) {

@@ -27,6 +27,7 @@ pub use self::hostset::HostSet;
 use self::limits::Gauge;
 pub use self::manager::ClusterManager;
 use self::stats::ClusterStats;
+use crate::config::cluster::Transport;
 use crate::config::{Cluster, Discovery};
 
 /// Errors carried by proxied bodies.
@@ -35,6 +36,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A pooled upstream HTTP client.
 pub type HttpClient = Client<Connector, ProxyBody>;
+
+/// A cluster config with its TLS contexts built (`tls::build::cluster`): what a runtime is
+/// made from. Building is where files are read and certificates checked, so a bad one is
+/// refused before the config is accepted.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The converted config.
+    pub config: Arc<Cluster>,
+    /// `transport_socket(_matches)` with their contexts.
+    pub transport: Transport<crate::tls::context::UpstreamTls>,
+}
 
 /// One cluster's run-time state.
 #[derive(Debug)]
@@ -62,6 +74,8 @@ pub struct ClusterRuntime {
     pub healthy_panic: metrics::Counter,
     /// The proxy's locality (proxy-side failover priorities).
     node: Arc<crate::locality::NodeView>,
+    /// `transport_socket(_matches)`, built.
+    transport: Transport<crate::tls::context::UpstreamTls>,
     /// Hosts reached over TLS and their context (from `transport_socket(_matches)`), shared
     /// with the connector; rebuilt with the host set.
     pub tls_hosts: Arc<ArcSwap<std::collections::HashMap<SocketAddr, Arc<crate::tls::context::UpstreamTls>>>>,
@@ -72,7 +86,8 @@ pub struct ClusterRuntime {
 impl ClusterRuntime {
     /// Builds the run-time cluster with its static (IP) hosts and starts its outlier detector
     /// (when configured); DNS hosts come from [`ClusterManager::resolve_all`].
-    pub fn new(config: Arc<Cluster>, node: Arc<crate::locality::NodeView>) -> Arc<Self> {
+    pub fn new(ready: Ready, node: Arc<crate::locality::NodeView>) -> Arc<Self> {
+        let Ready { config, transport } = ready;
         let stats = Arc::new(ClusterStats::new(&config.name));
         let cb = config.circuit_breakers;
         let connections = Gauge::new(cb.max_connections);
@@ -84,7 +99,7 @@ impl ClusterRuntime {
             source: config.source_address,
             tls: tls_hosts.clone(),
             purpose: crate::tls::context::Purpose::Http1,
-            default_tls: config.transport.for_endpoint(&Default::default()).cloned(),
+            default_tls: transport.for_endpoint(&Default::default()).cloned(),
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
@@ -115,6 +130,7 @@ impl ClusterRuntime {
             outlier_tx: tx,
             node,
             tls_hosts,
+            transport,
             original_dst: original_dst::OriginalDstHosts::default(),
             healthy_panic: metrics::counter!("envoy_cluster_lb_healthy_panic", "envoy_cluster_name" => config.name.clone()),
             config,
@@ -189,11 +205,11 @@ impl ClusterRuntime {
             }
             self.node.local_hosts.store(Arc::new(per));
         }
-        if self.config.transport.any_tls() {
+        if self.transport.any_tls() {
             let map = set
                 .all
                 .iter()
-                .filter_map(|h| self.config.transport.for_endpoint(&h.transport_match).map(|t| (h.addr, t.clone())))
+                .filter_map(|h| self.transport.for_endpoint(&h.transport_match).map(|t| (h.addr, t.clone())))
                 .collect();
             self.tls_hosts.store(Arc::new(map));
         }
@@ -263,13 +279,13 @@ impl ClusterRuntime {
 
     /// The TLS context for connections to `host` (`None` = plaintext).
     pub fn upstream_tls(&self, host: &Host) -> Option<Arc<crate::tls::context::UpstreamTls>> {
-        if !self.config.transport.any_tls() {
+        if !self.transport.any_tls() {
             return None;
         }
         if self.config.discovery == Discovery::OriginalDst {
             // Original-destination hosts carry no metadata: the same choice the connector
             // falls back to.
-            return self.config.transport.for_endpoint(&Default::default()).cloned();
+            return self.transport.for_endpoint(&Default::default()).cloned();
         }
         self.tls_hosts.load().get(&host.addr).cloned()
     }

@@ -130,7 +130,10 @@ mod tests {
     async fn ejected_for_the_ejection_time_then_back() {
         let yaml = "static_resources:\n  clusters:\n  - name: c\n    outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 30s, max_ejection_percent: 100}\n    load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}, {endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}}]}]}\n";
         let b = crate::config::load::from_value(crate::config::load::parse(yaml, "t").unwrap(), "t").unwrap();
-        let clusters = crate::cluster::ClusterManager::new(&b.clusters, crate::locality::NodeView::from_bootstrap(&b));
+        let clusters = crate::cluster::ClusterManager::new(
+            &crate::build::snapshot(b.clone()).unwrap().clusters,
+            crate::locality::NodeView::from_bootstrap(&b),
+        );
         let c = clusters.get("c").unwrap();
         let host = c.hosts().all[0].clone();
         for _ in 0..3 {

@@ -35,7 +35,7 @@ pub struct Admin {
 }
 
 /// Where and how to fetch LDS/CDS (and the RDS/EDS they name) over ADS.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Dynamic {
     /// `ads_config.api_type`: GRPC (SotW) or DELTA_GRPC.
     pub delta: bool,
@@ -49,29 +49,7 @@ pub struct Dynamic {
     /// disables).
     pub initial_fetch_timeout: Option<std::time::Duration>,
     /// TLS to the control plane, from the xDS cluster's `transport_socket`.
-    pub tls: Option<XdsTls>,
-}
-
-/// What the ADS client needs to reach a control plane over TLS (istiod's 15012 port).
-#[derive(Clone, PartialEq)]
-pub struct XdsTls {
-    /// Trusted roots, PEM (`validation_context.trusted_ca`).
-    pub ca_pem: Vec<u8>,
-    /// Client certificate chain and key, PEM, for mutual TLS.
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-    /// The name the server certificate must carry (`sni`, else the endpoint host).
-    pub server_name: String,
-}
-
-impl std::fmt::Debug for XdsTls {
-    // The private key never reaches a log or `/config_dump`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XdsTls")
-            .field("server_name", &self.server_name)
-            .field("ca_pem_bytes", &self.ca_pem.len())
-            .field("client_certificate", &self.identity.is_some())
-            .finish()
-    }
+    pub tls: Option<super::tls::XdsTlsSpec>,
 }
 
 /// A complete, validated config. Immutable; replaced whole on change.
@@ -85,9 +63,9 @@ pub struct Bootstrap {
     pub listeners: Vec<Arc<Listener>>,
     /// Static clusters, in file order.
     pub clusters: Vec<Arc<Cluster>>,
-    /// `static_resources.secrets`, held so their slots stay registered for
-    /// `tls_certificate_sds_secret_configs: [{name}]` references.
-    pub secrets: Vec<Arc<crate::tls::secrets::Slot>>,
+    /// `static_resources.secrets`, for `tls_certificate_sds_secret_configs: [{name}]`
+    /// references (installed by the builder before anything that names them is built).
+    pub secrets: Vec<super::tls::SecretSpec>,
     /// `cluster_manager.local_cluster_name`: the proxy's own service, for zone-aware routing.
     pub local_cluster: Option<String>,
     /// ADS settings from `dynamic_resources`, when the config comes from a control plane.

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::bootstrap::Locality;
+use super::tls::UpstreamSpec;
 
 /// A named group of upstream endpoints.
 #[derive(Debug, Clone)]
@@ -50,36 +51,53 @@ pub struct Cluster {
     /// Least-request choice count (default 2).
     pub choice_count: u32,
     /// `transport_socket` and `transport_socket_matches`: TLS or plaintext per endpoint.
-    pub transport: Transport,
+    pub transport: Transport<UpstreamSpec>,
 }
 
-/// How connections to a cluster's hosts are secured.
-#[derive(Debug, Clone, Default)]
-pub struct Transport {
+/// How connections to a cluster's hosts are secured: specs in the model (`T` =
+/// [`UpstreamSpec`]), built contexts in the cluster runtime (`T` = `tls::context::UpstreamTls`).
+#[derive(Debug)]
+pub struct Transport<T = UpstreamSpec> {
     /// `transport_socket` (`None` = plaintext).
-    pub default: Option<std::sync::Arc<crate::tls::context::UpstreamTls>>,
+    pub default: Option<std::sync::Arc<T>>,
     /// `transport_socket_matches`, in order: the first whose `match` is a subset of the
     /// endpoint's `envoy.transport_socket_match` metadata wins (Istio's auto mTLS).
-    pub matches: Vec<SocketMatch>,
+    pub matches: Vec<SocketMatch<T>>,
+}
+
+// Manual: cloning shares the `Arc`s, whatever `T` is (rustls contexts are not `Clone`).
+impl<T> Clone for Transport<T> {
+    fn clone(&self) -> Self {
+        Transport { default: self.default.clone(), matches: self.matches.clone() }
+    }
+}
+
+impl<T> Clone for SocketMatch<T> {
+    fn clone(&self) -> Self {
+        SocketMatch { name: self.name.clone(), labels: self.labels.clone(), tls: self.tls.clone() }
+    }
+}
+
+impl<T> Default for Transport<T> {
+    fn default() -> Self {
+        Transport { default: None, matches: Vec::new() }
+    }
 }
 
 /// One `transport_socket_matches` entry.
-#[derive(Debug, Clone)]
-pub struct SocketMatch {
+#[derive(Debug)]
+pub struct SocketMatch<T = UpstreamSpec> {
     /// Entry name (stats).
     pub name: String,
     /// Required metadata (string values).
     pub labels: std::collections::BTreeMap<String, String>,
     /// The socket (`None` = raw_buffer).
-    pub tls: Option<std::sync::Arc<crate::tls::context::UpstreamTls>>,
+    pub tls: Option<std::sync::Arc<T>>,
 }
 
-impl Transport {
+impl<T> Transport<T> {
     /// The TLS context for an endpoint with this `envoy.transport_socket_match` metadata.
-    pub fn for_endpoint(
-        &self,
-        metadata: &std::collections::BTreeMap<String, String>,
-    ) -> Option<&std::sync::Arc<crate::tls::context::UpstreamTls>> {
+    pub fn for_endpoint(&self, metadata: &std::collections::BTreeMap<String, String>) -> Option<&std::sync::Arc<T>> {
         match self.matches.iter().find(|m| m.labels.iter().all(|(k, v)| metadata.get(k) == Some(v))) {
             Some(m) => m.tls.as_ref(),
             None => self.default.as_ref(),
@@ -89,6 +107,18 @@ impl Transport {
     /// Whether any host may need TLS.
     pub fn any_tls(&self) -> bool {
         self.default.is_some() || self.matches.iter().any(|m| m.tls.is_some())
+    }
+
+    /// The same choices with each socket turned into something else (the builder's step
+    /// from specs to contexts).
+    pub fn try_map<U, E>(&self, mut f: impl FnMut(&T) -> Result<std::sync::Arc<U>, E>) -> Result<Transport<U>, E> {
+        let mut one = |t: &Option<std::sync::Arc<T>>| t.as_deref().map(&mut f).transpose();
+        let default = one(&self.default)?;
+        let mut matches = Vec::with_capacity(self.matches.len());
+        for m in &self.matches {
+            matches.push(SocketMatch { name: m.name.clone(), labels: m.labels.clone(), tls: one(&m.tls)? });
+        }
+        Ok(Transport { default, matches })
     }
 }
 

@@ -108,7 +108,7 @@ pub struct FilterChain {
     pub filter: NetworkFilter,
     /// TLS termination (`transport_socket` with a `DownstreamTlsContext`); `None` = bytes as
     /// they arrive (plaintext, or TLS passed through).
-    pub tls: Option<Arc<crate::tls::context::ServerTls>>,
+    pub tls: Option<Arc<super::tls::DownstreamSpec>>,
     /// `transport_socket_connect_timeout`: how long the TLS handshake may take (default 10 s:
     /// Envoy has none by default, but a client that never finishes must not hold a task;
     /// `0s` = none, as in Envoy).

@@ -14,8 +14,9 @@ pub mod load;
 pub mod matcher;
 pub mod node_env;
 pub mod route;
+pub mod tls;
 
-pub use bootstrap::{Admin, Bootstrap, Node, XdsTls};
+pub use bootstrap::{Admin, Bootstrap, Node};
 pub use cluster::{Assignment, AssignmentPolicy, Cluster, Discovery, Endpoint, LbPolicy, LocalityEndpoints};
 pub use error::ConfigError;
 pub use listener::{FilterChain, Listener, NetworkFilter};

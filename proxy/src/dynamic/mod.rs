@@ -33,6 +33,7 @@ use crate::config::listener::{NetworkFilter, RouteSource};
 use crate::config::{Bootstrap, Discovery, Listener};
 use crate::l7::routes::RouteRegistry;
 use crate::listener::manager::ListenerManager;
+use crate::tls::build::XdsTls;
 
 /// What the consumer changes.
 pub struct Targets {
@@ -53,7 +54,7 @@ pub struct Targets {
 #[error("dynamic_resources: the xDS cluster \"{0}\" has no usable endpoint (need an IP:port or a pipe)")]
 pub struct NoXdsEndpoint(String);
 
-fn tls_target(uri: String, tls: &crate::config::XdsTls) -> Target {
+fn tls_target(uri: String, tls: &XdsTls) -> Target {
     Target::Tls {
         uri,
         ca_pem: tls.ca_pem.clone(),
@@ -63,7 +64,7 @@ fn tls_target(uri: String, tls: &crate::config::XdsTls) -> Target {
 }
 
 /// Where a gRPC config source cluster of the bootstrap is reached (first endpoint).
-pub fn target_for(b: &Bootstrap, cluster: &str, tls: Option<&crate::config::XdsTls>) -> Option<Target> {
+pub fn target_for(b: &Bootstrap, cluster: &str, tls: Option<&XdsTls>) -> Option<Target> {
     b.clusters
         .iter()
         .find(|c| c.name == cluster)
@@ -79,10 +80,11 @@ pub fn target_for(b: &Bootstrap, cluster: &str, tls: Option<&crate::config::XdsT
         })
 }
 
-/// Starts the ADS client for the bootstrap's `dynamic_resources`.
-pub fn start(b: &Bootstrap, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
+/// Starts the ADS client for the bootstrap's `dynamic_resources` (`tls`: the control-plane
+/// connection's TLS, built with the bootstrap).
+pub fn start(b: &Bootstrap, tls: Option<&XdsTls>, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
     let Some(d) = &b.dynamic else { return Ok(None) };
-    let target = target_for(b, &d.cluster, d.tls.as_ref()).ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
+    let target = target_for(b, &d.cluster, tls).ok_or_else(|| NoXdsEndpoint(d.cluster.clone()))?;
     let mut node = b.node_proto.clone();
     node.id = b.node.id.clone();
     node.cluster = b.node.cluster.clone();
@@ -138,7 +140,7 @@ struct State {
     /// EDS service name per EDS cluster.
     eds: HashMap<String, String>,
     /// Accepted listeners not started yet, waiting for their RDS tables.
-    warming: HashMap<String, Arc<Listener>>,
+    warming: HashMap<String, Arc<crate::listener::Ready>>,
     /// RDS names each accepted listener needs.
     rds_of: HashMap<String, BTreeSet<String>>,
     /// RDS names reported missing: listeners stop waiting for them.
@@ -243,10 +245,11 @@ impl Consumer {
         self.lock().seen.get(&(kind, r.name.clone())).is_some_and(|b| *b == r.resource.value)
     }
 
-    fn cluster(&self, r: &Resource) -> Result<Arc<crate::config::Cluster>, Rejection> {
+    fn cluster(&self, r: &Resource) -> Result<crate::cluster::Ready, Rejection> {
         let what = format!("cluster \"{}\"", r.name);
         let c = ProtoCluster::decode(r.resource.value.as_slice()).map_err(|e| Rejection::decode(&what, e))?;
-        let model = convert::cluster(&c, &Path::root(what))?;
+        let ready = crate::build::cluster(&Arc::new(convert::cluster(&c, &Path::root(what))?))?;
+        let model = &ready.config;
         let mut st = self.lock();
         match &model.discovery {
             Discovery::Eds { service_name } => {
@@ -257,7 +260,7 @@ impl Consumer {
             }
         }
         drop(st);
-        Ok(Arc::new(model))
+        Ok(ready)
     }
 
     fn endpoints(&self, r: &Resource) -> Result<(), Rejection> {
@@ -284,8 +287,8 @@ impl Consumer {
                 NetworkFilter::TcpProxy(_) => None,
             })
             .collect();
-        let model = Arc::new(model);
-        let secrets = pending_secrets(&model);
+        let model = crate::build::listener(&Arc::new(model))?;
+        let secrets = model.pending_secrets();
         let ready = secrets.is_empty()
             && needs.iter().all(|n| self.t.routes.contains(n) || self.lock().missing_routes.contains(n));
         if ready {
@@ -359,12 +362,12 @@ impl Consumer {
     }
 
     fn start_warm_listeners(&self) {
-        let ready: Vec<Arc<Listener>> = {
+        let ready: Vec<Arc<crate::listener::Ready>> = {
             let st = self.lock();
             st.warming
                 .values()
                 .filter(|l| {
-                    pending_secrets(l).is_empty()
+                    l.pending_secrets().is_empty()
                         && st.rds_of.get(&l.name).is_none_or(|ns| {
                             ns.iter().all(|n| self.t.routes.contains(n) || st.missing_routes.contains(n))
                         })
@@ -395,14 +398,4 @@ impl Consumer {
             crate::telemetry::server_stats::stats().set_workers_started();
         }
     }
-}
-
-/// Secrets a listener's TLS chains still wait for.
-fn pending_secrets(l: &Listener) -> Vec<String> {
-    l.filter_chains
-        .iter()
-        .chain(l.default_filter_chain.iter())
-        .filter_map(|c| c.tls.as_ref())
-        .flat_map(|t| t.pending_secrets())
-        .collect()
 }

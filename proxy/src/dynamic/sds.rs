@@ -26,7 +26,9 @@ pub fn apply(source: &Source, r: &Resource) -> Result<(), Rejection> {
     if s.name != r.name {
         return Err(path.err_at("name", format!("\"{}\" differs from the resource name", s.name)).into());
     }
-    let (name, content) = crate::config::convert::tls::secret(&s, &path)?;
+    let spec = crate::config::convert::tls::secret(&s, &path)?;
+    let content = crate::tls::build::secret(&spec)?;
+    let name = spec.name;
     let slot = registry().named(source.clone(), &name);
     if let Some(want) = slot.expected().filter(|w| *w != content.kind()) {
         return Err(Rejection::Conflict(format!(

@@ -319,7 +319,9 @@ mod tests {
         );
         let b = crate::config::load::from_value(crate::config::load::parse(&yaml, "t").unwrap(), "t").unwrap();
         let NetworkFilter::TcpProxy(cfg) = &b.listeners[0].filter_chains[0].filter else { panic!("not tcp_proxy") };
-        let clusters = crate::cluster::ClusterManager::new(&b.clusters, crate::locality::NodeView::from_bootstrap(&b));
+        let built = crate::build::snapshot(b.clone()).unwrap();
+        let clusters =
+            crate::cluster::ClusterManager::new(&built.clusters, crate::locality::NodeView::from_bootstrap(&b));
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(front.local_addr().unwrap()).await.unwrap();
         let (down, peer) = front.accept().await.unwrap();
@@ -349,5 +351,25 @@ mod tests {
         let received = value("istio_tcp_received_bytes_total");
         assert!(matches!(received, Some(DebugValue::Counter(5))), "{received:?}");
         drop(Arc::new(client));
+    }
+
+    /// A connection of a replaced (draining) listener runs on for `--drain-time-s` exactly,
+    /// then closes; before the drain nothing ends it. Paused clock: the times are exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_draining_connection_runs_for_the_drain_time_then_closes() {
+        let yaml = "static_resources:\n  listeners:\n  - name: t\n    address: {socket_address: {address: 127.0.0.1, port_value: 0}}\n    filter_chains:\n    - filters:\n      - name: tcp\n        typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c, idle_timeout: 0s}\n  clusters:\n  - name: c\n    load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]}\n";
+        let b = crate::config::load::from_value(crate::config::load::parse(yaml, "t").unwrap(), "t").unwrap();
+        let NetworkFilter::TcpProxy(cfg) = &b.listeners[0].filter_chains[0].filter else { panic!("not tcp_proxy") };
+        assert_eq!(cfg.idle_timeout, None, "idle_timeout: 0s disables the idle timer");
+        let drain = CancellationToken::new();
+        let activity = AtomicU64::new(0);
+        let run = supervise(std::future::pending::<()>(), cfg, &activity, (&drain, Duration::from_secs(30)));
+        tokio::pin!(run);
+        assert!(tokio::time::timeout(Duration::from_secs(3600), &mut run).await.is_err(), "ended without a drain");
+        drain.cancel();
+        let start = tokio::time::Instant::now();
+        let idle_closed = run.await;
+        assert_eq!(start.elapsed(), Duration::from_secs(30), "closed at the end of the drain time");
+        assert!(!idle_closed);
     }
 }

@@ -4,6 +4,7 @@
 //! fallback only when no chain names a matching value.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::config::listener::{ChainMatch, CidrRange, FilterChain, Listener};
@@ -25,6 +26,17 @@ pub struct ConnInfo {
 
 /// The chain for `conn`, or the listener's default chain.
 pub fn select<'a>(l: &'a Listener, conn: &ConnInfo) -> Option<&'a Arc<FilterChain>> {
+    select_in(l, &l.filter_chains, l.default_filter_chain.as_ref(), conn)
+}
+
+/// [`select`] over any list of chains in the listener's order (the running listener's chains
+/// carry their built TLS contexts).
+pub fn select_in<'a, C: Deref<Target = FilterChain>>(
+    l: &Listener,
+    chains: &'a [C],
+    default: Option<&'a C>,
+    conn: &ConnInfo,
+) -> Option<&'a C> {
     if let Some(m) = &l.chain_matcher {
         let inputs = crate::config::chain_matcher::Inputs {
             destination: conn.local,
@@ -33,10 +45,10 @@ pub fn select<'a>(l: &'a Listener, conn: &ConnInfo) -> Option<&'a Arc<FilterChai
             transport: conn.transport,
             application_protocols: &conn.alpn,
         };
-        let by_name = m.select(&inputs).and_then(|name| l.filter_chains.iter().find(|c| c.name == name));
-        return by_name.or(l.default_filter_chain.as_ref());
+        let by_name = m.select(&inputs).and_then(|name| chains.iter().find(|c| c.name == name));
+        return by_name.or(default);
     }
-    let mut c: Vec<&Arc<FilterChain>> = l.filter_chains.iter().collect();
+    let mut c: Vec<&C> = chains.iter().collect();
     c = narrow(c, |m| match m.destination_port {
         None => 0,
         Some(p) if conn.local.is_some_and(|a| a.port() == p) => 1,
@@ -68,13 +80,13 @@ pub fn select<'a>(l: &'a Listener, conn: &ConnInfo) -> Option<&'a Arc<FilterChai
             -1
         }
     });
-    c.first().copied().or(l.default_filter_chain.as_ref())
+    c.first().copied().or(default)
 }
 
 /// Keeps the chains with the best positive score, else those with score 0 (criterion empty).
 /// A negative score means the chain names the criterion and the connection does not match.
-fn narrow(chains: Vec<&Arc<FilterChain>>, score: impl Fn(&ChainMatch) -> i32) -> Vec<&Arc<FilterChain>> {
-    let scored: Vec<(i32, &Arc<FilterChain>)> = chains.into_iter().map(|c| (score(&c.matcher), c)).collect();
+fn narrow<C: Deref<Target = FilterChain>>(chains: Vec<&C>, score: impl Fn(&ChainMatch) -> i32) -> Vec<&C> {
+    let scored: Vec<(i32, &C)> = chains.into_iter().map(|c| (score(&c.matcher), c)).collect();
     let best = scored.iter().map(|(s, _)| *s).max().unwrap_or(-1);
     if best < 0 {
         return Vec::new();

@@ -13,8 +13,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{bind, bind_at, serve, BindError, Shared, Version};
-use crate::config::Listener;
+use super::{bind, bind_at, serve, BindError, Ready, Shared, Version};
 
 struct Running {
     current: Arc<ArcSwap<Version>>,
@@ -37,7 +36,7 @@ impl ListenerManager {
     /// Starts a listener or replaces its config; returns the bound address. A listener with
     /// `bind_to_port: false` binds nothing: it only receives connections handed off by a
     /// `use_original_dst` listener.
-    pub fn upsert(&self, l: Arc<Listener>) -> Result<SocketAddr, BindError> {
+    pub fn upsert(&self, l: Arc<Ready>) -> Result<SocketAddr, BindError> {
         if !l.bind_to_port {
             self.remove(&l.name);
             let addr = l.address;

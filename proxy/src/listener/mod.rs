@@ -87,13 +87,13 @@ pub struct Shared {
     pub source: Arc<str>,
     /// Listeners with `bind_to_port: false`, by address: where `use_original_dst` listeners
     /// hand redirected connections.
-    pub virtuals: Arc<arc_swap::ArcSwap<std::collections::HashMap<SocketAddr, Arc<Listener>>>>,
+    pub virtuals: Arc<arc_swap::ArcSwap<std::collections::HashMap<SocketAddr, Arc<Ready>>>>,
 }
 
 impl Shared {
     /// The listener owning `dst`: exact address first, then the wildcard address of its port
     /// (Envoy's `use_original_dst` hand-off).
-    fn owner_of(&self, dst: SocketAddr) -> Option<Arc<Listener>> {
+    fn owner_of(&self, dst: SocketAddr) -> Option<Arc<Ready>> {
         let v = self.virtuals.load();
         let wildcard: SocketAddr = if dst.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], dst.port()))
@@ -104,12 +104,60 @@ impl Shared {
     }
 }
 
+/// A listener config with its chains' TLS contexts built (`tls::build::listener`): what
+/// runs. Derefs to the config.
+#[derive(Debug)]
+pub struct Ready {
+    /// The converted config.
+    pub config: Arc<Listener>,
+    /// `filter_chains`, in order.
+    pub chains: Vec<ReadyChain>,
+    /// `default_filter_chain`.
+    pub default_chain: Option<ReadyChain>,
+}
+
+impl std::ops::Deref for Ready {
+    type Target = Listener;
+    fn deref(&self) -> &Listener {
+        &self.config
+    }
+}
+
+impl Ready {
+    /// Secrets its TLS chains still wait for (SDS not yet delivered): a listener warms until
+    /// they arrive, as Envoy's does.
+    pub fn pending_secrets(&self) -> Vec<String> {
+        self.chains
+            .iter()
+            .chain(self.default_chain.iter())
+            .filter_map(|c| c.server_tls.as_ref())
+            .flat_map(|t| t.pending_secrets())
+            .collect()
+    }
+}
+
+/// A filter chain with its TLS termination built. Derefs to the config.
+#[derive(Debug, Clone)]
+pub struct ReadyChain {
+    /// The converted chain.
+    pub config: Arc<crate::config::FilterChain>,
+    /// Its TLS termination (`None` = bytes as they arrive).
+    pub server_tls: Option<Arc<crate::tls::context::ServerTls>>,
+}
+
+impl std::ops::Deref for ReadyChain {
+    type Target = crate::config::FilterChain;
+    fn deref(&self) -> &crate::config::FilterChain {
+        &self.config
+    }
+}
+
 /// The listener config in force and the drain signal of the connections accepted under it.
 /// Swapped whole on update: connections keep the version they were accepted with.
 #[derive(Debug)]
 pub struct Version {
     /// The config.
-    pub listener: Arc<Listener>,
+    pub listener: Arc<Ready>,
     /// Fired when this version is replaced or removed (or on shutdown): its HTTP connections
     /// finish their in-flight requests and close.
     pub drain: CancellationToken,
@@ -149,13 +197,7 @@ pub async fn serve(
     debug!(listener = %name, "stopped accepting");
 }
 
-async fn connection(
-    l: Arc<Listener>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: Shared,
-    drain: CancellationToken,
-) {
+async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shared: Shared, drain: CancellationToken) {
     let original = if l.internal {
         // Only connections Isthmus dialled itself reach an internal listener; they carry the
         // original destination of the endpoint they were dialled for.
@@ -210,14 +252,14 @@ async fn connection(
             }
         }
     }
-    let Some(chain) = chain_match::select(&l, &info) else {
+    let Some(chain) = chain_match::select_in(&l, &l.chains, l.default_chain.as_ref(), &info) else {
         counter!("isthmus_downstream_cx_no_chain_match", "listener" => l.name.clone()).increment(1);
         debug!("no filter chain matched; closing");
         return;
     };
     let prefix = prefix.freeze();
     let io = Prefixed::new(prefix, stream);
-    let (down, tls) = match &chain.tls {
+    let (down, tls) = match &chain.server_tls {
         None => (Either::Plain(io), None),
         Some(tls) => match crate::l4::deadline(chain.handshake_timeout, tls.accept(io)).await {
             Ok(Ok((s, peer_info))) => (Either::Tls(Box::new(s)), Some(peer_info)),

@@ -19,20 +19,7 @@ use super::validation::Checks;
 use super::verify::{ClientVerifier, ServerVerifier};
 use crate::error::TlsFailure;
 
-/// Minimum/maximum protocol versions (`tls_params`); rustls speaks 1.2 and 1.3 only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Versions {
-    /// Allow TLS 1.2.
-    pub tls12: bool,
-    /// Allow TLS 1.3.
-    pub tls13: bool,
-}
-
-impl Default for Versions {
-    fn default() -> Self {
-        Versions { tls12: true, tls13: true }
-    }
-}
+pub use crate::config::tls::Versions;
 
 impl Versions {
     fn list(self) -> Vec<&'static SupportedProtocolVersion> {

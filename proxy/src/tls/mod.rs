@@ -4,6 +4,7 @@
 //! Istio specifics live here too: the ALPN rules that land connections on Istio's filter
 //! chains (`x-forwarded-client-cert` is built in `l7::xfcc` from what the handshake learned).
 
+pub mod build;
 pub mod context;
 pub mod files;
 pub mod handshake_error;

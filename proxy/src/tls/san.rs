@@ -78,29 +78,7 @@ pub fn subject_rfc2253(der: &[u8]) -> String {
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
 }
 
-/// Which SAN kind a matcher looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SanKind {
-    /// Untyped `match_subject_alt_names`: any DNS, URI, email or IP SAN (Envoy's behaviour).
-    Any,
-    /// `san_type: URI`.
-    Uri,
-    /// `san_type: DNS`.
-    Dns,
-    /// `san_type: EMAIL`.
-    Email,
-    /// `san_type: IP_ADDRESS`.
-    Ip,
-}
-
-/// One entry of a SAN allow-list.
-#[derive(Debug, Clone)]
-pub struct SanMatcher {
-    /// The SAN kind compared.
-    pub kind: SanKind,
-    /// The string test (exact, prefix, suffix, contains, regex; case folding).
-    pub test: ValueMatch,
-}
+pub use crate::config::tls::{SanKind, SanMatcher};
 
 /// True when the list is empty or any matcher accepts any of the SANs of its kind.
 pub fn allowed(matchers: &[SanMatcher], sans: &Sans) -> bool {

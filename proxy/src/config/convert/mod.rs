@@ -213,13 +213,14 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         let mut res = Resources::default();
         for (i, sec) in s.secrets.iter().enumerate() {
             let p = sp.field("secrets").item(i, &sec.name);
-            let (name, content) = tls::secret(sec, &p)?;
-            if name.is_empty() {
+            let spec = tls::secret(sec, &p)?;
+            if spec.name.is_empty() {
                 return Err(p.err_at("name", "is required"));
             }
-            let slot = crate::tls::secrets::registry().named(crate::tls::secrets::Source::Static, &name);
-            slot.set(content);
-            out.secrets.push(slot);
+            if out.secrets.iter().any(|s| s.name == spec.name) {
+                return Err(p.err_at("name", "duplicate secret name"));
+            }
+            out.secrets.push(spec);
         }
         for (i, c) in s.clusters.iter().enumerate() {
             let cp = sp.field("clusters").item(i, &c.name);

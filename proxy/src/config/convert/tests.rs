@@ -188,3 +188,89 @@ fn deprecated_v1_bind_to_port_and_protocol_selection() {
     assert!(!b.listeners[0].bind_to_port);
     assert_eq!(b.clusters[0].upstream_protocol, crate::config::cluster::UpstreamProtocol::Downstream);
 }
+
+/// A listener terminating TLS and a cluster originating it, with material that cannot be read
+/// here: a missing file, an unset environment variable, an unknown static secret.
+const UNREADABLE_TLS: &str = r#"
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: tcp
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, cluster: c}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates: [{certificate_chain: {filename: /nonexistent/isthmus/cert.pem}, private_key: {environment_variable: ISTHMUS_TEST_NEVER_SET}}]
+  clusters:
+  - name: c
+    load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          validation_context_sds_secret_config: {name: no-such-static-secret}
+"#;
+
+#[test]
+fn conversion_reads_nothing_and_building_names_the_field_and_the_file() {
+    // Conversion keeps where the material is; it does not look.
+    let b = convert(UNREADABLE_TLS).expect("conversion is pure");
+    let spec = b.listeners[0].filter_chains[0].tls.clone().expect("a TLS spec");
+    let Some(crate::config::tls::CertSpec::Given(files)) = &spec.common.cert else { panic!("given certificate") };
+    assert_eq!(files.chain.source, crate::config::tls::DataSource::File("/nonexistent/isthmus/cert.pem".into()));
+    assert_eq!(files.key.source, crate::config::tls::DataSource::Env("ISTHMUS_TEST_NEVER_SET".into()));
+    // Building reads, and refuses with the path of the field and the file.
+    // Clusters are built first, as Envoy initialises them before listeners.
+    let e = crate::build::snapshot(b.clone()).err().expect("no such static secret").to_string();
+    assert!(e.contains("clusters[0]") && e.contains("validation_context_sds_secret_config.name"), "{e}");
+    assert!(e.contains("no-such-static-secret"), "{e}");
+    let e = crate::build::listener(&b.listeners[0]).expect_err("the file is missing").to_string();
+    assert!(e.contains("listeners[0]") && e.contains("certificate_chain.filename"), "{e}");
+    assert!(e.contains("/nonexistent/isthmus/cert.pem"), "{e}");
+}
+
+#[test]
+fn every_example_converts_without_reading_files_and_builds() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let b = convert(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        crate::build::snapshot(b).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 4, "examples found: {n}");
+}
+
+/// The structural half of purity: no conversion file reaches for the filesystem, the
+/// environment, the secret registry or the TLS runtime (`tls::build` does).
+#[test]
+fn conversion_sources_touch_no_io_and_no_runtime() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/convert"));
+    let banned = ["std::fs", "std::env", "registry()", "crate::tls", "tokio::", "std::net::TcpStream"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|f| f == "tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The README table check (a test module at the end of mod.rs) reads the README.
+        let code = text.split("#[cfg(test)]\nmod policy_tests").next().unwrap_or_default();
+        for b in banned {
+            assert!(!code.contains(b), "{} uses {b}: conversion must stay pure", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "files checked: {checked}");
+}

@@ -1,8 +1,9 @@
-//! `DownstreamTlsContext` / `UpstreamTlsContext` / `Secret` → TLS contexts and secret slots.
+//! `DownstreamTlsContext` / `UpstreamTlsContext` / `Secret` → TLS specs (`config::tls`).
 //!
-//! File and inline material is read and checked here, so a bad file fails start-up (or NACKs
-//! the listener/cluster) with the path of the field. SDS references become slots that fill
-//! when the secret arrives.
+//! Pure: nothing is read here. Files, environment variables and SDS names become references
+//! that `tls::build` resolves, so a bad file still fails start-up (or NACKs the listener or
+//! cluster) with the path of the field, but conversion itself can run anywhere (fuzzing,
+//! `--mode validate` on another machine's config).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,11 +18,10 @@ use xds_client::protos::google::protobuf::Any;
 use super::common::string_matcher;
 use super::fields::{check, FieldPolicy};
 use crate::config::error::{ConfigError, Path};
-use crate::tls::context::{Common, ServerTls, UpstreamTls, Versions};
-use crate::tls::material::{CertMaterial, Roots};
-use crate::tls::san::{SanKind, SanMatcher};
-use crate::tls::secrets::{registry, Secret, Slot, Source};
-use crate::tls::validation::{Checks, Validation};
+use crate::config::tls::{
+    CertFiles, CertSpec, ChecksSpec, CommonSpec, Data, DataSource as DataSrc, DownstreamSpec, SanKind, SanMatcher,
+    SdsRef, SdsSource, SecretContent, SecretSpec, UpstreamSpec, ValidationSpec, Versions,
+};
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
@@ -99,64 +99,27 @@ pub(super) const SECRET: FieldPolicy = FieldPolicy {
     ignored: &[],
 };
 
-/// Reads a `DataSource` (file, inline string or bytes, environment variable); errors name the
-/// field and the file.
-pub fn data(d: Option<&DataSource>, path: &Path) -> Result<(Vec<u8>, Option<PathBuf>), ConfigError> {
-    match d.and_then(|d| d.specifier.as_ref()) {
-        Some(Specifier::Filename(f)) => std::fs::read(f)
-            .map(|b| (b, Some(PathBuf::from(f))))
-            .map_err(|e| path.err_at("filename", format!("cannot read \"{f}\": {e}"))),
-        Some(Specifier::InlineString(s)) => Ok((s.clone().into_bytes(), None)),
-        Some(Specifier::InlineBytes(b)) => Ok((b.clone(), None)),
-        Some(Specifier::EnvironmentVariable(v)) => std::env::var(v)
-            .map(|s| (s.into_bytes(), None))
-            .map_err(|_| path.err_at("environment_variable", format!("${v} is not set"))),
-        None => Err(path.err("is required")),
-    }
+/// A `DataSource` → where to read it (the builder reads); errors name the field.
+pub fn data(d: Option<&DataSource>, path: &Path) -> Result<Data, ConfigError> {
+    let source = match d.and_then(|d| d.specifier.as_ref()) {
+        Some(Specifier::Filename(f)) => DataSrc::File(PathBuf::from(f)),
+        Some(Specifier::InlineString(s)) => DataSrc::InlineString(s.clone().into_bytes()),
+        Some(Specifier::InlineBytes(b)) => DataSrc::InlineBytes(b.clone()),
+        Some(Specifier::EnvironmentVariable(v)) => DataSrc::Env(v.clone()),
+        None => return Err(path.err("is required")),
+    };
+    Ok(Data { source, path: path.clone() })
 }
 
-/// `"path": ` for errors about file contents (empty for inline data).
-fn in_file(f: &Option<PathBuf>) -> String {
-    f.as_ref().map(|f| format!("\"{}\": ", f.display())).unwrap_or_default()
-}
-
-fn leaf_field(d: Option<&DataSource>) -> &'static str {
-    match d.and_then(|d| d.specifier.as_ref()) {
-        Some(Specifier::Filename(_)) => "filename",
-        Some(Specifier::InlineBytes(_)) => "inline_bytes",
-        Some(Specifier::EnvironmentVariable(_)) => "environment_variable",
-        _ => "inline_string",
-    }
-}
-
-/// Material read from config, with the bytes and files it came from (file slots compare
-/// bytes to notice rotations).
-pub struct Loaded<T> {
-    /// The parsed material.
-    pub value: T,
-    /// Raw bytes, in file order.
-    pub bytes: Vec<Vec<u8>>,
-    /// Files read (empty for inline material).
-    pub files: Vec<PathBuf>,
-}
-
-/// Key + chain → material, errors on the field at fault.
-pub fn certificate(c: &proto::TlsCertificate, path: &Path) -> Result<Loaded<CertMaterial>, ConfigError> {
+/// Key + chain → where to read them.
+pub fn certificate(c: &proto::TlsCertificate, path: &Path) -> Result<CertFiles, ConfigError> {
     check(c, &CERTIFICATE, path)?;
-    let cp = path.field("certificate_chain");
-    let kp = path.field("private_key");
-    let (chain, chain_file) = data(c.certificate_chain.as_ref(), &cp)?;
-    let (key, key_file) = data(c.private_key.as_ref(), &kp)?;
-    let m = CertMaterial::from_pem(&chain, &key).map_err(|e| {
-        use crate::tls::material::MaterialError as M;
-        match e {
-            M::NoKey | M::BadKey(_) | M::KeyMismatch => {
-                kp.err_at(leaf_field(c.private_key.as_ref()), format!("{}{e}", in_file(&key_file)))
-            }
-            _ => cp.err_at(leaf_field(c.certificate_chain.as_ref()), format!("{}{e}", in_file(&chain_file))),
-        }
-    })?;
-    Ok(Loaded { value: m, bytes: vec![chain, key], files: chain_file.into_iter().chain(key_file).collect() })
+    Ok(CertFiles {
+        chain: data(c.certificate_chain.as_ref(), &path.field("certificate_chain"))?,
+        key: data(c.private_key.as_ref(), &path.field("private_key"))?,
+        watched: c.watched_directory.is_some(),
+        path: path.clone(),
+    })
 }
 
 fn san_matchers(v: &proto::CertificateValidationContext, path: &Path) -> Result<Vec<SanMatcher>, ConfigError> {
@@ -185,44 +148,33 @@ fn san_matchers(v: &proto::CertificateValidationContext, path: &Path) -> Result<
     Ok(out)
 }
 
-/// A validation context's roots (if any) and SAN matchers.
-fn validation(
-    v: &proto::CertificateValidationContext,
-    path: &Path,
-) -> Result<(Option<Loaded<Validation>>, Vec<SanMatcher>), ConfigError> {
+/// A validation context: its roots (if any) and SAN matchers.
+fn validation(v: &proto::CertificateValidationContext, path: &Path) -> Result<ValidationSpec, ConfigError> {
     check(v, &VALIDATION, path)?;
     let sans = san_matchers(v, path)?;
-    if v.trusted_ca.is_none() {
-        return Ok((None, sans));
-    }
-    let cap = path.field("trusted_ca");
-    let (pem, file) = data(v.trusted_ca.as_ref(), &cap)?;
-    let roots = Roots::from_pem(&pem)
-        .map_err(|e| cap.err_at(leaf_field(v.trusted_ca.as_ref()), format!("{}{e}", in_file(&file))))?;
-    let value = Validation { roots: Some(Arc::new(roots)), sans: Vec::new() };
-    Ok((Some(Loaded { value, bytes: vec![pem], files: file.into_iter().collect() }), sans))
+    let trusted_ca = match &v.trusted_ca {
+        None => None,
+        Some(d) => Some(data(Some(d), &path.field("trusted_ca"))?),
+    };
+    Ok(ValidationSpec { trusted_ca, sans, watched: v.watched_directory.is_some() })
 }
 
-/// An SDS reference → its slot.
-fn sds_slot(s: &proto::SdsSecretConfig, path: &Path) -> Result<Arc<Slot>, ConfigError> {
+/// An SDS reference.
+fn sds_ref(s: &proto::SdsSecretConfig, path: &Path) -> Result<SdsRef, ConfigError> {
     check(s, &SDS_CONFIG, path)?;
     if s.name.is_empty() {
         return Err(path.err_at("name", "is required"));
     }
     let source = match &s.sds_config {
-        None => {
-            return registry()
-                .find(&Source::Static, &s.name)
-                .ok_or_else(|| path.err_at("name", format!("unknown static secret \"{}\"", s.name)));
-        }
+        None => SdsSource::Static,
         Some(cs) => sds_source(cs, &path.field("sds_config"))?,
     };
-    Ok(registry().named(source, &s.name))
+    Ok(SdsRef { name: s.name.clone(), source, path: path.clone() })
 }
 
-fn sds_source(cs: &ConfigSource, path: &Path) -> Result<Source, ConfigError> {
+fn sds_source(cs: &ConfigSource, path: &Path) -> Result<SdsSource, ConfigError> {
     match &cs.config_source_specifier {
-        Some(S::Ads(_)) => Ok(Source::Ads),
+        Some(S::Ads(_)) => Ok(SdsSource::Ads),
         Some(S::ApiConfigSource(a))
             if !matches!(
                 xds_client::protos::envoy::config::core::v3::api_config_source::ApiType::try_from(a.api_type),
@@ -235,32 +187,24 @@ fn sds_source(cs: &ConfigSource, path: &Path) -> Result<Source, ConfigError> {
             ))
         }
         Some(S::ApiConfigSource(a)) => match a.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
-            Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => Ok(Source::Cluster(e.cluster_name.clone())),
+            Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => Ok(SdsSource::Cluster(e.cluster_name.clone())),
             _ => Err(path.err_at("api_config_source.grpc_services", "an envoy_grpc cluster_name is required")),
         },
         _ => Err(path.err("only {ads: {}} or an api_config_source with an envoy_grpc cluster is supported")),
     }
 }
 
-fn file_or_inline(name: String, files: Vec<PathBuf>, watched: bool, bytes: Vec<Vec<u8>>, secret: Secret) -> Arc<Slot> {
-    if files.is_empty() {
-        Slot::with(name, Source::Inline, secret)
-    } else {
-        registry().files(&name, files, watched, bytes, secret)
-    }
-}
-
-fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigError> {
+fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<CommonSpec, ConfigError> {
     use proto::common_tls_context::ValidationContextType as V;
     check(c, &COMMON, path)?;
-    let mut out = Common { alpn: c.alpn_protocols.clone(), ..Common::default() };
+    let mut out = CommonSpec { alpn: c.alpn_protocols.clone(), ..CommonSpec::default() };
     if let Some(p) = &c.tls_params {
         let pp = path.field("tls_params");
         check(p, &PARAMS, &pp)?;
         out.versions = versions(p, &pp)?;
     }
-    match (c.tls_certificates.as_slice(), c.tls_certificate_sds_secret_configs.as_slice()) {
-        ([], []) => {}
+    out.cert = match (c.tls_certificates.as_slice(), c.tls_certificate_sds_secret_configs.as_slice()) {
+        ([], []) => None,
         ([_, _, ..], _) | (_, [_, _, ..]) => {
             // Envoy picks among several by SNI and key type; serving only the first silently
             // would present the wrong certificate to some clients.
@@ -268,65 +212,45 @@ fn common(c: &proto::CommonTlsContext, path: &Path) -> Result<Common, ConfigErro
                 if c.tls_certificates.len() > 1 { "tls_certificates" } else { "tls_certificate_sds_secret_configs" };
             return Err(path.err_at(f, "one certificate per context is supported"));
         }
-        ([first], []) => {
-            let p = path.field("tls_certificates").item(0, "");
-            let Loaded { value: m, bytes, files } = certificate(first, &p)?;
-            let name = files.first().map(|f| f.display().to_string()).unwrap_or_else(|| "inline".into());
-            out.cert =
-                Some(file_or_inline(name, files, first.watched_directory.is_some(), bytes, Secret::Cert(Arc::new(m))));
-        }
+        ([first], []) => Some(CertSpec::Given(certificate(first, &path.field("tls_certificates").item(0, ""))?)),
         ([], [first]) => {
-            let slot = sds_slot(first, &path.field("tls_certificate_sds_secret_configs").item(0, &first.name))?;
-            slot.expect(crate::tls::secrets::Kind::Certificate);
-            out.cert = Some(slot);
+            Some(CertSpec::Sds(sds_ref(first, &path.field("tls_certificate_sds_secret_configs").item(0, &first.name))?))
         }
         _ => {
             return Err(
                 path.err_at("tls_certificate_sds_secret_configs", "use either tls_certificates or SDS, not both")
             )
         }
-    }
-    let mut default_roots = None;
-    let (slot, sans) = match &c.validation_context_type {
-        None => (None, Vec::new()),
+    };
+    out.checks = match &c.validation_context_type {
+        None => None,
         Some(V::ValidationContext(v)) => {
             let vp = path.field("validation_context");
-            let (fixed, sans) = validation(v, &vp)?;
-            match fixed {
-                Some(Loaded { value: val, bytes, files }) => {
-                    let name = files.first().map(|f| f.display().to_string()).unwrap_or_else(|| "inline-ca".into());
-                    let watched = v.watched_directory.is_some();
-                    (Some(file_or_inline(name, files, watched, bytes, Secret::Validation(Arc::new(val)))), sans)
-                }
-                None if sans.is_empty() => (None, sans),
+            let spec = validation(v, &vp)?;
+            match spec.trusted_ca {
+                Some(_) => Some(ChecksSpec::Given(spec)),
+                None if spec.sans.is_empty() => None,
                 None => return Err(vp.err_at("trusted_ca", "is required to match subject alt names")),
             }
         }
-        Some(V::ValidationContextSdsSecretConfig(s)) => {
-            (Some(sds_slot(s, &path.field("validation_context_sds_secret_config"))?), Vec::new())
-        }
+        Some(V::ValidationContextSdsSecretConfig(s)) => Some(ChecksSpec::Sds {
+            secret: sds_ref(s, &path.field("validation_context_sds_secret_config"))?,
+            default: None,
+        }),
         Some(V::CombinedValidationContext(cv)) => {
             let cp = path.field("combined_validation_context");
-            let sans = match &cv.default_validation_context {
-                Some(d) => {
-                    let (fixed, sans) = validation(d, &cp.field("default_validation_context"))?;
-                    default_roots = fixed.and_then(|l| l.value.roots);
-                    sans
-                }
-                None => Vec::new(),
+            let default = match &cv.default_validation_context {
+                Some(d) => Some(validation(d, &cp.field("default_validation_context"))?),
+                None => None,
             };
             let Some(s) = &cv.validation_context_sds_secret_config else {
                 return Err(cp.err_at("validation_context_sds_secret_config", "is required"));
             };
-            (Some(sds_slot(s, &cp.field("validation_context_sds_secret_config"))?), sans)
+            Some(ChecksSpec::Sds { secret: sds_ref(s, &cp.field("validation_context_sds_secret_config"))?, default })
         }
         #[allow(deprecated)]
         Some(_) => return Err(path.err("certificate-provider validation contexts are not supported")),
     };
-    if let Some(s) = &slot {
-        s.expect(crate::tls::secrets::Kind::Validation);
-    }
-    out.checks = slot.map(|slot| Checks { slot, sans, default_roots });
     Ok(out)
 }
 
@@ -361,7 +285,7 @@ fn typed(ts: &TransportSocket, path: &Path) -> Result<Option<Any>, ConfigError> 
 }
 
 /// A filter chain's `transport_socket` → TLS termination (`None` for raw_buffer).
-pub fn downstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<ServerTls>>, ConfigError> {
+pub fn downstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<DownstreamSpec>>, ConfigError> {
     let Some(any) = typed(ts, path)? else { return Ok(None) };
     let tp = path.field("typed_config");
     if any.type_url != DOWNSTREAM_URL {
@@ -376,7 +300,10 @@ pub fn downstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<Server
     if require && common.checks.is_none() {
         return Err(tp.err_at("require_client_certificate", "needs a validation context to verify client certificates"));
     }
-    ServerTls::new(common, require).map(|s| Some(Arc::new(s))).map_err(|e| tp.err(e.to_string()))
+    if common.cert.is_none() {
+        return Err(tp.field("common_tls_context").err("a certificate is required to terminate TLS"));
+    }
+    Ok(Some(Arc::new(DownstreamSpec { common, require_client_certificate: require, path: tp })))
 }
 
 const INTERNAL_UPSTREAM_URL: &str =
@@ -392,7 +319,7 @@ const INTERNAL_UPSTREAM: FieldPolicy = FieldPolicy {
 const ORIGINAL_DST_METADATA: &str = "envoy.filters.listener.original_dst";
 
 /// A cluster's `transport_socket` → TLS origination (`None` for raw_buffer).
-pub fn upstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+pub fn upstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<UpstreamSpec>>, ConfigError> {
     use xds_client::protos::envoy::config::core::v3::transport_socket::ConfigType;
     if let Some(ConfigType::TypedConfig(a)) = &ts.config_type {
         if a.type_url == INTERNAL_UPSTREAM_URL {
@@ -410,13 +337,17 @@ pub fn upstream(ts: &TransportSocket, path: &Path) -> Result<Option<Arc<Upstream
     let c = ctx.common_tls_context.clone().unwrap_or_default();
     let common = common(&c, &tp.field("common_tls_context"))?;
     let sni = (!ctx.sni.is_empty()).then(|| ctx.sni.clone());
-    UpstreamTls::new(common, sni).map(|u| Some(Arc::new(u))).map_err(|e| tp.err_at("sni", e.to_string()))
+    if let Some(s) = &sni {
+        rustls::pki_types::ServerName::try_from(s.as_str())
+            .map_err(|e| tp.err_at("sni", format!("\"{s}\" is not a valid server name: {e}")))?;
+    }
+    Ok(Some(Arc::new(UpstreamSpec { common, sni, path: tp })))
 }
 
 /// `internal_upstream` (Istio waypoints): connections to `envoy_internal_address` endpoints,
 /// carrying the endpoint's original destination to the internal listener; the inner socket
 /// (raw_buffer or TLS) is what runs over it.
-fn internal_upstream(any: &Any, path: &Path) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+fn internal_upstream(any: &Any, path: &Path) -> Result<Option<Arc<UpstreamSpec>>, ConfigError> {
     use xds_client::protos::envoy::extensions::transport_sockets::internal_upstream::v3::InternalUpstreamTransport;
     use xds_client::protos::envoy::r#type::metadata::v3::metadata_kind::Kind;
     let t: InternalUpstreamTransport =
@@ -436,20 +367,17 @@ fn internal_upstream(any: &Any, path: &Path) -> Result<Option<Arc<UpstreamTls>>,
     }
 }
 
-/// An SDS `Secret` (or `static_resources.secrets[i]`) → its name and content.
-pub fn secret(s: &proto::Secret, path: &Path) -> Result<(String, Secret), ConfigError> {
+/// An SDS `Secret` (or `static_resources.secrets[i]`) → its name and where its content is.
+pub fn secret(s: &proto::Secret, path: &Path) -> Result<SecretSpec, ConfigError> {
     use proto::secret::Type;
     check(s, &SECRET, path)?;
     let content = match &s.r#type {
-        Some(Type::TlsCertificate(c)) => Secret::Cert(Arc::new(certificate(c, &path.field("tls_certificate"))?.value)),
+        Some(Type::TlsCertificate(c)) => SecretContent::Cert(certificate(c, &path.field("tls_certificate"))?),
+        // Without `trusted_ca` the referencing context's default roots apply (Envoy's merge).
         Some(Type::ValidationContext(v)) => {
-            let vp = path.field("validation_context");
-            // Without `trusted_ca` the referencing context's default roots apply (Envoy's merge).
-            let (fixed, sans) = validation(v, &vp)?;
-            let roots = fixed.and_then(|l| l.value.roots);
-            Secret::Validation(Arc::new(Validation { roots, sans }))
+            SecretContent::Validation(validation(v, &path.field("validation_context"))?)
         }
         _ => return Err(path.err("only tls_certificate and validation_context secrets are supported")),
     };
-    Ok((s.name.clone(), content))
+    Ok(SecretSpec { name: s.name.clone(), content })
 }

@@ -1,30 +1,23 @@
 //! TLS to the control plane: the `transport_socket` of the static cluster that `ads_config`
 //! names (an Envoy `UpstreamTlsContext` with file or inline certificates). The gRPC client
 //! (tonic) does its own TLS, so this converts to its inputs rather than to a data-plane
-//! context; SDS is not available for the connection that would deliver it.
+//! context; SDS is not available for the connection that would deliver it. Pure, like all
+//! conversion: `tls::build::xds_tls` reads the files.
 
-use xds_client::protos::envoy::config::core::v3::{DataSource, TransportSocket};
+use xds_client::protos::envoy::config::core::v3::TransportSocket;
 use xds_client::protos::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, CertificateValidationContext, UpstreamTlsContext,
 };
 
-use super::super::bootstrap::XdsTls;
 use super::super::error::{ConfigError, Path};
+use super::super::tls::XdsTlsSpec;
+use super::tls::data;
 
 const UPSTREAM_TLS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
-/// Reads a `DataSource` (the data-plane reader, without the file name).
-fn data(d: Option<&DataSource>, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    super::tls::data(d, path).map(|(bytes, _)| bytes)
-}
-
-fn has_pem(bytes: &[u8], label: &str) -> bool {
-    String::from_utf8_lossy(bytes).contains(&format!("-----BEGIN {label}"))
-}
-
 /// Converts the xDS cluster's `transport_socket` into what the ADS client needs. `host` is the
 /// endpoint's host, the verification name when `sni` is empty.
-pub fn xds_tls(ts: &TransportSocket, host: &str, path: &Path) -> Result<XdsTls, ConfigError> {
+pub fn xds_tls(ts: &TransportSocket, host: &str, path: &Path) -> Result<XdsTlsSpec, ConfigError> {
     let tp = path.field("typed_config");
     let any = match &ts.config_type {
         Some(xds_client::protos::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(a)) => a,
@@ -58,26 +51,17 @@ pub fn xds_tls(ts: &TransportSocket, host: &str, path: &Path) -> Result<XdsTls, 
         ));
     }
     let ca_path = cp.field("validation_context").field("trusted_ca");
-    let ca_pem = data(validation.trusted_ca.as_ref(), &ca_path)?;
-    if !has_pem(&ca_pem, "CERTIFICATE") {
-        return Err(ca_path.err("holds no PEM certificate"));
-    }
+    let ca = data(validation.trusted_ca.as_ref(), &ca_path)?;
     let identity = match common.tls_certificates.as_slice() {
         [] => None,
         [c] => {
             let p = cp.field("tls_certificates").item(0, "");
             let chain = data(c.certificate_chain.as_ref(), &p.field("certificate_chain"))?;
             let key = data(c.private_key.as_ref(), &p.field("private_key"))?;
-            if !has_pem(&chain, "CERTIFICATE") {
-                return Err(p.err_at("certificate_chain", "holds no PEM certificate"));
-            }
-            if !has_pem(&key, "") || !String::from_utf8_lossy(&key).contains("PRIVATE KEY") {
-                return Err(p.err_at("private_key", "holds no PEM private key"));
-            }
             Some((chain, key))
         }
         _ => return Err(cp.err_at("tls_certificates", "one client certificate at most")),
     };
     let server_name = if ctx.sni.is_empty() { host.to_string() } else { ctx.sni.clone() };
-    Ok(XdsTls { ca_pem, identity, server_name })
+    Ok(XdsTlsSpec { ca, identity, server_name })
 }
