@@ -82,6 +82,13 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
         &bootstrap.node.cluster,
     ));
     let clusters = Arc::new(ClusterManager::new(&clusters, crate::locality::NodeView::from_bootstrap(&bootstrap)));
+    crate::telemetry::trace::set_local(crate::telemetry::trace::Local {
+        node_id: bootstrap.node.id.clone(),
+        zone: bootstrap.node.locality.zone.clone(),
+        cluster: bootstrap.node.cluster.clone(),
+        tracer: bootstrap.tracer.clone(),
+    });
+    crate::telemetry::trace::zipkin::install(clusters.clone());
     let routes = Arc::new(crate::l7::routes::RouteRegistry::default());
     let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();

@@ -70,6 +70,8 @@ pub struct Bootstrap {
     pub local_cluster: Option<String>,
     /// ADS settings from `dynamic_resources`, when the config comes from a control plane.
     pub dynamic: Option<Dynamic>,
+    /// `tracing.http`: the tracer of HCMs whose `tracing` names none.
+    pub tracer: Option<Arc<super::listener::Tracer>>,
     /// The node as configured, sent to the control plane (metadata included).
     pub node_proto: xds_client::protos::envoy::config::core::v3::Node,
     /// The document as loaded, for `/config_dump`.

@@ -38,6 +38,9 @@ pub struct Listener {
     pub backlog: u32,
     /// `traffic_direction: INBOUND` (what `/drain_listeners?inboundonly` drains).
     pub inbound: bool,
+    /// `traffic_direction: OUTBOUND`: spans are egress (CLIENT) spans, as Envoy names them;
+    /// every other direction is ingress.
+    pub outbound: bool,
     /// `internal_listener`: reachable only from Isthmus' own clusters (`envoy_internal_address`
     /// endpoints), served on a private loopback port (see `listener::internal`).
     pub internal: bool,
@@ -190,12 +193,16 @@ pub struct HttpConnectionManager {
     pub tracing: Option<Tracing>,
     /// `request_id_extension` (Envoy's UUID extension, istiod's default).
     pub request_id: RequestId,
+    /// `internal_address_config.cidr_ranges`: peers whose requests are internal, so their
+    /// `x-envoy-force-trace` is honoured. Empty (Envoy 1.40's default) = none are.
+    pub internal_cidrs: Vec<CidrRange>,
     /// `proxy_100_continue`: forward `Expect: 100-continue` upstream instead of removing it
     /// (the downstream gets `100 Continue` from Isthmus either way, once the body is read).
     pub proxy_100_continue: bool,
 }
 
-/// HCM `tracing`: sampling percentages (each 0–100, Envoy's default 100) and the tracer.
+/// HCM `tracing`: sampling percentages (each 0–100, Envoy's default 100), span content and
+/// the tracer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracing {
     /// `client_sampling`: share of requests with `x-client-trace-id` that are traced.
@@ -204,8 +211,71 @@ pub struct Tracing {
     pub random_sampling: f64,
     /// `overall_sampling`: a cap applied after the other two.
     pub overall_sampling: f64,
-    /// `envoy.tracers.zipkin` or `envoy.tracers.opentelemetry`, when a provider is set.
-    pub provider: Option<String>,
+    /// `provider`; `None` = the bootstrap's `tracing.http` (Envoy's fallback).
+    pub provider: Option<std::sync::Arc<Tracer>>,
+    /// `custom_tags`, in order.
+    pub custom_tags: Vec<CustomTag>,
+    /// `max_path_tag_length` (default 256): `http.url` is cut to it.
+    pub max_path_tag_length: usize,
+}
+
+/// A span exporter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tracer {
+    /// `envoy.tracers.zipkin`: B3 propagation, Zipkin v2 JSON over HTTP.
+    Zipkin(Zipkin),
+}
+
+/// `ZipkinConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zipkin {
+    /// `collector_cluster`: where spans are POSTed.
+    pub collector_cluster: String,
+    /// `collector_endpoint` (e.g. `/api/v2/spans`).
+    pub collector_endpoint: String,
+    /// `collector_hostname` (default: the cluster name), the `Host` of the POST.
+    pub collector_hostname: String,
+    /// `trace_id_128bit`: new traces get 128-bit ids.
+    pub trace_id_128bit: bool,
+    /// `shared_span_context` (default true): an ingress span reuses the caller's span id.
+    pub shared_span_context: bool,
+}
+
+/// One `custom_tags` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomTag {
+    /// The tag name.
+    pub tag: String,
+    /// Where its value comes from.
+    pub value: TagValue,
+}
+
+/// Where a custom tag's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagValue {
+    /// `literal.value`.
+    Literal(String),
+    /// `environment`: read when the span is finished (Envoy reads it at config time; the
+    /// value is the same unless the process environment changes, which Isthmus never does).
+    Environment {
+        /// Variable name.
+        name: String,
+        /// Used when it is unset (empty = no tag).
+        default: String,
+    },
+    /// `request_header`.
+    RequestHeader {
+        /// Header name (lower case).
+        name: http::HeaderName,
+        /// Used when it is absent (empty = no tag).
+        default: String,
+    },
+    /// `metadata` of kind `request` (dynamic metadata): Isthmus sets none, so only the
+    /// default can apply, as in Envoy when the filter that would set it did not run.
+    RequestMetadata {
+        /// Used as the value (empty = no tag).
+        default: String,
+    },
 }
 
 /// Envoy's UUID request-id extension options (both default to true).

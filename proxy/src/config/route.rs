@@ -59,6 +59,18 @@ pub struct Route {
     pub action: RouteAction,
     /// Header edits for this route.
     pub edits: HeaderEdits,
+    /// `decorator.operation` (the span name), when `decorator.propagate` is not false it also
+    /// goes upstream as `x-envoy-decorator-operation` from an outbound listener.
+    pub decorator: Option<Decorator>,
+}
+
+/// `Route.decorator`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decorator {
+    /// `operation`: the span's name.
+    pub operation: String,
+    /// `propagate` (default true).
+    pub propagate: bool,
 }
 
 /// Conditions on a request.

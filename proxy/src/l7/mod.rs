@@ -40,6 +40,8 @@ pub struct ConnCtx {
     pub tls: Option<crate::tls::context::PeerInfo>,
     /// The listener serves inbound traffic (Istio's `reporter="destination"`).
     pub inbound: bool,
+    /// Served by an outbound listener (egress spans).
+    pub outbound: bool,
     /// The client's SPIFFE id, when it presented a certificate (metric labels).
     pub peer_principal: Option<Arc<str>>,
 }

@@ -41,6 +41,8 @@ pub struct Record {
     pub dest_locality: String,
     /// Request body bytes, shared with the request body wrapper.
     pub received: Arc<AtomicU64>,
+    /// The request's span, when the HCM traces.
+    pub span: Option<Box<crate::telemetry::trace::Active>>,
     sent: u64,
 }
 
@@ -61,6 +63,7 @@ impl Record {
             inbound: false,
             peer_principal: None,
             received: Arc::new(AtomicU64::new(0)),
+            span: None,
             dest_locality: String::new(),
             sent: 0,
         }
@@ -92,6 +95,16 @@ impl Record {
             self.entry.bytes_received,
             self.sent,
         );
+        if let Some(span) = self.span.take() {
+            span.finish(&crate::telemetry::trace::Finish {
+                status: self.entry.response_code,
+                flags: &self.entry.response_flags,
+                bytes_received: self.entry.bytes_received,
+                bytes_sent: self.sent,
+                upstream_cluster: self.entry.upstream_cluster.as_deref(),
+                upstream_host: self.entry.upstream_host.as_deref(),
+            });
+        }
         if self.log {
             access_log::write(&self.entry);
         }

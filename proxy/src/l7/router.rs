@@ -132,6 +132,7 @@ mod tests {
             matcher: RouteMatch { path, case_sensitive: true, headers: vec![], query_parameters: vec![], grpc: false },
             action: RouteAction::Direct { status: http::StatusCode::OK, body: None },
             edits: Default::default(),
+            decorator: None,
         }
     }
 

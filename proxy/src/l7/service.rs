@@ -81,7 +81,7 @@ async fn route_and_send(
             let upgrade = ctx.hcm.websocket && upgrade::is_websocket(&req);
             let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
             let (mut parts, body) = req.into_parts();
-            prepare_headers(ctx, &mut parts, fwd, &route.matcher.path, &levels, rec);
+            prepare_headers(ctx, &mut parts, (fwd, route), host, &levels, rec);
             if upgrade {
                 upgrade::restore_headers(&mut parts.headers);
             }
@@ -117,12 +117,7 @@ fn fill_entry<B>(rec: &mut Record, ctx: &ConnCtx, req: &Request<B>, host: &str) 
     let e = &mut rec.entry;
     e.method = req.method().to_string();
     e.path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    e.protocol = match req.version() {
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_10 => "HTTP/1.0",
-        _ => "HTTP/1.1",
-    }
-    .into();
+    e.protocol = protocol(req.version()).into();
     e.authority = (!host.is_empty()).then(|| host.to_string());
     let hv = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     e.user_agent = hv("user-agent");
@@ -135,14 +130,23 @@ fn fill_entry<B>(rec: &mut Record, ctx: &ConnCtx, req: &Request<B>, host: &str) 
     }
 }
 
+fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 fn prepare_headers(
     ctx: &ConnCtx,
     parts: &mut http::request::Parts,
-    fwd: &crate::config::route::Forward,
-    path_match: &crate::config::route::PathMatch,
+    (fwd, route): (&crate::config::route::Forward, &crate::config::route::Route),
+    host: &str,
     levels: &[&HeaderEdits; 3],
     rec: &mut Record,
 ) {
+    let path_match = &route.matcher.path;
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
     if !ctx.hcm.proxy_100_continue {
@@ -155,6 +159,32 @@ fn prepare_headers(
     }
     h.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.tls.is_some() { "https" } else { "http" }));
     rec.entry.request_id = ensure_request_id(h, ctx.hcm.generate_request_id);
+    let internal = ctx.hcm.internal_cidrs.iter().any(|c| c.contains(ctx.peer.ip()));
+    if !internal {
+        // Envoy strips it from external requests: only internal callers may force a trace.
+        h.remove("x-envoy-force-trace");
+    }
+    if let Some(tracing) = &ctx.hcm.tracing {
+        let start = crate::telemetry::trace::Start {
+            tracing,
+            request_id: &ctx.hcm.request_id,
+            egress: ctx.outbound,
+            host,
+            decorator: route.decorator.as_ref(),
+            scheme: if ctx.tls.is_some() { "https" } else { "http" },
+            method: parts.method.as_str(),
+            path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            protocol: protocol(parts.version),
+            peer: ctx.peer,
+            internal,
+            local: ctx.local,
+        };
+        rec.span = crate::telemetry::trace::start(&start, h);
+        if rec.span.is_some() {
+            // The decision may have been packed into the id.
+            rec.entry.request_id = h.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        }
+    }
     if let Some(host) = &fwd.host_rewrite {
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(header::HOST, v);

@@ -160,6 +160,7 @@ mod tests {
             continue_on_inspect_timeout: false,
             backlog: 128,
             inbound: false,
+            outbound: false,
             internal: false,
             use_original_dst: false,
             bind_to_port: true,

@@ -300,6 +300,7 @@ async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shar
                 peer_principal: tls.as_ref().and_then(|t| t.sans.identity()).map(Arc::from),
                 tls,
                 inbound: l.inbound,
+                outbound: l.outbound,
             });
             match down {
                 Either::Plain(io) => crate::l7::server::serve(io, ctx, drain).await,

@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod request_metrics;
 pub mod server_stats;
 pub mod tcp_metrics;
+pub mod trace;

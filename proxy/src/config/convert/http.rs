@@ -9,7 +9,9 @@ use super::common::timeout;
 use super::fields::{check, FieldPolicy};
 use super::{route, Resources};
 use crate::config::error::{ConfigError, Path};
-use crate::config::listener::{CodecType, HttpConnectionManager, RequestId, RouteSource, Tracing};
+use crate::config::listener::{
+    CodecType, CustomTag, HttpConnectionManager, RequestId, RouteSource, TagValue, Tracer, Tracing, Zipkin,
+};
 
 pub(super) const HCM: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -27,11 +29,10 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "set_current_client_cert_details",
         "request_id_extension",
         "proxy_100_continue",
+        "tracing",
+        "internal_address_config",
     ],
     ignored: &[
-        // Validated and kept in the model (sampling percentages, provider), but no span is
-        // created or exported yet: listed as ignored so nothing claims tracing happens.
-        "tracing",
         "server_name",
         "common_http_protocol_options",
         "request_timeout",
@@ -45,7 +46,6 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "path_with_escaped_slashes_action",
         "xff_num_trusted_hops",
         "skip_xff_append",
-        "internal_address_config",
         "preserve_external_request_id",
         "always_set_request_id_in_response",
         "add_user_agent",
@@ -86,18 +86,42 @@ const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v
 const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
 
-const TRACING: FieldPolicy = FieldPolicy {
+pub(super) const TRACING: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
-    honoured: &["client_sampling", "random_sampling", "overall_sampling", "provider"],
-    // Span content only: they shape spans, and no span is exported yet (see `Tracing`).
-    ignored: &["verbose", "max_path_tag_length", "custom_tags", "spawn_upstream_span"],
+    honoured: &[
+        "client_sampling",
+        "random_sampling",
+        "overall_sampling",
+        "provider",
+        "custom_tags",
+        "max_path_tag_length",
+    ],
+    // `verbose` adds per-filter log annotations (Isthmus' filters log none); a separate
+    // upstream span (`spawn_upstream_span`) is not made: the one span per hop carries the
+    // upstream tags, Envoy's sidecar model.
+    ignored: &["verbose", "spawn_upstream_span"],
 };
 
-/// Tracers whose config Isthmus reads (the ones the tracing work will export to).
-const TRACERS: &[(&str, &str)] = &[
-    ("envoy.tracers.zipkin", "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig"),
-    ("envoy.tracers.opentelemetry", "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"),
-];
+pub(super) const ZIPKIN: FieldPolicy = FieldPolicy {
+    message: "envoy.config.trace.v3.ZipkinConfig",
+    honoured: &[
+        "collector_cluster",
+        "collector_endpoint",
+        "trace_id_128bit",
+        "shared_span_context",
+        "collector_endpoint_version",
+        "collector_hostname",
+    ],
+    ignored: &[],
+};
+
+pub(super) const CUSTOM_TAG: FieldPolicy = FieldPolicy {
+    message: "envoy.type.tracing.v3.CustomTag",
+    honoured: &["tag", "literal", "environment", "request_header", "metadata"],
+    ignored: &[],
+};
+
+const ZIPKIN_URL: &str = "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig";
 
 const UUID_REQUEST_ID: &str = "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig";
 
@@ -158,12 +182,12 @@ pub fn connection_manager(
         xfcc: xfcc(h, path)?,
         tracing: h.tracing.as_ref().map(|t| tracing(t, &path.field("tracing"))).transpose()?,
         request_id: request_id(h, &path.field("request_id_extension"))?,
+        internal_cidrs: internal_cidrs(h, &path.field("internal_address_config"))?,
         proxy_100_continue: h.proxy_100_continue,
     })
 }
 
-/// `tracing`: the sampling percentages and the provider are validated and kept; Envoy's
-/// defaults are 100 % each.
+/// `tracing`: sampling percentages (Envoy's defaults are 100 % each), span tags, the tracer.
 fn tracing(t: &proto::http_connection_manager::Tracing, path: &Path) -> Result<Tracing, ConfigError> {
     check(t, &TRACING, path)?;
     let pct = |p: Option<&xds_client::protos::envoy::r#type::v3::Percent>, f: &str| -> Result<f64, ConfigError> {
@@ -173,32 +197,121 @@ fn tracing(t: &proto::http_connection_manager::Tracing, path: &Path) -> Result<T
             Some(v) => Err(path.err_at(f, format!("{v} is not a percentage in [0, 100]"))),
         }
     };
-    let provider = match &t.provider {
-        None => None,
-        Some(p) => {
-            use xds_client::protos::envoy::config::trace::v3::tracing::http::ConfigType;
-            let url = match &p.config_type {
-                Some(ConfigType::TypedConfig(a)) => a.type_url.as_str(),
-                None => "",
-            };
-            match TRACERS.iter().find(|(name, u)| *u == url || (url.is_empty() && *name == p.name)) {
-                Some((name, _)) => Some((*name).to_string()),
-                None => {
-                    return Err(path.field("provider").err(format!(
-                        "tracer {} is not supported (envoy.tracers.zipkin, envoy.tracers.opentelemetry)",
-                        if url.is_empty() { &p.name } else { url }
-                    )))
-                }
-            }
-        }
-    };
+    let provider = t.provider.as_ref().map(|p| tracer(p, &path.field("provider"))).transpose()?;
+    let custom_tags = t
+        .custom_tags
+        .iter()
+        .enumerate()
+        .map(|(i, c)| custom_tag(c, &path.field("custom_tags").item(i, &c.tag)))
+        .collect::<Result<_, _>>()?;
     Ok(Tracing {
         client_sampling: pct(t.client_sampling.as_ref(), "client_sampling")?,
         random_sampling: pct(t.random_sampling.as_ref(), "random_sampling")?,
         overall_sampling: pct(t.overall_sampling.as_ref(), "overall_sampling")?,
-        provider,
+        provider: provider.map(Arc::new),
+        custom_tags,
+        max_path_tag_length: t.max_path_tag_length.map_or(256, |v| v.value as usize),
     })
 }
+
+/// A tracer (`HttpConnectionManager.tracing.provider` or the bootstrap's `tracing.http`).
+pub fn tracer(
+    p: &xds_client::protos::envoy::config::trace::v3::tracing::Http,
+    path: &Path,
+) -> Result<Tracer, ConfigError> {
+    use xds_client::protos::envoy::config::trace::v3::tracing::http::ConfigType;
+    use xds_client::protos::envoy::config::trace::v3::zipkin_config::CollectorEndpointVersion as V;
+    use xds_client::protos::envoy::config::trace::v3::ZipkinConfig;
+    let Some(ConfigType::TypedConfig(any)) = &p.config_type else {
+        return Err(path.err_at("typed_config", format!("is required (tracer \"{}\")", p.name)));
+    };
+    if any.type_url != ZIPKIN_URL {
+        // OpenTelemetry (OTLP) export is not built yet: refused rather than accepted and
+        // silently not exported.
+        return Err(
+            path.err_at("typed_config", format!("tracer {} is not supported (envoy.tracers.zipkin is)", any.type_url))
+        );
+    }
+    let tp = path.field("typed_config");
+    let z: ZipkinConfig =
+        xds_client::json::unpack(any).map_err(|e| tp.err(format!("cannot decode ZipkinConfig: {e}")))?;
+    check(&z, &ZIPKIN, &tp)?;
+    if z.collector_cluster.is_empty() {
+        return Err(tp.err_at("collector_cluster", "is required"));
+    }
+    if !z.collector_endpoint.starts_with('/') {
+        return Err(tp.err_at("collector_endpoint", "must be a path starting with /"));
+    }
+    if !matches!(V::try_from(z.collector_endpoint_version), Ok(V::HttpJson)) {
+        return Err(tp.err_at("collector_endpoint_version", "only HTTP_JSON (Zipkin v2 JSON) is supported"));
+    }
+    Ok(Tracer::Zipkin(Zipkin {
+        collector_hostname: if z.collector_hostname.is_empty() {
+            z.collector_cluster.clone()
+        } else {
+            z.collector_hostname.clone()
+        },
+        collector_cluster: z.collector_cluster,
+        collector_endpoint: z.collector_endpoint,
+        trace_id_128bit: z.trace_id_128bit,
+        shared_span_context: z.shared_span_context.is_none_or(|b| b.value),
+    }))
+}
+
+fn custom_tag(
+    c: &xds_client::protos::envoy::r#type::tracing::v3::CustomTag,
+    path: &Path,
+) -> Result<CustomTag, ConfigError> {
+    use xds_client::protos::envoy::r#type::metadata::v3::metadata_kind::Kind;
+    use xds_client::protos::envoy::r#type::tracing::v3::custom_tag::Type;
+    check(c, &CUSTOM_TAG, path)?;
+    if c.tag.is_empty() {
+        return Err(path.err_at("tag", "is required"));
+    }
+    let value = match &c.r#type {
+        Some(Type::Literal(l)) => TagValue::Literal(l.value.clone()),
+        Some(Type::Environment(e)) if !e.name.is_empty() => {
+            TagValue::Environment { name: e.name.clone(), default: e.default_value.clone() }
+        }
+        Some(Type::RequestHeader(h)) => TagValue::RequestHeader {
+            name: http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                path.field("request_header").err_at("name", format!("\"{}\" is not a header name", h.name))
+            })?,
+            default: h.default_value.clone(),
+        },
+        Some(Type::Metadata(m)) => match m.kind.as_ref().and_then(|k| k.kind.as_ref()) {
+            Some(Kind::Request(_)) => TagValue::RequestMetadata { default: m.default_value.clone() },
+            _ => {
+                return Err(path.field("metadata").err_at("kind", "only request (dynamic) metadata tags are supported"))
+            }
+        },
+        Some(Type::Environment(_)) => return Err(path.field("environment").err_at("name", "is required")),
+        _ => return Err(path.err("one of literal, environment, request_header or metadata is required")),
+    };
+    Ok(CustomTag { tag: c.tag.clone(), value })
+}
+
+/// `internal_address_config`: which peers are internal (Unix-socket peers do not occur:
+/// listeners are TCP).
+fn internal_cidrs(
+    h: &proto::HttpConnectionManager,
+    path: &Path,
+) -> Result<Vec<crate::config::listener::CidrRange>, ConfigError> {
+    let Some(c) = &h.internal_address_config else { return Ok(Vec::new()) };
+    check(c, &INTERNAL_ADDRESS, path)?;
+    c.cidr_ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| super::common::cidr(r, &path.field("cidr_ranges").item(i, "")))
+        .collect()
+}
+
+pub(super) const INTERNAL_ADDRESS: FieldPolicy = FieldPolicy {
+    message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig",
+    honoured: &["cidr_ranges"],
+    // Listeners are TCP: no request arrives over a Unix socket.
+    ignored: &["unix_sockets"],
+};
 
 /// `request_id_extension`: only Envoy's UUID extension (what istiod sends) exists.
 fn request_id(h: &proto::HttpConnectionManager, path: &Path) -> Result<RequestId, ConfigError> {

@@ -174,6 +174,7 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         backlog: l.tcp_backlog_size.map(|v| v.value).unwrap_or(1024),
         internal,
         inbound: l.traffic_direction == xds_client::protos::envoy::config::core::v3::TrafficDirection::Inbound as i32,
+        outbound: l.traffic_direction == xds_client::protos::envoy::config::core::v3::TrafficDirection::Outbound as i32,
         use_original_dst: l.use_original_dst.map(|b| b.value).unwrap_or(false),
         // `deprecated_v1.bind_to_port` is what older istiods sent for `bind_to_port`.
         #[allow(deprecated)]

@@ -63,7 +63,7 @@ impl Resources {
 
 pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Bootstrap",
-    honoured: &["node", "admin", "static_resources", "dynamic_resources", "cluster_manager"],
+    honoured: &["node", "admin", "static_resources", "dynamic_resources", "cluster_manager", "tracing"],
     ignored: &[
         "layered_runtime",
         "stats_config",
@@ -74,7 +74,6 @@ pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
         "watchdogs",
         "enable_dispatcher_stats",
         "use_tcp_for_dns_lookups",
-        "tracing",
         "bootstrap_extensions",
         "typed_dns_resolver_config",
         // The format of the proxy's own log lines; Isthmus' are tracing's (as `--log-format`).
@@ -270,6 +269,13 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         }
         out.dynamic = Some(dynamic);
     }
+    #[allow(deprecated)] // Deprecated in favour of per-HCM providers; istiod still sends it.
+    let bootstrap_tracer = b.tracing.as_ref().and_then(|t| t.http.as_ref());
+    if let Some(t) = bootstrap_tracer {
+        // Envoy's fallback tracer: HCMs whose `tracing` names no provider use it (Istio's
+        // bootstrap carries the mesh's Zipkin here).
+        out.tracer = Some(Arc::new(http::tracer(t, &root.field("tracing").field("http"))?));
+    }
     out.node_proto = b.node.clone().unwrap_or_default();
     if let Some(cm) = &b.cluster_manager {
         let p = root.field("cluster_manager");
@@ -301,9 +307,14 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &listener::CHAIN_MATCH,
         &tcp::TCP_PROXY,
         &http::HCM,
+        &http::INTERNAL_ADDRESS,
+        &http::TRACING,
+        &http::ZIPKIN,
+        &http::CUSTOM_TAG,
         &route::ROUTE_CONFIG,
         &route::VIRTUAL_HOST,
         &route::ROUTE,
+        &route::DECORATOR,
         &route::ROUTE_MATCH,
         &route::ROUTE_ACTION,
         &route::RETRY_POLICY,

@@ -56,9 +56,13 @@ pub(super) const ROUTE: FieldPolicy = FieldPolicy {
         "response_headers_to_add",
         "response_headers_to_remove",
         "typed_per_filter_config",
+        "decorator",
     ],
-    ignored: &["metadata", "decorator", "stat_prefix"],
+    ignored: &["metadata", "stat_prefix"],
 };
+
+pub(super) const DECORATOR: FieldPolicy =
+    FieldPolicy { message: "envoy.config.route.v3.Decorator", honoured: &["operation", "propagate"], ignored: &[] };
 
 pub(super) const ROUTE_MATCH: FieldPolicy = FieldPolicy {
     message: "envoy.config.route.v3.RouteMatch",
@@ -242,10 +246,25 @@ fn route(r: &proto::Route, path: &Path, res: &Resources) -> Result<Route, Config
         Some(_) => return Err(path.err("only route, redirect and direct_response actions are supported")),
         None => return Err(path.err("an action (route, redirect, direct_response) is required")),
     };
+    let decorator = match &r.decorator {
+        None => None,
+        Some(d) => {
+            let dp = path.field("decorator");
+            check(d, &DECORATOR, &dp)?;
+            if d.operation.is_empty() {
+                return Err(dp.err_at("operation", "is required"));
+            }
+            Some(crate::config::route::Decorator {
+                operation: d.operation.clone(),
+                propagate: d.propagate.is_none_or(|b| b.value),
+            })
+        }
+    };
     Ok(Route {
         name: r.name.clone(),
         matcher,
         action,
+        decorator,
         edits: edits(
             (&r.request_headers_to_add, &r.request_headers_to_remove),
             (&r.response_headers_to_add, &r.response_headers_to_remove),

@@ -166,6 +166,28 @@ fn hcm_tracing_and_request_id_as_istiod_sends_them() {
     );
     let e = err(&bad);
     assert!(e.contains("tracing.provider") && e.contains("envoy.tracers.datadog"), "{e}");
+    // OTLP export is not built: refused with the field, not accepted and silently dropped.
+    let otel = yaml.replace(
+        "overall_sampling: {value: 100}}",
+        "overall_sampling: {value: 100}, provider: {name: envoy.tracers.opentelemetry, typed_config: {\"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig}}}",
+    );
+    let e = err(&otel);
+    assert!(e.contains("tracing.provider.typed_config") && e.contains("OpenTelemetryConfig"), "{e}");
+    let zipkin = |extra: &str| {
+        yaml.replace(
+            "overall_sampling: {value: 100}}",
+            &format!("overall_sampling: {{value: 100}}, provider: {{name: envoy.tracers.zipkin, typed_config: {{\"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig, collector_cluster: z, collector_endpoint: /api/v2/spans{extra}}}}}}}"),
+        )
+    };
+    let e = err(&zipkin(""));
+    assert!(e.contains("collector_endpoint_version") && e.contains("HTTP_JSON"), "{e}");
+    let b = convert(&zipkin(", collector_endpoint_version: HTTP_JSON")).unwrap();
+    let NetworkFilter::Http(h) = &b.listeners[0].filter_chains[0].filter else { panic!("not http") };
+    let Some(crate::config::listener::Tracer::Zipkin(z)) = h.tracing.as_ref().and_then(|t| t.provider.as_deref())
+    else {
+        panic!("zipkin")
+    };
+    assert_eq!((z.collector_hostname.as_str(), z.shared_span_context, z.trace_id_128bit), ("z", true, false));
 }
 
 /// istiod's empty fault/CORS filters are no-ops; a configured one is refused with its path.

@@ -1,0 +1,317 @@
+//! Distributed tracing with a Zipkin tracer, against a real Envoy 1.40 on the same bootstrap
+//! and a Zipkin v2 receiver (`tests/peers/zipkin_receiver.py`, which checks every span against
+//! Zipkin's v2 span schema): the same requests give the same sampling decisions, the same
+//! request ids (with the decision packed in) and the same B3 context upstream; the reported
+//! spans have the same names, kinds and tag keys; two Isthmus hops share one trace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::envoy::Envoy;
+use tests::proxy::Proxy;
+use tests::upstream::{get, Behaviour, Upstream};
+
+/// The receiver, killed on drop.
+struct Receiver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let script = tests::repo_root().join("tests/peers/zipkin_receiver.py");
+        let mut child = Command::new(tests::python())
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the zipkin receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("receiver port");
+        let port: u16 = line.trim().parse().expect("a port");
+        Receiver { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) }
+    }
+
+    fn spans(&self) -> Vec<Value> {
+        let (_, body) = tests::proxy::http_get_blocking(self.addr, "/spans").expect("receiver answers");
+        serde_json::from_str(&body).expect("spans JSON")
+    }
+
+    /// Waits until `n` spans arrived (exporters batch), then returns them.
+    async fn wait_for(&self, n: usize) -> Vec<Value> {
+        tests::eventually(Duration::from_secs(20), || {
+            let s = self.spans();
+            (s.len() >= n).then_some(s)
+        })
+        .await
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A listener (`direction`: OUTBOUND or INBOUND) whose HCM traces to the `zipkin` cluster.
+fn config(direction: &str, tracing_extra: &str, zipkin_extra: &str, app: SocketAddr, zipkin: SocketAddr) -> String {
+    config_with(direction, "", tracing_extra, zipkin_extra, app, zipkin)
+}
+
+/// [`config`] with HCM-level YAML (indented 10).
+fn config_with(
+    direction: &str,
+    hcm_extra: &str,
+    tracing_extra: &str,
+    zipkin_extra: &str,
+    app: SocketAddr,
+    zipkin: SocketAddr,
+) -> String {
+    let listener = format!(
+        r#"  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    traffic_direction: {direction}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l
+{hcm_extra}          tracing:
+{tracing_extra}            custom_tags:
+            - {{tag: istio.mesh_id, literal: {{value: cluster.local}}}}
+            - {{tag: tenant, request_header: {{name: x-tenant, default_value: none}}}}
+            provider:
+              name: envoy.tracers.zipkin
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
+                collector_cluster: zipkin
+                collector_endpoint: /api/v2/spans
+                collector_endpoint_version: HTTP_JSON
+{zipkin_extra}          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/", headers: [{{name: x-decorate, present_match: true}}]}}
+                route: {{cluster: app}}
+                decorator: {{operation: "reviews.default.svc.cluster.local:9080/*"}}
+              - match: {{prefix: "/"}}
+                route: {{cluster: app}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"#
+    );
+    tests::yaml::bootstrap(
+        &[listener],
+        &[tests::yaml::cluster("app", &[app], ""), tests::yaml::cluster("zipkin", &[zipkin], "")],
+    )
+}
+
+/// The trace headers the upstream saw.
+fn upstream_view(body: &[u8]) -> BTreeMap<String, String> {
+    let v: BTreeMap<String, String> = serde_json::from_slice(body).expect("headers JSON");
+    v.into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("x-b3-")
+                || matches!(
+                    k.as_str(),
+                    "x-envoy-force-trace" | "x-envoy-decorator-operation" | "x-request-id" | "x-client-trace-id" | "b3"
+                )
+        })
+        .collect()
+}
+
+/// The sampling decision sent upstream, in either B3 form.
+fn is_sampled(h: &BTreeMap<String, String>) -> bool {
+    h.get("x-b3-sampled").map(String::as_str) == Some("1")
+        || h.get("b3").is_some_and(|b| b.split('-').nth(2) == Some("1"))
+}
+
+/// Requests whose outcome does not depend on random numbers: fixed request ids (their first
+/// 32 bits decide 50 % sampling), forced traces, and callers' B3 contexts.
+fn cases() -> Vec<(String, Vec<(&'static str, String)>)> {
+    let mut v = Vec::new();
+    for i in 0..24u32 {
+        // 0..=9,999 spread over the id space: i * 417 % 10000 decides against 5,000.
+        let rid = format!("{:08x}-0000-4000-8000-{:012x}", i * 417 + 10_000 * i, i);
+        let mut h = vec![("x-request-id", rid)];
+        if i % 3 == 0 {
+            h.push(("x-decorate", "1".to_string()));
+        }
+        v.push(("/headers".to_string(), h));
+    }
+    let rid = |n: u32| format!("ffff{n:04x}-0000-4000-8000-000000000000");
+    v.push(("/headers".into(), vec![("x-request-id", rid(1)), ("x-envoy-force-trace", "1".into())]));
+    v.push(("/headers".into(), vec![("x-request-id", rid(2)), ("x-client-trace-id", "client-2".into())]));
+    // A caller's context, sampled and not: continued with the caller's decision.
+    let ctx = |sampled: &str, n: u32| {
+        vec![
+            ("x-request-id", rid(10 + n)),
+            ("x-b3-traceid", format!("463ac35c9f6413ad48485a39{n:08x}")),
+            ("x-b3-spanid", format!("a2fb4a1d{n:08x}")),
+            ("x-b3-parentspanid", "0020000000000001".to_string()),
+            ("x-b3-sampled", sampled.to_string()),
+        ]
+    };
+    v.push(("/headers".into(), ctx("1", 1)));
+    v.push(("/headers".into(), ctx("0", 2)));
+    v.push((
+        "/headers".into(),
+        vec![("x-request-id", rid(20)), ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1".into())],
+    ));
+    v.push(("/headers".into(), vec![("x-request-id", rid(21)), ("x-tenant", "blue".into())]));
+    v
+}
+
+/// Runs the cases through `proxy`; returns what the upstream saw, per case.
+async fn drive(proxy: SocketAddr) -> Vec<BTreeMap<String, String>> {
+    let mut out = Vec::new();
+    for (path, headers) in cases() {
+        // One authority for both proxies: a Zipkin span without a decorator is named by it.
+        let mut h: Vec<(&str, &str)> = vec![("host", "reviews:9080")];
+        h.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+        let (status, _, body) = get(proxy, &path, &h).await.expect("request");
+        assert_eq!(status, 200);
+        out.push(upstream_view(&body));
+    }
+    out
+}
+
+/// What must match between Envoy and Isthmus: everything but the fresh span ids.
+fn comparable(seen: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut m = seen.clone();
+    if let Some(id) = m.get_mut("x-b3-spanid") {
+        *id = format!("<{} hex digits>", id.len());
+    }
+    // The single header's second field is the new span id.
+    if let Some(b3) = m.get_mut("b3") {
+        let mut parts: Vec<String> = b3.split('-').map(str::to_string).collect();
+        if let Some(span) = parts.get_mut(1) {
+            *span = format!("<{} hex digits>", span.len());
+        }
+        *b3 = parts.join("-");
+    }
+    // A new trace's id is random too; a continued one must be the caller's.
+    if !seen.contains_key("x-b3-parentspanid") {
+        if let Some(id) = m.get_mut("x-b3-traceid") {
+            *id = format!("<{} hex digits>", id.len());
+        }
+    }
+    m
+}
+
+/// The spans' shape by request id: name, kind, sorted tag keys, and the tags whose values do
+/// not depend on the proxy (status, method, custom tags).
+fn span_shapes(spans: &[Value]) -> BTreeMap<String, (String, String, BTreeSet<String>, Vec<String>)> {
+    spans
+        .iter()
+        .map(|s| {
+            let tags = s["tags"].as_object().cloned().unwrap_or_default();
+            let keys: BTreeSet<String> = tags.keys().cloned().collect();
+            let fixed =
+                ["http.status_code", "http.method", "istio.mesh_id", "tenant", "response_flags", "upstream_cluster"]
+                    .iter()
+                    .map(|k| format!("{k}={}", tags.get(*k).and_then(Value::as_str).unwrap_or("<none>")))
+                    .collect();
+            let rid = tags.get("guid:x-request-id").and_then(Value::as_str).unwrap_or_default().to_string();
+            (rid, (s["name"].as_str().unwrap_or_default().to_string(), s["kind"].to_string(), keys, fixed))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_b3_propagation_and_zipkin_spans_match_envoy() {
+    let app = Upstream::start("app", Behaviour::default()).await;
+    let (zi, ze) = (Receiver::start(), Receiver::start());
+    // Istio's sidecar shape: outbound listener, 50 % random sampling, no shared span context.
+    let tracing = "            random_sampling: {value: 50}\n";
+    let zipkin = "                shared_span_context: false\n";
+    let isthmus = Proxy::start(&config("OUTBOUND", tracing, zipkin, app.addr, zi.addr));
+    let envoy = Envoy::start(&config("OUTBOUND", tracing, zipkin, app.addr, ze.addr)).await;
+    let ours = drive(isthmus.listener("l")).await;
+    let theirs = drive(envoy.listener("l")).await;
+    for (i, ((o, t), (path, headers))) in ours.iter().zip(&theirs).zip(cases()).enumerate() {
+        assert_eq!(comparable(o), comparable(t), "case {i} ({path} {headers:?}): Isthmus vs Envoy upstream headers");
+    }
+    let sampled = ours.iter().filter(|h| is_sampled(h)).count();
+    assert!(sampled > 8 && sampled < ours.len() - 4, "a real mix of decisions: {sampled} of {}", ours.len());
+    // Every sampled request is reported, by both, with the same shape.
+    let (mine, envoys) = (zi.wait_for(sampled).await, ze.wait_for(sampled).await);
+    let (mine, envoys) = (span_shapes(&mine), span_shapes(&envoys));
+    assert_eq!(mine.len(), sampled, "one span per sampled request: {mine:#?}");
+    assert_eq!(mine.keys().collect::<Vec<_>>(), envoys.keys().collect::<Vec<_>>(), "the same requests reported");
+    for (rid, m) in &mine {
+        assert_eq!(m, &envoys[rid], "span of {rid}: (name, kind, tag keys, tag values) Isthmus vs Envoy");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_sampling_shares_hold_over_many_requests() {
+    let app = Upstream::start("app", Behaviour::default()).await;
+    for (percent, n, low, high) in [(10.0, 2000usize, 140usize, 260usize), (0.0, 200, 0, 0), (100.0, 200, 200, 200)] {
+        let zr = Receiver::start();
+        let tracing = format!("            random_sampling: {{value: {percent}}}\n");
+        // Loopback callers are internal here, so `x-envoy-force-trace` is honoured.
+        let internal =
+            "          internal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.0, prefix_len: 8}]}\n";
+        let p = Proxy::start(&config_with("OUTBOUND", internal, &tracing, "", app.addr, zr.addr));
+        let addr = p.listener("l");
+        let mut sampled = 0;
+        for _ in 0..n {
+            let (_, _, body) = get(addr, "/headers", &[]).await.expect("request");
+            if upstream_view(&body).get("x-b3-sampled").map(String::as_str) == Some("1") {
+                sampled += 1;
+            }
+        }
+        // 10 % of 2,000: mean 200, σ ≈ 13.4; the bounds are ±4.5σ.
+        assert!((low..=high).contains(&sampled), "{percent} %: {sampled} of {n} sampled");
+        // A forced trace is sampled whatever the percentage.
+        let (_, _, body) = get(addr, "/headers", &[("x-envoy-force-trace", "1")]).await.expect("request");
+        assert_eq!(upstream_view(&body).get("x-b3-sampled").map(String::as_str), Some("1"), "{percent} %: forced");
+        let reported = zr.wait_for(sampled + 1).await.len();
+        assert_eq!(reported, sampled + 1, "{percent} %: every sampled request is reported, once");
+        assert_eq!(p.metric("isthmus_tracing_spans_dropped_total", ""), 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hops_share_one_trace_client_then_server() {
+    let app = Upstream::start("app", Behaviour::default()).await;
+    let zr = Receiver::start();
+    let all = "            random_sampling: {value: 100}\n";
+    // The callee's inbound sidecar, Envoy's default shared span context.
+    let inbound = Proxy::start(&config("INBOUND", all, "", app.addr, zr.addr));
+    let outbound = Proxy::start(&config(
+        "OUTBOUND",
+        all,
+        "                trace_id_128bit: true\n",
+        inbound.listener("l"),
+        zr.addr,
+    ));
+    let (status, _, body) = get(outbound.listener("l"), "/headers", &[("x-decorate", "1")]).await.expect("request");
+    assert_eq!(status, 200);
+    let seen = upstream_view(&body);
+    let spans = zr.wait_for(2).await;
+    let find =
+        |kind: &str| spans.iter().find(|s| s["kind"] == kind).unwrap_or_else(|| panic!("no {kind} span: {spans:#?}"));
+    let (client, server) = (find("CLIENT"), find("SERVER"));
+    assert_eq!(client["traceId"].as_str().map(str::len), Some(32), "trace_id_128bit");
+    assert_eq!(client["traceId"], server["traceId"], "one trace");
+    // Zipkin's shared span: the server side reuses the client's span id.
+    assert_eq!(client["id"], server["id"]);
+    assert_eq!(server["shared"], true);
+    assert!(client.get("parentId").is_none(), "the client span is the root");
+    // The decorated operation names both spans (passed on by x-envoy-decorator-operation,
+    // which the inbound hop removes).
+    assert_eq!(client["name"], "reviews.default.svc.cluster.local:9080/*");
+    assert_eq!(server["name"], "reviews.default.svc.cluster.local:9080/*");
+    assert!(!seen.contains_key("x-envoy-decorator-operation"), "{seen:?}");
+    assert_eq!(seen.get("x-b3-traceid").map(String::as_str), client["traceId"].as_str());
+}
