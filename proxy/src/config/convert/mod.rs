@@ -310,6 +310,8 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &http::INTERNAL_ADDRESS,
         &http::TRACING,
         &http::ZIPKIN,
+        &http::OTEL,
+        &http::OTEL_GRPC,
         &http::CUSTOM_TAG,
         &route::ROUTE_CONFIG,
         &route::VIRTUAL_HOST,

@@ -166,13 +166,28 @@ fn hcm_tracing_and_request_id_as_istiod_sends_them() {
     );
     let e = err(&bad);
     assert!(e.contains("tracing.provider") && e.contains("envoy.tracers.datadog"), "{e}");
-    // OTLP export is not built: refused with the field, not accepted and silently dropped.
-    let otel = yaml.replace(
-        "overall_sampling: {value: 100}}",
-        "overall_sampling: {value: 100}, provider: {name: envoy.tracers.opentelemetry, typed_config: {\"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig}}}",
+    // OpenTelemetry: OTLP over gRPC to an Envoy cluster; other exporters are refused by path.
+    let otel = |cfg: &str| {
+        yaml.replace(
+            "overall_sampling: {value: 100}}",
+            &format!("overall_sampling: {{value: 100}}, provider: {{name: envoy.tracers.opentelemetry, typed_config: {{\"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig{cfg}}}}}}}"),
+        )
+    };
+    let e = err(&otel(""));
+    assert!(e.contains("tracing.provider.typed_config.grpc_service") && e.contains("is required"), "{e}");
+    let e = err(&otel(", http_service: {}"));
+    assert!(e.contains("http_service"), "{e}");
+    let b = convert(&otel(", grpc_service: {envoy_grpc: {cluster_name: otel}}")).unwrap();
+    let NetworkFilter::Http(h) = &b.listeners[0].filter_chains[0].filter else { panic!("not http") };
+    let Some(crate::config::listener::Tracer::OpenTelemetry(o)) =
+        h.tracing.as_ref().and_then(|t| t.provider.as_deref())
+    else {
+        panic!("opentelemetry")
+    };
+    assert_eq!(
+        (o.cluster.as_str(), o.service_name.as_str(), o.max_cache_size),
+        ("otel", "unknown_service:envoy", 1024)
     );
-    let e = err(&otel);
-    assert!(e.contains("tracing.provider.typed_config") && e.contains("OpenTelemetryConfig"), "{e}");
     let zipkin = |extra: &str| {
         yaml.replace(
             "overall_sampling: {value: 100}}",

@@ -1,11 +1,14 @@
-//! Distributed tracing, Envoy's way for an HTTP connection manager with a Zipkin tracer: the
-//! trace decision is made from (and packed into) `x-request-id`, the caller's B3 context is
-//! continued, one span per request per hop is made (CLIENT on an outbound listener, SERVER
-//! otherwise, Envoy's sidecar model), its context goes upstream, and sampled spans are queued
-//! to an exporter that never blocks the request path.
+//! Distributed tracing, Envoy's way for an HTTP connection manager with a Zipkin or an
+//! OpenTelemetry tracer: the trace decision is made from (and packed into) `x-request-id`, the
+//! caller's context (B3 for Zipkin, W3C for OpenTelemetry) is continued, one span per request
+//! per hop is made (CLIENT on an outbound listener, SERVER otherwise, Envoy's sidecar model),
+//! its context goes upstream, and sampled spans are queued to an exporter that never blocks
+//! the request path.
 
 pub mod b3;
+pub mod otlp;
 pub mod sampling;
+pub mod w3c;
 pub mod zipkin;
 
 use std::sync::{Arc, OnceLock};
@@ -14,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue};
 
 use self::b3::SpanContext;
-use crate::config::listener::{RequestId, TagValue, Tracer, Tracing, Zipkin};
+use crate::config::listener::{RequestId, TagValue, Tracer, Tracing};
 
 /// What every span says about the proxy itself (Envoy's `node_id`, `zone`, and the Zipkin
 /// local endpoint's service name).
@@ -63,7 +66,9 @@ pub struct Active {
     start: SystemTime,
     started: Instant,
     tags: Vec<(String, String)>,
-    zipkin: Zipkin,
+    /// W3C `tracestate` passed on (OpenTelemetry).
+    tracestate: Option<String>,
+    tracer: Arc<Tracer>,
     local_ip: Option<std::net::IpAddr>,
 }
 
@@ -96,27 +101,77 @@ pub struct Start<'a> {
 }
 
 /// Makes the trace decision, continues or starts the trace and writes its context into the
-/// upstream request's headers. `None` when the HCM has no tracer.
+/// upstream request's headers. `None` when the HCM has no tracer, or (OpenTelemetry) when the
+/// caller's `traceparent` is malformed: Envoy makes no span then either.
 pub fn start(s: &Start<'_>, h: &mut HeaderMap) -> Option<Box<Active>> {
-    let tracer = s.tracing.provider.as_ref().or(local().tracer.as_ref())?;
-    let Tracer::Zipkin(z) = &**tracer;
+    let tracer = s.tracing.provider.as_ref().or(local().tracer.as_ref())?.clone();
     let reason = sampling::decide(h, s.tracing, s.request_id, s.internal, rand::random());
-    let extracted = b3::extract(h);
-    let sampled = extracted.sampled.unwrap_or(reason.traced());
     let kind = if s.egress { Kind::Client } else { Kind::Server };
-    let (context, shared) = match extracted.context {
-        None => {
-            let id: u64 = rand::random();
-            let high = if z.trace_id_128bit { rand::random() } else { 0 };
-            (SpanContext { trace_high: high, trace_low: id, span_id: id, parent_id: 0, sampled }, false)
+    let (context, shared, tracestate) = match &*tracer {
+        Tracer::Zipkin(z) => {
+            let extracted = b3::extract(h);
+            let sampled = extracted.sampled.unwrap_or(reason.traced());
+            let (context, shared) = match extracted.context {
+                None => {
+                    let id = nonzero();
+                    let high = if z.trace_id_128bit { rand::random() } else { 0 };
+                    (SpanContext { trace_high: high, trace_low: id, span_id: id, parent_id: 0, sampled }, false)
+                }
+                Some(prev) if kind == Kind::Client || !z.shared_span_context => {
+                    (SpanContext { span_id: nonzero(), parent_id: prev.span_id, sampled, ..prev }, false)
+                }
+                // Zipkin's shared span: the server side of a call reuses the client's span id.
+                Some(prev) => (SpanContext { sampled, ..prev }, true),
+            };
+            b3::inject_as(h, &context, extracted.single);
+            (context, shared, None)
         }
-        Some(prev) if kind == Kind::Client || !z.shared_span_context => {
-            (SpanContext { span_id: rand::random(), parent_id: prev.span_id, sampled, ..prev }, false)
+        Tracer::OpenTelemetry(_) => {
+            let context = match w3c::extract(h).ok()? {
+                // The caller's sampled flag decides, as in Envoy's OpenTelemetry tracer.
+                Some((prev, state)) => {
+                    let c = SpanContext { span_id: nonzero(), parent_id: prev.span_id, ..prev };
+                    w3c::inject(h, &c, state.as_deref());
+                    return Some(begin(s, h, tracer.clone(), c, false, state, kind));
+                }
+                None => SpanContext {
+                    trace_high: rand::random(),
+                    trace_low: nonzero(),
+                    span_id: nonzero(),
+                    parent_id: 0,
+                    sampled: reason.traced(),
+                },
+            };
+            w3c::inject(h, &context, None);
+            (context, false, None)
         }
-        // Zipkin's shared span: the server side of a call reuses the client's span id.
-        Some(prev) => (SpanContext { sampled, ..prev }, true),
     };
-    let mut name = s.host.to_string();
+    Some(begin(s, h, tracer, context, shared, tracestate, kind))
+}
+
+/// A random id that is not zero (zero means "none" in both B3 and W3C).
+fn nonzero() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+/// The span's name (decorator, the caller's decorated operation on ingress, or the tracer's
+/// default) and the request-side tags.
+fn begin(
+    s: &Start<'_>,
+    h: &mut HeaderMap,
+    tracer: Arc<Tracer>,
+    context: SpanContext,
+    shared: bool,
+    tracestate: Option<String>,
+    kind: Kind,
+) -> Box<Active> {
+    let mut name = match (&*tracer, s.egress) {
+        // Envoy's Zipkin tracer names spans by the authority...
+        (Tracer::Zipkin(_), _) => s.host.to_string(),
+        // ...its OpenTelemetry tracer by the operation: `ingress`, or `egress <authority>`.
+        (Tracer::OpenTelemetry(_), true) => format!("egress {}", s.host),
+        (Tracer::OpenTelemetry(_), false) => "ingress".to_string(),
+    };
     if let Some(d) = s.decorator {
         name = d.operation.clone();
     }
@@ -133,7 +188,6 @@ pub fn start(s: &Start<'_>, h: &mut HeaderMap) -> Option<Box<Active>> {
             }
         }
     }
-    b3::inject_as(h, &context, extracted.single);
     let mut span = Box::new(Active {
         context,
         shared,
@@ -142,14 +196,15 @@ pub fn start(s: &Start<'_>, h: &mut HeaderMap) -> Option<Box<Active>> {
         start: SystemTime::now(),
         started: crate::clock::now(),
         tags: Vec::new(),
-        zipkin: z.clone(),
+        tracestate,
+        tracer,
         local_ip: Some(s.local.ip()),
     });
-    if sampled {
+    if context.sampled {
         // Request-side tags are only worth their allocations for a span that is reported.
         span.request_tags(s, h);
     }
-    Some(span)
+    span
 }
 
 fn header<'h>(h: &'h HeaderMap, n: &str) -> Option<&'h str> {
@@ -157,13 +212,10 @@ fn header<'h>(h: &'h HeaderMap, n: &str) -> Option<&'h str> {
 }
 
 impl Active {
-    /// Adds a tag; an empty value is no tag, as Envoy's Zipkin span drops them (the `zone`
-    /// of a node without locality, say).
+    /// Adds a tag (the Zipkin encoder drops empty ones, as Envoy's Zipkin span does; its
+    /// OpenTelemetry span keeps them).
     fn tag(&mut self, k: &str, v: impl Into<String>) {
-        let v = v.into();
-        if !v.is_empty() {
-            self.tags.push((k.to_string(), v));
-        }
+        self.tags.push((k.to_string(), v.into()));
     }
 
     /// Envoy's `finalizeDownstreamSpan` request half and the custom tags.
@@ -229,7 +281,10 @@ impl Active {
             self.tag("error", "true");
         }
         let duration = self.started.elapsed();
-        zipkin::submit(&self.zipkin.clone(), zipkin::encode(&self, local(), duration));
+        match &*self.tracer.clone() {
+            Tracer::Zipkin(z) => zipkin::submit(z, zipkin::encode(&self, local(), duration)),
+            Tracer::OpenTelemetry(o) => otlp::submit(o, otlp::encode(&self, duration)),
+        }
     }
 }
 

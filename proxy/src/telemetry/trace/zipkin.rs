@@ -39,7 +39,9 @@ pub fn encode(s: &Active, local: &Local, duration: Duration) -> Value {
         Some(std::net::IpAddr::V6(ip)) => endpoint["ipv6"] = json!(ip.to_string()),
         None => {}
     }
-    let tags: serde_json::Map<String, Value> = s.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    // Envoy's Zipkin span drops empty tags (the `zone` of a node without locality, say).
+    let tags: serde_json::Map<String, Value> =
+        s.tags.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), json!(v))).collect();
     let mut span = json!({
         "traceId": s.context.trace_id(),
         "id": format!("{:016x}", s.context.span_id),
