@@ -76,5 +76,69 @@ fn priority_load(c: &mut Criterion) {
     c.bench_function("priority_load_5_levels", |bch| bch.iter(|| priority::compute(&counts, &weights, 140, 50.0)));
 }
 
-criterion_group!(benches, route_match, endpoint_pick, priority_load);
+/// What tracing adds to a request: the decision from `x-request-id`, B3 extraction and
+/// injection, and (1 % of requests) the span's tags. Unsampled is the common case.
+fn trace_start(c: &mut Criterion) {
+    use proxy::config::listener::{RequestId, Tracer, Tracing, Zipkin};
+    let zipkin = Zipkin {
+        collector_cluster: "z".into(),
+        collector_endpoint: "/api/v2/spans".into(),
+        collector_hostname: "z".into(),
+        trace_id_128bit: false,
+        shared_span_context: false,
+    };
+    let tracing = |percent: f64| Tracing {
+        client_sampling: 100.0,
+        random_sampling: percent,
+        overall_sampling: 100.0,
+        provider: Some(Arc::new(Tracer::Zipkin(zipkin.clone()))),
+        custom_tags: Vec::new(),
+        max_path_tag_length: 256,
+    };
+    let rid = RequestId::default();
+    let mut g = c.benchmark_group("trace_start");
+    for (name, percent) in [("unsampled", 0.0), ("sampled", 100.0)] {
+        let t = tracing(percent);
+        let start = proxy::telemetry::trace::Start {
+            tracing: &t,
+            request_id: &rid,
+            egress: true,
+            host: "reviews:9080",
+            decorator: None,
+            scheme: "http",
+            method: "GET",
+            path: "/",
+            protocol: "HTTP/1.1",
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            internal: false,
+            local: "127.0.0.1:15001".parse().unwrap(),
+        };
+        let mut base = HeaderMap::new();
+        base.insert("host", "reviews:9080".parse().unwrap());
+        base.insert("user-agent", "wrk".parse().unwrap());
+        base.insert("x-request-id", "5c1d2a3b-0000-4000-8000-000000000000".parse().unwrap());
+        g.bench_function(BenchmarkId::from_parameter(name), |bch| {
+            bch.iter(|| {
+                let mut h = base.clone();
+                h.reserve(5);
+                proxy::telemetry::trace::start(&start, &mut h)
+            })
+        });
+    }
+    // The baseline the two above include: cloning the header map.
+    g.bench_function("header_clone_only", |bch| {
+        let mut base = HeaderMap::new();
+        base.insert("host", "reviews:9080".parse().unwrap());
+        base.insert("user-agent", "wrk".parse().unwrap());
+        base.insert("x-request-id", "5c1d2a3b-0000-4000-8000-000000000000".parse().unwrap());
+        bch.iter(|| {
+            let mut h = base.clone();
+            h.reserve(5);
+            h
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, route_match, endpoint_pick, priority_load, trace_start);
 criterion_main!(benches);

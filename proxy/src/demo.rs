@@ -5,7 +5,9 @@
 //! fixed-rate load runs through it; a quarter of the way in the local zone starts failing,
 //! half way it recovers. The per-second table shows traffic moving to the nearest healthy
 //! locality and coming home (that row is marked), with errors and p99; the run fails if any
-//! request failed or traffic never came home.
+//! request failed or traffic never came home. Every request is traced (Zipkin, to a collector
+//! inside the demo): the failed-over requests are listed with their trace ids and where their
+//! time went.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,7 +50,15 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
             }
         }
     }
-    let yaml = config(&addrs);
+    let traces = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let collector = match collector(traces.clone()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("demo: cannot start the trace collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let yaml = config(&addrs, collector);
     println!("--- embedded config ---\n{yaml}-----------------------");
     let snapshot =
         match load::parse(&yaml, "demo").and_then(|v| load::from_value(v, "demo")).and_then(crate::build::snapshot) {
@@ -72,8 +82,9 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
     };
     let Some(proxy) = running.listener("ingress") else { return ExitCode::FAILURE };
     println!("proxy on http://{proxy}  admin on {:?}  ({rate} req/s for {seconds}s)\n", running.admin);
-    let (failures, home) = drive(proxy, seconds.max(4), rate.max(1), failing).await;
+    let (failures, home, failed_over) = drive(proxy, seconds.max(4), rate.max(1), failing).await;
     running.drain().await;
+    print_traces(&failed_over, &traces);
     if !home {
         eprintln!("demo: traffic did not come home to cn-beijing-a after it recovered");
     }
@@ -84,7 +95,7 @@ pub async fn run(seconds: u64, rate: u64) -> ExitCode {
     }
 }
 
-fn config(addrs: &[SocketAddr]) -> String {
+fn config(addrs: &[SocketAddr], collector: SocketAddr) -> String {
     let mut eps = String::new();
     for zone in ["cn-beijing-a", "cn-beijing-b", "cn-hangzhou-a"] {
         let region = zone.rsplit_once('-').map_or(zone, |(r, _)| r);
@@ -112,6 +123,17 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          # Every request traced (a demo; meshes sample 1 %): B3 to the upstreams, Zipkin v2
+          # spans to the collector inside the demo.
+          tracing:
+            random_sampling: {{value: 100}}
+            provider:
+              name: envoy.tracers.zipkin
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
+                collector_cluster: traces
+                collector_endpoint: /api/v2/spans
+                collector_endpoint_version: HTTP_JSON
           route_config:
             virtual_hosts:
             - name: payments
@@ -131,6 +153,9 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
   clusters:
+  - name: traces
+    type: STATIC
+    load_assignment: {{cluster_name: traces, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {cip}, port_value: {cport}}}}}}}}}]}}]}}
   - name: payments
     connect_timeout: 0.25s
     type: STATIC
@@ -145,8 +170,62 @@ static_resources:
     load_assignment:
       cluster_name: payments
       endpoints:
-{eps}"#
+{eps}"#,
+        cip = collector.ip(),
+        cport = collector.port(),
     )
+}
+
+/// Trace id → the span's duration in µs, as the collector got it.
+type Traces = Arc<std::sync::Mutex<BTreeMap<String, u64>>>;
+
+/// A Zipkin v2 collector endpoint (`POST /api/v2/spans`) keeping each span's duration.
+async fn collector(traces: Traces) -> std::io::Result<SocketAddr> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let traces = traces.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let traces = traces.clone();
+                    async move {
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let spans: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+                        let mut t = traces.lock().unwrap_or_else(|p| p.into_inner());
+                        for s in spans {
+                            if let (Some(id), Some(d)) = (s["traceId"].as_str(), s["duration"].as_u64()) {
+                                t.insert(id.to_string(), d);
+                            }
+                        }
+                        let mut r = hyper::Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = hyper::StatusCode::ACCEPTED;
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Lists a few failed-over requests with their trace ids and the span's duration as the
+/// collector got it: the proxy's own view of where the time went (retries included).
+fn print_traces(failed_over: &[(String, String, Duration)], traces: &Traces) {
+    let t = traces.lock().unwrap_or_else(|p| p.into_inner());
+    println!(
+        "
+{} spans reached the trace collector. Failed-over requests, by trace:",
+        t.len()
+    );
+    let picks = failed_over.iter().step_by((failed_over.len() / 5).max(1)).take(5);
+    for (trace, who, lat) in picks {
+        let span = t
+            .get(trace)
+            .map_or("(span not flushed yet)".to_string(), |d| format!("proxy span {:.2} ms", *d as f64 / 1000.0));
+        println!("  trace {trace}  served by {who:<13} client saw {:.2} ms, {span}", lat.as_secs_f64() * 1000.0);
+    }
 }
 
 async fn upstream(
@@ -160,8 +239,10 @@ async fn upstream(
         while let Ok((s, _)) = l.accept().await {
             let failing = failing.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |_req| {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let failing = failing.clone();
+                    // The trace the proxy put the call in, echoed so the demo can list it.
+                    let trace = req.headers().get("x-b3-traceid").cloned();
                     async move {
                         if !latency.is_zero() {
                             // The link's round trip, simulated in user space (no netem here).
@@ -173,6 +254,9 @@ async fn upstream(
                             *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
                         }
                         r.headers_mut().insert("x-upstream", hyper::header::HeaderValue::from_static(name));
+                        if let Some(t) = trace {
+                            r.headers_mut().insert("x-b3-traceid", t);
+                        }
                         Ok::<_, std::convert::Infallible>(r)
                     }
                 });
@@ -199,9 +283,14 @@ impl Second {
 
 /// Fixed-rate load; prints one row per second. Returns the number of failed requests and
 /// whether traffic came home (≥ 95 % on the own zone in a second after the recovery).
-async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBool>) -> (u64, bool) {
+async fn drive(
+    proxy: SocketAddr,
+    seconds: u64,
+    rate: u64,
+    failing: Arc<AtomicBool>,
+) -> (u64, bool, Vec<(String, String, Duration)>) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>, Duration)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<(String, String)>, Duration)>();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let start = now();
     let total = seconds * rate;
@@ -216,7 +305,8 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
                 let who = match uri.parse() {
                     Ok(u) => match c.get(u).await {
                         Ok(r) if r.status().is_success() => {
-                            let who = r.headers().get("x-upstream").and_then(|v| v.to_str().ok()).map(str::to_string);
+                            let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                            let who = h("x-upstream").map(|w| (w, h("x-b3-traceid").unwrap_or_default()));
                             let _ = r.into_body().collect().await;
                             who
                         }
@@ -238,6 +328,7 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
     });
     println!("{:>4} {:>6} {:>6} {:>9} {:>9}  share by locality", "sec", "reqs", "fail", "p50 ms", "p99 ms");
     let mut failures = 0;
+    let mut failed_over = Vec::new();
     let mut home_at: Option<u64> = None;
     // Results arrive in completion order; a second is printed once results two seconds later
     // arrive (every request here takes well under a second), so late answers land in their row.
@@ -273,7 +364,12 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
         let row = open.entry(s).or_insert_with(Second::new);
         row.n += 1;
         match who {
-            Some(w) => *row.by.entry(w.rsplit_once('-').map_or(w.clone(), |(z, _)| z.to_string())).or_default() += 1,
+            Some((w, trace)) => {
+                if !w.starts_with("beijing-a") {
+                    failed_over.push((trace, w.clone(), lat));
+                }
+                *row.by.entry(w.rsplit_once('-').map_or(w.clone(), |(z, _)| z.to_string())).or_default() += 1
+            }
             None => {
                 row.f += 1;
                 failures += 1;
@@ -294,5 +390,5 @@ async fn drive(proxy: SocketAddr, seconds: u64, rate: u64, failing: Arc<AtomicBo
          not to hangzhou; once it recovers and the ejection time has passed, it comes home{}.",
         home_at.map_or(" (it did not, this run)".to_string(), |s| format!(" (second {s})"))
     );
-    (failures, home)
+    (failures, home, failed_over)
 }

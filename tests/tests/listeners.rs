@@ -184,4 +184,9 @@ fn demo_shows_failover_to_the_nearest_healthy_zone_without_failed_requests() {
         "traffic moved to the same region's other zone:\n{text}"
     );
     assert!(rows.iter().all(|r| r.contains("hangzhou-a   0%")), "never to the other region:\n{text}");
+    // Failed-over requests are listed by trace id, with the span the collector received.
+    let traced: Vec<&str> =
+        text.lines().filter(|l| l.contains("trace ") && l.contains("served by beijing-b")).collect();
+    assert!(!traced.is_empty(), "failed-over requests listed by trace:\n{text}");
+    assert!(traced.iter().any(|l| l.contains("proxy span")), "their spans reached the collector:\n{text}");
 }

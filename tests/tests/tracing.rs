@@ -120,6 +120,9 @@ fn config_with(
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: l
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}}
 {hcm_extra}          tracing:
 {tracing_extra}            custom_tags:
             - {{tag: istio.mesh_id, literal: {{value: cluster.local}}}}
@@ -457,4 +460,44 @@ async fn two_hops_share_one_trace_client_then_server() {
     assert_eq!(server["name"], "reviews.default.svc.cluster.local:9080/*");
     assert!(!seen.contains_key("x-envoy-decorator-operation"), "{seen:?}");
     assert_eq!(seen.get("x-b3-traceid").map(String::as_str), client["traceId"].as_str());
+    // The access log carries the trace id (Envoy's %TRACE_ID%).
+    let logged = tests::eventually(Duration::from_secs(5), || {
+        outbound.stdout.lock().unwrap().iter().find(|l| l.contains("\"trace_id\"")).cloned()
+    })
+    .await;
+    let entry: Value = serde_json::from_str(&logged).expect("JSON access log");
+    assert_eq!(entry["trace_id"], client["traceId"], "{logged}");
+}
+
+/// sidecar → gateway → sidecar with Istio's `shared_span_context: false`: three spans, each
+/// the child of the one before, in one trace started by a W3C-less B3 client context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_gateway_sidecar_make_a_parent_child_chain() {
+    let app = Upstream::start("app", Behaviour::default()).await;
+    let zr = Receiver::start();
+    let all = "            random_sampling: {value: 100}\n";
+    let istio = "                shared_span_context: false\n";
+    let inbound = Proxy::start(&config("INBOUND", all, istio, app.addr, zr.addr));
+    let gateway = Proxy::start(&config("UNSPECIFIED", all, istio, inbound.listener("l"), zr.addr));
+    let outbound = Proxy::start(&config("OUTBOUND", all, istio, gateway.listener("l"), zr.addr));
+    // The client's own span: every hop continues its trace.
+    let client = [
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ];
+    let (status, _, _) = get(outbound.listener("l"), "/headers", &client).await.expect("request");
+    assert_eq!(status, 200);
+    let spans = zr.wait_for(3).await;
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    assert!(spans.iter().all(|s| s["traceId"] == "463ac35c9f6413ad48485a3953bb6124"), "one trace: {spans:#?}");
+    let by_parent =
+        |p: &str| spans.iter().find(|s| s["parentId"] == p).unwrap_or_else(|| panic!("no child of {p}: {spans:#?}"));
+    let sidecar_out = by_parent("a2fb4a1d1a96d312");
+    assert_eq!(sidecar_out["kind"], "CLIENT");
+    let gw = by_parent(sidecar_out["id"].as_str().unwrap());
+    assert_eq!(gw["kind"], "SERVER");
+    let sidecar_in = by_parent(gw["id"].as_str().unwrap());
+    assert_eq!(sidecar_in["kind"], "SERVER");
+    assert!(spans.iter().all(|s| s.get("shared").is_none()), "no shared spans: {spans:#?}");
 }

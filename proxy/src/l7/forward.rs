@@ -86,7 +86,7 @@ pub async fn forward(
             return fail(rec, Flag::NoHealthyUpstream);
         };
         tried.push(host.addr);
-        if rec.log || rec.span.as_ref().is_some_and(|s| s.context.sampled) {
+        if rec.log || rec.span.is_some() {
             rec.entry.upstream_host = Some(host.addr.to_string());
         }
         if !host.locality.region.is_empty() {

@@ -165,6 +165,8 @@ fn prepare_headers(
         h.remove("x-envoy-force-trace");
     }
     if let Some(tracing) = &ctx.hcm.tracing {
+        // Room for the trace context (up to five headers): one growth of the map, not several.
+        h.reserve(5);
         let start = crate::telemetry::trace::Start {
             tracing,
             request_id: &ctx.hcm.request_id,
@@ -179,10 +181,13 @@ fn prepare_headers(
             internal,
             local: ctx.local,
         };
-        rec.span = crate::telemetry::trace::start(&start, h);
-        if rec.span.is_some() {
-            // The decision may have been packed into the id.
-            rec.entry.request_id = h.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        if let Some(started) = crate::telemetry::trace::start(&start, h) {
+            if rec.log {
+                // The decision may have been packed into the id.
+                rec.entry.request_id = h.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+                rec.entry.trace_id = Some(started.context.trace_id());
+            }
+            rec.span = started.span;
         }
     }
     if let Some(host) = &fwd.host_rewrite {

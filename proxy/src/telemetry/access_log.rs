@@ -50,6 +50,9 @@ pub struct Entry {
     /// The client certificate's URI SAN (Envoy's `%DOWNSTREAM_PEER_URI_SAN%`), on mTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downstream_peer_uri_san: Option<String>,
+    /// The request's trace id when the HCM traces (Envoy's `%TRACE_ID%`), sampled or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Whether the downstream connection was TLS terminated here.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub downstream_tls: bool,

@@ -2,7 +2,25 @@
 //! form (`x-b3-traceid`, `x-b3-spanid`, `x-b3-parentspanid`, `x-b3-sampled`, `x-b3-flags`) and
 //! the single `b3` header.
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
+
+const B3: HeaderName = HeaderName::from_static("b3");
+const TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+const SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+const PARENT_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
+/// Lower-case hex of `v`, 16 digits, on the stack.
+pub fn hex16(v: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
 
 /// A span's identity within a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +127,7 @@ pub fn inject_as(h: &mut HeaderMap, c: &SpanContext, single: bool) {
     if !single {
         return inject(h, c);
     }
-    for n in ["x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"] {
+    for n in [TRACE_ID, SPAN_ID, PARENT_ID, SAMPLED, FLAGS] {
         h.remove(n);
     }
     let mut v = format!("{}-{:016x}-{}", c.trace_id(), c.span_id, if c.sampled { "1" } else { "0" });
@@ -117,28 +135,38 @@ pub fn inject_as(h: &mut HeaderMap, c: &SpanContext, single: bool) {
         v.push_str(&format!("-{:016x}", c.parent_id));
     }
     if let Ok(v) = HeaderValue::from_str(&v) {
-        h.insert("b3", v);
+        h.insert(B3, v);
     }
 }
 
 /// Writes the multi-header form for the upstream (Envoy's Zipkin `injectContext`): the
 /// single header, if any, is replaced so the two cannot disagree.
 pub fn inject(h: &mut HeaderMap, c: &SpanContext) {
-    h.remove("b3");
-    h.remove("x-b3-flags");
-    let mut set = |n: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(n, v);
-        }
-    };
-    set("x-b3-traceid", c.trace_id());
-    set("x-b3-spanid", format!("{:016x}", c.span_id));
-    if c.parent_id != 0 {
-        set("x-b3-parentspanid", format!("{:016x}", c.parent_id));
+    h.remove(B3);
+    h.remove(FLAGS);
+    let value = |b: &[u8]| HeaderValue::from_bytes(b).ok();
+    let trace = if c.trace_high != 0 {
+        let mut t = [0u8; 32];
+        t[..16].copy_from_slice(&hex16(c.trace_high));
+        t[16..].copy_from_slice(&hex16(c.trace_low));
+        value(&t)
     } else {
-        h.remove("x-b3-parentspanid");
+        value(&hex16(c.trace_low))
+    };
+    if let Some(v) = trace {
+        h.insert(TRACE_ID, v);
     }
-    h.insert("x-b3-sampled", HeaderValue::from_static(if c.sampled { "1" } else { "0" }));
+    if let Some(v) = value(&hex16(c.span_id)) {
+        h.insert(SPAN_ID, v);
+    }
+    if c.parent_id != 0 {
+        if let Some(v) = value(&hex16(c.parent_id)) {
+            h.insert(PARENT_ID, v);
+        }
+    } else {
+        h.remove(PARENT_ID);
+    }
+    h.insert(SAMPLED, HeaderValue::from_static(if c.sampled { "1" } else { "0" }));
 }
 
 #[cfg(test)]

@@ -100,14 +100,23 @@ pub struct Start<'a> {
     pub local: std::net::SocketAddr,
 }
 
+/// A request's trace: its context (what went upstream), and the span to report when sampled.
+#[derive(Debug)]
+pub struct Started {
+    /// The request's span context.
+    pub context: SpanContext,
+    /// The span, only when sampled: an unsampled request allocates nothing for tracing.
+    pub span: Option<Box<Active>>,
+}
+
 /// Makes the trace decision, continues or starts the trace and writes its context into the
 /// upstream request's headers. `None` when the HCM has no tracer, or (OpenTelemetry) when the
 /// caller's `traceparent` is malformed: Envoy makes no span then either.
-pub fn start(s: &Start<'_>, h: &mut HeaderMap) -> Option<Box<Active>> {
-    let tracer = s.tracing.provider.as_ref().or(local().tracer.as_ref())?.clone();
-    let reason = sampling::decide(h, s.tracing, s.request_id, s.internal, rand::random());
+pub fn start(s: &Start<'_>, h: &mut HeaderMap) -> Option<Started> {
+    let tracer = s.tracing.provider.as_ref().or(local().tracer.as_ref())?;
+    let reason = sampling::decide(h, s.tracing, s.request_id, s.internal, rand::random);
     let kind = if s.egress { Kind::Client } else { Kind::Server };
-    let (context, shared, tracestate) = match &*tracer {
+    let (context, shared, tracestate) = match &**tracer {
         Tracer::Zipkin(z) => {
             let extracted = b3::extract(h);
             let sampled = extracted.sampled.unwrap_or(reason.traced());
@@ -126,27 +135,44 @@ pub fn start(s: &Start<'_>, h: &mut HeaderMap) -> Option<Box<Active>> {
             b3::inject_as(h, &context, extracted.single);
             (context, shared, None)
         }
-        Tracer::OpenTelemetry(_) => {
-            let context = match w3c::extract(h).ok()? {
-                // The caller's sampled flag decides, as in Envoy's OpenTelemetry tracer.
-                Some((prev, state)) => {
-                    let c = SpanContext { span_id: nonzero(), parent_id: prev.span_id, ..prev };
-                    w3c::inject(h, &c, state.as_deref());
-                    return Some(begin(s, h, tracer.clone(), c, false, state, kind));
-                }
-                None => SpanContext {
+        Tracer::OpenTelemetry(_) => match w3c::extract(h).ok()? {
+            // The caller's sampled flag decides, as in Envoy's OpenTelemetry tracer.
+            Some((prev, state)) => {
+                let c = SpanContext { span_id: nonzero(), parent_id: prev.span_id, ..prev };
+                w3c::inject(h, &c, state.as_deref());
+                (c, false, state)
+            }
+            None => {
+                let c = SpanContext {
                     trace_high: rand::random(),
                     trace_low: nonzero(),
                     span_id: nonzero(),
                     parent_id: 0,
                     sampled: reason.traced(),
-                },
-            };
-            w3c::inject(h, &context, None);
-            (context, false, None)
-        }
+                };
+                w3c::inject(h, &c, None);
+                (c, false, None)
+            }
+        },
     };
-    Some(begin(s, h, tracer, context, shared, tracestate, kind))
+    let name = decorate(s, h);
+    let span = context.sampled.then(|| {
+        let mut span = Box::new(Active {
+            context,
+            shared,
+            kind,
+            name: name.unwrap_or_else(|| default_name(tracer, s)),
+            start: SystemTime::now(),
+            started: crate::clock::now(),
+            tags: Vec::new(),
+            tracestate,
+            tracer: tracer.clone(),
+            local_ip: Some(s.local.ip()),
+        });
+        span.request_tags(s, h);
+        span
+    });
+    Some(Started { context, span })
 }
 
 /// A random id that is not zero (zero means "none" in both B3 and W3C).
@@ -154,57 +180,37 @@ fn nonzero() -> u64 {
     rand::random::<u64>().max(1)
 }
 
-/// The span's name (decorator, the caller's decorated operation on ingress, or the tracer's
-/// default) and the request-side tags.
-fn begin(
-    s: &Start<'_>,
-    h: &mut HeaderMap,
-    tracer: Arc<Tracer>,
-    context: SpanContext,
-    shared: bool,
-    tracestate: Option<String>,
-    kind: Kind,
-) -> Box<Active> {
-    let mut name = match (&*tracer, s.egress) {
-        // Envoy's Zipkin tracer names spans by the authority...
-        (Tracer::Zipkin(_), _) => s.host.to_string(),
-        // ...its OpenTelemetry tracer by the operation: `ingress`, or `egress <authority>`.
-        (Tracer::OpenTelemetry(_), true) => format!("egress {}", s.host),
-        (Tracer::OpenTelemetry(_), false) => "ingress".to_string(),
-    };
-    if let Some(d) = s.decorator {
-        name = d.operation.clone();
-    }
+const DECORATOR_OPERATION: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-envoy-decorator-operation");
+
+/// The decorated operation, as Envoy applies it to every traced request: on egress it goes
+/// upstream (for the callee's server span), on ingress the caller's overrides the route's
+/// and is removed. Returns the span name it sets, if any.
+fn decorate(s: &Start<'_>, h: &mut HeaderMap) -> Option<String> {
+    let mut name = s.decorator.map(|d| d.operation.clone());
     if s.egress {
-        // Envoy passes the decorated operation on, for the callee's server span.
         let propagated = s.decorator.filter(|d| d.propagate).and_then(|d| HeaderValue::from_str(&d.operation).ok());
         if let Some(v) = propagated {
-            h.insert("x-envoy-decorator-operation", v);
+            h.insert(DECORATOR_OPERATION, v);
         }
-    } else if let Some(op) = h.remove("x-envoy-decorator-operation") {
+    } else if let Some(op) = h.remove(DECORATOR_OPERATION) {
         if let Ok(op) = op.to_str() {
             if !op.is_empty() {
-                name = op.to_string();
+                name = Some(op.to_string());
             }
         }
     }
-    let mut span = Box::new(Active {
-        context,
-        shared,
-        kind,
-        name,
-        start: SystemTime::now(),
-        started: crate::clock::now(),
-        tags: Vec::new(),
-        tracestate,
-        tracer,
-        local_ip: Some(s.local.ip()),
-    });
-    if context.sampled {
-        // Request-side tags are only worth their allocations for a span that is reported.
-        span.request_tags(s, h);
+    name
+}
+
+/// Envoy's span name without a decorator: the authority for its Zipkin tracer, the operation
+/// (`ingress`, `egress <authority>`) for its OpenTelemetry tracer.
+fn default_name(tracer: &Tracer, s: &Start<'_>) -> String {
+    match (tracer, s.egress) {
+        (Tracer::Zipkin(_), _) => s.host.to_string(),
+        (Tracer::OpenTelemetry(_), true) => format!("egress {}", s.host),
+        (Tracer::OpenTelemetry(_), false) => "ingress".to_string(),
     }
-    span
 }
 
 fn header<'h>(h: &'h HeaderMap, n: &str) -> Option<&'h str> {

@@ -1,9 +1,13 @@
 //! W3C trace context (`traceparent`, `tracestate`), what Envoy's OpenTelemetry tracer reads
 //! and writes.
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
-use super::b3::SpanContext;
+use super::b3::{hex16, SpanContext};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Why a `traceparent` could not be used: Envoy then makes no span for the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +19,7 @@ fn hex(s: &str, len: usize) -> Option<u128> {
 
 /// The caller's context, if it sent one; `Err` for a header that is present but malformed.
 pub fn extract(h: &HeaderMap) -> Result<Option<(SpanContext, Option<String>)>, Malformed> {
-    let Some(tp) = h.get("traceparent") else { return Ok(None) };
+    let Some(tp) = h.get(TRACEPARENT) else { return Ok(None) };
     let tp = tp.to_str().map_err(|_| Malformed)?;
     let parts: Vec<&str> = tp.split('-').collect();
     let [version, trace, span, flags] = parts.as_slice() else { return Err(Malformed) };
@@ -25,7 +29,7 @@ pub fn extract(h: &HeaderMap) -> Result<Option<(SpanContext, Option<String>)>, M
     let trace = hex(trace, 32).filter(|t| *t != 0).ok_or(Malformed)?;
     let span = hex(span, 16).filter(|s| *s != 0).ok_or(Malformed)? as u64;
     let flags = hex(flags, 2).ok_or(Malformed)?;
-    let state = h.get("tracestate").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string);
+    let state = h.get(TRACESTATE).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string);
     Ok(Some((
         SpanContext {
             trace_high: (trace >> 64) as u64,
@@ -40,19 +44,20 @@ pub fn extract(h: &HeaderMap) -> Result<Option<(SpanContext, Option<String>)>, M
 
 /// Writes `traceparent` and `tracestate` for the upstream.
 pub fn inject(h: &mut HeaderMap, c: &SpanContext, state: Option<&str>) {
-    let tp = format!(
-        "00-{:016x}{:016x}-{:016x}-{}",
-        c.trace_high,
-        c.trace_low,
-        c.span_id,
-        if c.sampled { "01" } else { "00" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&tp) {
-        h.insert("traceparent", v);
+    // `00-{trace}-{span}-{flags}`, built on the stack.
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    tp[3..19].copy_from_slice(&hex16(c.trace_high));
+    tp[19..35].copy_from_slice(&hex16(c.trace_low));
+    tp[35] = b'-';
+    tp[36..52].copy_from_slice(&hex16(c.span_id));
+    tp[52..].copy_from_slice(if c.sampled { b"-01" } else { b"-00" });
+    if let Ok(v) = HeaderValue::from_bytes(&tp) {
+        h.insert(TRACEPARENT, v);
     }
     // Envoy's OpenTelemetry tracer always writes `tracestate`, empty when there is none.
     let v = state.and_then(|s| HeaderValue::from_str(s).ok()).unwrap_or_else(|| HeaderValue::from_static(""));
-    h.insert("tracestate", v);
+    h.insert(TRACESTATE, v);
 }
 
 #[cfg(test)]
