@@ -88,8 +88,7 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
         cluster: bootstrap.node.cluster.clone(),
         tracer: bootstrap.tracer.clone(),
     });
-    crate::telemetry::trace::zipkin::install(clusters.clone());
-    crate::telemetry::trace::otlp::install(clusters.clone());
+    crate::telemetry::trace::queue::install(clusters.clone());
     let routes = Arc::new(crate::l7::routes::RouteRegistry::default());
     let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();

@@ -7,6 +7,7 @@
 
 pub mod b3;
 pub mod otlp;
+pub mod queue;
 pub mod sampling;
 pub mod w3c;
 pub mod zipkin;

@@ -14,14 +14,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status, ResourceSpans, ScopeSpans, Span, Status};
 use tokio::sync::mpsc;
 
+use super::queue::{self, dropped};
 use super::{Active, Kind};
 use crate::cluster::ClusterManager;
 use crate::config::listener::OpenTelemetry;
 
-/// A batch goes out at this size (Envoy's `min_flush_spans` default)...
-const FLUSH_SPANS: usize = 5;
-/// ...or this long after its first span.
-const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// The most spans in one export call.
 const MAX_BATCH: usize = 512;
 
@@ -62,25 +59,14 @@ pub fn encode(s: &Active, duration: Duration) -> Span {
     }
 }
 
-static CLUSTERS: OnceLock<Arc<ClusterManager>> = OnceLock::new();
-
-/// Where collectors are found (the running proxy's clusters); set once at start-up.
-pub fn install(clusters: Arc<ClusterManager>) {
-    let _ = CLUSTERS.set(clusters);
-}
-
 fn senders() -> &'static Mutex<HashMap<String, mpsc::Sender<Span>>> {
     static S: OnceLock<Mutex<HashMap<String, mpsc::Sender<Span>>>> = OnceLock::new();
     S.get_or_init(Default::default)
 }
 
-fn dropped(reason: &'static str, n: u64) {
-    metrics::counter!("isthmus_tracing_spans_dropped_total", "reason" => reason).increment(n);
-}
-
 /// Queues a span for its collector (never waits).
 pub fn submit(o: &OpenTelemetry, span: Span) {
-    let Some(clusters) = CLUSTERS.get() else { return dropped("no_collector", 1) };
+    let Some(clusters) = queue::clusters() else { return dropped("no_collector", 1) };
     let key = format!("{}|{}|{}", o.cluster, o.authority, o.service_name);
     let tx = {
         let mut m = senders().lock().unwrap_or_else(|p| p.into_inner());
@@ -112,22 +98,7 @@ fn resource(o: &OpenTelemetry) -> Resource {
 
 async fn export(o: OpenTelemetry, clusters: Arc<ClusterManager>, mut rx: mpsc::Receiver<Span>) {
     let mut channels: HashMap<std::net::SocketAddr, tonic::transport::Channel> = HashMap::new();
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let flush = tokio::time::sleep(FLUSH_AFTER);
-        tokio::pin!(flush);
-        while batch.len() < FLUSH_SPANS {
-            tokio::select! {
-                s = rx.recv() => match s { Some(s) => batch.push(s), None => break },
-                _ = &mut flush => break,
-            }
-        }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = queue::next_batch(&mut rx, MAX_BATCH).await {
         let n = batch.len() as u64;
         match send(&o, &clusters, &mut channels, batch).await {
             Ok(()) => metrics::counter!("isthmus_tracing_spans_sent_total").increment(n),

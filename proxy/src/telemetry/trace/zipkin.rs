@@ -11,25 +11,15 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::queue::{self, dropped};
 use super::{micros, Active, Kind, Local};
 use crate::cluster::ClusterManager;
 use crate::config::listener::Zipkin;
 
 /// Spans waiting per collector; more are dropped (and counted) rather than held.
 const QUEUE: usize = 4096;
-/// Envoy's `min_flush_spans` default: a batch goes out at this size...
-const FLUSH_SPANS: usize = 5;
-/// ...or this long after its first span.
-const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// The most spans in one POST.
 const MAX_BATCH: usize = 1000;
-
-static CLUSTERS: OnceLock<Arc<ClusterManager>> = OnceLock::new();
-
-/// Where collectors are found (the running proxy's clusters); set once at start-up.
-pub fn install(clusters: Arc<ClusterManager>) {
-    let _ = CLUSTERS.set(clusters);
-}
 
 /// A span as Zipkin's v2 JSON (`/api/v2/spans` takes an array of these).
 pub fn encode(s: &Active, local: &Local, duration: Duration) -> Value {
@@ -68,13 +58,9 @@ fn senders() -> &'static Mutex<HashMap<Key, mpsc::Sender<Value>>> {
     S.get_or_init(Default::default)
 }
 
-fn dropped(reason: &'static str, n: u64) {
-    metrics::counter!("isthmus_tracing_spans_dropped_total", "reason" => reason).increment(n);
-}
-
 /// Queues a span for its collector (never waits).
 pub fn submit(z: &Zipkin, span: Value) {
-    let Some(clusters) = CLUSTERS.get() else { return dropped("no_collector", 1) };
+    let Some(clusters) = queue::clusters() else { return dropped("no_collector", 1) };
     let key = (z.collector_cluster.clone(), z.collector_endpoint.clone(), z.collector_hostname.clone());
     let tx = {
         let mut m = senders().lock().unwrap_or_else(|p| p.into_inner());
@@ -92,22 +78,7 @@ pub fn submit(z: &Zipkin, span: Value) {
 }
 
 async fn export(z: Zipkin, clusters: Arc<ClusterManager>, mut rx: mpsc::Receiver<Value>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let flush = tokio::time::sleep(FLUSH_AFTER);
-        tokio::pin!(flush);
-        while batch.len() < FLUSH_SPANS.max(1) {
-            tokio::select! {
-                s = rx.recv() => match s { Some(s) => batch.push(s), None => break },
-                _ = &mut flush => break,
-            }
-        }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = queue::next_batch(&mut rx, MAX_BATCH).await {
         let n = batch.len() as u64;
         match post(&z, &clusters, batch).await {
             Ok(()) => metrics::counter!("isthmus_tracing_spans_sent_total").increment(n),
