@@ -9,7 +9,7 @@ fn a_live_openssl_client_hello_is_detected() {
     use std::io::Read;
     use std::net::TcpListener;
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -23,24 +23,15 @@ fn a_live_openssl_client_hello_is_detected() {
         .spawn();
     let mut child = spawned.expect("openssl is required (scripts/test-deps.sh installs it)");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    listener.set_nonblocking(true).unwrap();
-    let accepted = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break Some(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    };
+    // The connection is the event: a blocking accept on its own thread, awaited with a bound.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(listener.accept().map(|(stream, _)| stream));
+    });
+    let accepted = rx.recv_timeout(Duration::from_secs(10)).ok().map(|r| r.expect("accept"));
     let mut buf = Vec::new();
     let mut result = Detected::NeedMore;
     if let Some(mut stream) = accepted {
-        stream.set_nonblocking(false).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut chunk = [0u8; 4096];
         while result == Detected::NeedMore && buf.len() < MAX_PEEK {

@@ -130,6 +130,8 @@ fn fill_entry<B>(rec: &mut Record, ctx: &ConnCtx, req: &Request<B>, host: &str) 
     }
 }
 
+const X_ENVOY_FORCE_TRACE: header::HeaderName = header::HeaderName::from_static("x-envoy-force-trace");
+
 fn protocol(v: Version) -> &'static str {
     match v {
         Version::HTTP_2 => "HTTP/2",
@@ -162,7 +164,7 @@ fn prepare_headers(
     let internal = ctx.hcm.internal_cidrs.iter().any(|c| c.contains(ctx.peer.ip()));
     if !internal {
         // Envoy strips it from external requests: only internal callers may force a trace.
-        h.remove("x-envoy-force-trace");
+        h.remove(X_ENVOY_FORCE_TRACE);
     }
     if let Some(tracing) = &ctx.hcm.tracing {
         // Room for the trace context (up to five headers): one growth of the map, not several.

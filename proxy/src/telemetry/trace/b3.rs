@@ -55,7 +55,7 @@ fn hex64(s: &str) -> Option<u64> {
 /// A trace id of 16 or 32 hex digits → (high, low).
 fn trace_id(s: &str) -> Option<(u64, u64)> {
     match s.len() {
-        32 => Some((hex64(&s[..16])?, hex64(&s[16..])?)),
+        32 => Some((hex64(s.get(..16)?)?, hex64(s.get(16..)?)?)),
         1..=16 => Some((0, hex64(s)?)),
         _ => None,
     }
