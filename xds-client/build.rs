@@ -39,6 +39,12 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/grpc_web/v3/grpc_web.proto",
     "envoy/extensions/filters/http/rbac/v3/rbac.proto",
     "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    // Both local_rate_limit.proto copies name `common.ratelimit.v3.*`, which protox (one pool
+    // for every file) resolves against `envoy.extensions.filters.common` first; the vendored
+    // copies spell the full name `.envoy.extensions.common.ratelimit.v3.*` instead (the only
+    // edit to a vendored file).
+    "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
+    "envoy/extensions/filters/network/local_ratelimit/v3/local_rate_limit.proto",
     "envoy/config/trace/v3/zipkin.proto",
     "envoy/config/trace/v3/opentelemetry.proto",
     "envoy/extensions/matching/common_inputs/network/v3/network_inputs.proto",
