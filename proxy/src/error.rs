@@ -54,6 +54,12 @@ pub enum Flag {
     DownstreamTerminated,
     /// A TCP connection closed by the idle timeout (`SI`).
     StreamIdleTimeout,
+    /// The fault filter delayed the request (`DI`).
+    DelayInjected,
+    /// The fault filter aborted the request (`FI`).
+    FaultInjected,
+    /// A local rate limit refused the request (`RL`).
+    RateLimited,
 }
 
 impl Flag {
@@ -70,13 +76,18 @@ impl Flag {
             Flag::RetryLimitExceeded => "URX",
             Flag::DownstreamTerminated => "DC",
             Flag::StreamIdleTimeout => "SI",
+            Flag::DelayInjected => "DI",
+            Flag::FaultInjected => "FI",
+            Flag::RateLimited => "RL",
         }
     }
 
     /// The side the flag blames.
     pub fn side(self) -> Side {
         match self {
-            Flag::NoRoute | Flag::NoCluster => Side::Config,
+            Flag::NoRoute | Flag::NoCluster | Flag::DelayInjected | Flag::FaultInjected | Flag::RateLimited => {
+                Side::Config
+            }
             Flag::DownstreamTerminated => Side::Downstream,
             _ => Side::Upstream,
         }

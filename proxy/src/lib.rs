@@ -23,5 +23,6 @@ pub mod l7;
 pub mod listener;
 pub mod locality;
 pub mod outlier;
+pub mod policy;
 pub mod telemetry;
 pub mod tls;

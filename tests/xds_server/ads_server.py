@@ -64,6 +64,10 @@ from udpa.type.v1 import typed_struct_pb2 as _udpa_typed_struct  # noqa: F401,E4
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as _grpc_stats  # noqa: F401,E402
 from envoy.extensions.filters.http.fault.v3 import fault_pb2 as _fault  # noqa: F401,E402
 from envoy.extensions.filters.http.cors.v3 import cors_pb2 as _cors  # noqa: F401,E402
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as _http_rbac  # noqa: F401,E402
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as _net_rbac  # noqa: F401,E402
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2 as _http_rl  # noqa: F401,E402
+from envoy.extensions.filters.network.local_ratelimit.v3 import local_rate_limit_pb2 as _net_rl  # noqa: F401,E402
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2 as _odst  # noqa: F401,E402
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2 as _tlsi  # noqa: F401,E402
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2 as _httpi  # noqa: F401,E402

@@ -77,6 +77,11 @@ impl Path {
         }
     }
 
+    /// A map entry (`policies["ns[foo]-policy[bar]-rule[0]"]`).
+    pub fn key(&self, key: &str) -> Path {
+        Path(format!("{}[\"{key}\"]", self.0))
+    }
+
     /// An error at this path.
     pub fn err(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::field(self.0.clone(), message)

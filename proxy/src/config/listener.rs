@@ -116,6 +116,8 @@ pub struct FilterChain {
     /// Envoy has none by default, but a client that never finishes must not hold a task;
     /// `0s` = none, as in Envoy).
     pub handshake_timeout: Option<Duration>,
+    /// Network RBAC and local rate limits before the terminal filter, in order.
+    pub policies: Vec<crate::config::filters::NetworkPolicy>,
 }
 
 /// The terminal network filter of a chain.
@@ -199,6 +201,9 @@ pub struct HttpConnectionManager {
     /// `proxy_100_continue`: forward `Expect: 100-continue` upstream instead of removing it
     /// (the downstream gets `100 Continue` from Isthmus either way, once the body is read).
     pub proxy_100_continue: bool,
+    /// The policy filters in `http_filters` order (fault, CORS, local rate limit, RBAC);
+    /// empty when none is configured, so the request path skips the chain.
+    pub filters: Vec<crate::config::filters::HttpFilter>,
 }
 
 /// HCM `tracing`: sampling percentages (each 0–100, Envoy's default 100), span content and

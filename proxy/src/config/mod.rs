@@ -9,6 +9,7 @@ pub mod chain_matcher;
 pub mod cluster;
 pub mod convert;
 pub mod error;
+pub mod filters;
 pub mod listener;
 pub mod load;
 pub mod matcher;

@@ -33,6 +33,8 @@ pub struct VirtualHost {
     pub edits: HeaderEdits,
     /// Retry policy used by routes that have none.
     pub retry_policy: Option<RetryPolicy>,
+    /// `typed_per_filter_config`: overrides for routes that have none for the same filter.
+    pub per_filter: crate::config::filters::PerFilter,
 }
 
 /// How a `domains` entry matches the `Host`/`:authority` (port stripped unless given).
@@ -62,6 +64,8 @@ pub struct Route {
     /// `decorator.operation` (the span name), when `decorator.propagate` is not false it also
     /// goes upstream as `x-envoy-decorator-operation` from an outbound listener.
     pub decorator: Option<Decorator>,
+    /// `typed_per_filter_config`: this route's filter overrides (most specific wins).
+    pub per_filter: crate::config::filters::PerFilter,
 }
 
 /// `Route.decorator`.

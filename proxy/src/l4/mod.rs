@@ -3,6 +3,7 @@
 //! the bytes without copying them through user space when neither side is TLS.
 
 pub mod copy;
+pub mod policy;
 // The crate denies unsafe code; the three FFI calls of splice(2)/pipe2(2) live here alone.
 #[allow(unsafe_code)]
 pub mod splice;

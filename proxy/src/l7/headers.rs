@@ -49,7 +49,8 @@ pub fn edit_response(h: &mut HeaderMap, e: &HeaderEdits) {
     add(h, &e.response_add);
 }
 
-fn add(h: &mut HeaderMap, adds: &[HeaderAdd]) {
+/// Applies header additions with their append actions.
+pub fn add(h: &mut HeaderMap, adds: &[HeaderAdd]) {
     for a in adds {
         match a.action {
             AppendAction::Append => {

@@ -1,5 +1,6 @@
 //! L7: HTTP/1.1, HTTP/2 (h2c), gRPC and WebSocket through hyper, routed by the route table.
 
+pub mod filters;
 pub mod forward;
 pub mod hash;
 pub mod headers;
@@ -44,4 +45,6 @@ pub struct ConnCtx {
     pub outbound: bool,
     /// The client's SPIFFE id, when it presented a certificate (metric labels).
     pub peer_principal: Option<Arc<str>>,
+    /// The SNI the client sent (RBAC `requested_server_name`).
+    pub sni: Option<String>,
 }

@@ -43,6 +43,8 @@ pub struct Record {
     pub received: Arc<AtomicU64>,
     /// The request's span, when the HCM traces.
     pub span: Option<Box<crate::telemetry::trace::Active>>,
+    /// The fault filter's `active_faults` slot, released when the request ends.
+    pub active_fault: Option<super::filters::fault::ActiveFault>,
     sent: u64,
 }
 
@@ -64,6 +66,7 @@ impl Record {
             peer_principal: None,
             received: Arc::new(AtomicU64::new(0)),
             span: None,
+            active_fault: None,
             dest_locality: String::new(),
             sent: 0,
         }

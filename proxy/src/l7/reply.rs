@@ -29,7 +29,9 @@ impl Flag {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             Flag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            Flag::DownstreamTerminated | Flag::StreamIdleTimeout => (StatusCode::OK, ""),
+            Flag::DownstreamTerminated | Flag::StreamIdleTimeout | Flag::DelayInjected => (StatusCode::OK, ""),
+            Flag::FaultInjected => (StatusCode::SERVICE_UNAVAILABLE, "fault filter abort"),
+            Flag::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "local_rate_limited"),
         }
     }
 }
@@ -65,6 +67,41 @@ pub fn local(flag: Flag, grpc: bool) -> Response<ProxyBody> {
         r
     };
     resp.extensions_mut().insert(LocalReply(flag, status));
+    resp
+}
+
+/// A filter's local reply: `status` and `text`, or for gRPC requests a trailers-only reply
+/// with `grpc` (default: mapped from `status`) and `text` as `grpc-message`, as Envoy's
+/// `sendLocalReply` does.
+pub fn filter_reply(
+    flag: Option<Flag>,
+    status: StatusCode,
+    text: &str,
+    grpc: bool,
+    grpc_code: Option<u16>,
+) -> Response<ProxyBody> {
+    let mut resp = match grpc {
+        true => {
+            let mut r = Response::new(empty());
+            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            r.headers_mut().insert("grpc-status", HeaderValue::from(grpc_code.unwrap_or_else(|| grpc_status(status))));
+            if let Ok(v) = HeaderValue::from_str(text) {
+                r.headers_mut().insert("grpc-message", v);
+            }
+            r
+        }
+        false => {
+            let mut r = Response::new(full(Bytes::copy_from_slice(text.as_bytes())));
+            *r.status_mut() = status;
+            if !text.is_empty() {
+                r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            r
+        }
+    };
+    if let Some(flag) = flag {
+        resp.extensions_mut().insert(LocalReply(flag, status));
+    }
     resp
 }
 

@@ -123,7 +123,14 @@ mod tests {
     use crate::config::route::*;
 
     fn vh(name: &str, domains: Vec<DomainPattern>, routes: Vec<Route>) -> VirtualHost {
-        VirtualHost { name: name.into(), domains, routes, edits: Default::default(), retry_policy: None }
+        VirtualHost {
+            name: name.into(),
+            domains,
+            routes,
+            edits: Default::default(),
+            retry_policy: None,
+            per_filter: Default::default(),
+        }
     }
 
     fn r(name: &str, path: PathMatch) -> Route {
@@ -133,6 +140,7 @@ mod tests {
             action: RouteAction::Direct { status: http::StatusCode::OK, body: None },
             edits: Default::default(),
             decorator: None,
+            per_filter: Default::default(),
         }
     }
 

@@ -57,13 +57,22 @@ async fn route_and_send(
     // Before routing, as Envoy's HCM does: routes may match on the caller's identity.
     super::xfcc::apply(req.headers_mut(), &ctx.hcm.xfcc, ctx.tls.as_ref());
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let Some(vh) = router::virtual_host(rc, host) else {
+    let matched = router::virtual_host(rc, host).and_then(|vh| router::route(vh, &pq, req.headers()).map(|r| (vh, r)));
+    let mut filter_headers = super::filters::ResponseHeaders::default();
+    if !ctx.hcm.filters.is_empty() {
+        let input = super::filters::Input { ctx, route: matched, host, grpc: rec.grpc };
+        if let Some(mut r) = super::filters::run(&ctx.hcm.filters, &mut req, &input, rec, &mut filter_headers).await {
+            // A filter's local reply skips the router, and with it the route's header edits
+            // (Envoy applies those in the router).
+            filter_headers.apply(&mut r);
+            return r;
+        }
+    }
+    let Some((vh, route)) = matched else {
         rec.flags.push(Flag::NoRoute);
-        return reply::local(Flag::NoRoute, rec.grpc);
-    };
-    let Some(route) = router::route(vh, &pq, req.headers()) else {
-        rec.flags.push(Flag::NoRoute);
-        return reply::local(Flag::NoRoute, rec.grpc);
+        let mut r = reply::local(Flag::NoRoute, rec.grpc);
+        filter_headers.apply(&mut r);
+        return r;
     };
     rec.entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
     let levels: [&HeaderEdits; 3] = [&route.edits, &vh.edits, &rc.edits];
@@ -103,6 +112,7 @@ async fn route_and_send(
     for e in levels {
         edit_response(resp.headers_mut(), e);
     }
+    filter_headers.apply(&mut resp);
     resp
 }
 

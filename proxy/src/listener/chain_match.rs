@@ -144,6 +144,7 @@ mod tests {
             }),
             tls: None,
             handshake_timeout: None,
+            policies: Vec::new(),
         })
     }
 

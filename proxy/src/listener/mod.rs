@@ -274,6 +274,21 @@ async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shar
             }
         },
     };
+    if !chain.policies.is_empty() {
+        let attrs = crate::policy::rbac::Attrs {
+            peer,
+            local,
+            sni: info.sni.as_deref(),
+            cert: tls
+                .as_ref()
+                .filter(|t| t.cert_hash.is_some())
+                .map(|t| crate::policy::rbac::Peer { sans: &t.sans, subject: &t.subject }),
+            request: None,
+        };
+        if !crate::l4::policy::admit(&chain.policies, &attrs) {
+            return;
+        }
+    }
     match &chain.filter {
         NetworkFilter::TcpProxy(t) => {
             use crate::l4::tcp_proxy::{proxy, Downstream, Ends};
@@ -301,6 +316,7 @@ async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shar
                 tls,
                 inbound: l.inbound,
                 outbound: l.outbound,
+                sni: info.sni.clone(),
             });
             match down {
                 Either::Plain(io) => crate::l7::server::serve(io, ctx, drain).await,

@@ -53,6 +53,10 @@ pub struct Entry {
     /// The request's trace id when the HCM traces (Envoy's `%TRACE_ID%`), sampled or not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Why the proxy answered itself, when a filter did (Envoy's `%RESPONSE_CODE_DETAILS%`:
+    /// `rbac_access_denied_matched_policy[…]`, `fault_filter_abort`, `local_rate_limited`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_code_details: Option<String>,
     /// Whether the downstream connection was TLS terminated here.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub downstream_tls: bool,

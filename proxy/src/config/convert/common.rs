@@ -204,11 +204,65 @@ pub fn header_removes(names: &[String], path: &Path) -> Result<Vec<HeaderName>, 
 }
 
 /// `udpa.type.v1.TypedStruct` / `xds.type.v3.TypedStruct` (the same wire schema; not generated
-/// by envoy-types): only the inner type URL is read.
+/// by envoy-types): the inner type URL and its value as a `Struct`.
 #[derive(Clone, PartialEq, prost::Message)]
 struct TypedStruct {
     #[prost(string, tag = "1")]
     type_url: String,
+    #[prost(message, optional, tag = "2")]
+    value: Option<protobuf::Struct>,
+}
+
+/// Decodes a `typed_config` of type `T`, sent directly or inside a TypedStruct (how Istio's
+/// EnvoyFilter examples send rate limits): the TypedStruct's `value` is read as `T`'s
+/// canonical JSON, so an unknown field in it is refused like one in YAML.
+pub fn unpack_typed<T>(any: &xds_client::protos::google::protobuf::Any, path: &Path) -> Result<T, ConfigError>
+where
+    T: prost::Message + Default + prost::Name,
+{
+    const WRAPPERS: [&str; 2] =
+        ["type.googleapis.com/udpa.type.v1.TypedStruct", "type.googleapis.com/xds.type.v3.TypedStruct"];
+    if WRAPPERS.contains(&any.type_url.as_str()) {
+        let ts = <TypedStruct as prost::Message>::decode(any.value.as_slice())
+            .map_err(|e| path.err(format!("cannot decode TypedStruct: {e}")))?;
+        let json = ts.value.as_ref().map_or_else(|| serde_json::json!({}), struct_to_json);
+        return xds_client::json::from_json::<T>(json).map_err(|e| path.err(format!("{}: {e}", T::full_name())));
+    }
+    xds_client::json::unpack::<T>(any).map_err(|e| path.err(format!("cannot decode {}: {e}", T::full_name())))
+}
+
+/// `FractionalPercent` → fraction (denominator HUNDRED, TEN_THOUSAND or MILLION).
+pub fn fraction(
+    p: Option<&xds_client::protos::envoy::r#type::v3::FractionalPercent>,
+    default: crate::config::filters::Fraction,
+    path: &Path,
+) -> Result<crate::config::filters::Fraction, ConfigError> {
+    use xds_client::protos::envoy::r#type::v3::fractional_percent::DenominatorType as D;
+    let Some(p) = p else { return Ok(default) };
+    let denominator = match D::try_from(p.denominator) {
+        Ok(D::Hundred) => 100,
+        Ok(D::TenThousand) => 10_000,
+        Ok(D::Million) => 1_000_000,
+        Err(_) => {
+            return Err(path.err_at("denominator", format!("{} is not HUNDRED, TEN_THOUSAND or MILLION", p.denominator)))
+        }
+    };
+    Ok(crate::config::filters::Fraction { numerator: p.numerator.min(denominator), denominator })
+}
+
+/// `RuntimeFractionalPercent` → its `default_value` (Isthmus has no runtime layer, so the
+/// `runtime_key` is only a name).
+pub fn runtime_fraction(
+    p: Option<&xds_client::protos::envoy::config::core::v3::RuntimeFractionalPercent>,
+    default: crate::config::filters::Fraction,
+    path: &Path,
+) -> Result<crate::config::filters::Fraction, ConfigError> {
+    match p {
+        None => Ok(default),
+        Some(r) => {
+            fraction(r.default_value.as_ref().or(Some(&Default::default())), default, &path.field("default_value"))
+        }
+    }
 }
 
 /// The type a `typed_config` really configures: its own URL, or the inner URL of a

@@ -9,6 +9,7 @@ use super::common::timeout;
 use super::fields::{check, FieldPolicy};
 use super::{route, Resources};
 use crate::config::error::{ConfigError, Path};
+use crate::config::filters::HttpFilter;
 use crate::config::listener::{
     CodecType, CustomTag, HttpConnectionManager, RequestId, RouteSource, TagValue, Tracer, Tracing, Zipkin,
 };
@@ -75,16 +76,11 @@ const ISTIO_NOOP_HTTP_TYPES: &[&str] = &[
     "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
 ];
 
-/// Envoy filters Istio always inserts that do nothing unless a route configures them.
-const NOOP_HTTP_TYPES: &[&str] = &[
-    "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
-    "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-    "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
-];
+/// Envoy filters Istio always inserts that have no effect here: gRPC stats are the Istio
+/// metrics Isthmus emits anyway.
+const NOOP_HTTP_TYPES: &[&str] = &["type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig"];
 
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
-const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
 
 pub(super) const TRACING: FieldPolicy = FieldPolicy {
     message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
@@ -168,7 +164,7 @@ pub fn connection_manager(
         Some(R::ScopedRoutes(_)) => return Err(path.err_at("scoped_routes", "scoped routes are not supported")),
         None => return Err(path.err("route_config is required")),
     };
-    http_filters(&h.http_filters, &path.field("http_filters"))?;
+    let filters = http_filters(&h.http_filters, &path.field("http_filters"))?;
     let mut websocket = false;
     for (i, u) in h.upgrade_configs.iter().enumerate() {
         if u.upgrade_type.eq_ignore_ascii_case("websocket") {
@@ -200,6 +196,7 @@ pub fn connection_manager(
         request_id: request_id(h, &path.field("request_id_extension"))?,
         internal_cidrs: internal_cidrs(h, &path.field("internal_address_config"))?,
         proxy_100_continue: h.proxy_100_continue,
+        filters,
     })
 }
 
@@ -382,38 +379,41 @@ fn request_id(h: &proto::HttpConnectionManager, path: &Path) -> Result<RequestId
     })
 }
 
-/// Only the router is supported; it must be last. Unknown optional filters are skipped as
-/// Envoy does with `is_optional`; unknown required ones are refused.
-fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), ConfigError> {
+/// The router must be last; fault, CORS, RBAC and local rate limits become the policy chain;
+/// Istio's no-op filters are skipped; unknown optional filters are skipped as Envoy does with
+/// `is_optional`; unknown required ones are refused.
+fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<Vec<HttpFilter>, ConfigError> {
     use proto::http_filter::ConfigType;
     let Some(last) = filters.last() else {
         return Err(path.err("envoy.filters.http.router is required as the last HTTP filter"));
     };
+    let mut chain = Vec::new();
     for (i, f) in filters.iter().enumerate() {
-        let inner = match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => super::common::effective_type(any),
-            _ => String::new(),
+        let any = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => Some(any),
+            _ => None,
         };
-        let url = match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => any.type_url.as_str(),
-            _ => "",
-        };
+        let inner = any.map(super::common::effective_type).unwrap_or_default();
+        let url = any.map_or("", |a| a.type_url.as_str());
         let is_router = url == ROUTER || (url.is_empty() && f.name == "envoy.filters.http.router");
         let is_last = std::ptr::eq(f, last);
         if is_router && is_last {
             continue;
         }
+        let fp = path.item(i, &f.name);
         if is_router {
-            return Err(path.item(i, &f.name).err("the router must be the last HTTP filter"));
+            return Err(fp.err("the router must be the last HTTP filter"));
         }
-        // Fault and CORS are no-ops only while unconfigured (istiod's default): a filter-level
-        // abort, delay or CORS policy would otherwise be silently dropped.
-        let configured = matches!(&f.config_type, Some(ConfigType::TypedConfig(a)) if !a.value.is_empty());
-        if configured && (url == FAULT || url == CORS) {
-            return Err(path.item(i, &f.name).err(format!(
-                "{url} with a configuration is not supported yet (only istiod's empty default); refused so \
-                 the policy is never silently unapplied"
-            )));
+        if f.disabled {
+            // Disabled unless a route enables it with its own config: not supported, since the
+            // listener-level config is what a route override replaces.
+            return Err(fp.err_at("disabled", "filters disabled by default are not supported"));
+        }
+        if let Some(kind) =
+            any.map(|a| super::filters::http_filter(a, &fp.field("typed_config"))).transpose()?.flatten()
+        {
+            chain.push(HttpFilter { name: Arc::from(f.name.as_str()), kind, stats: Arc::default() });
+            continue;
         }
         if f.is_optional
             || ISTIO_NOOP_HTTP.contains(&f.name.as_str())
@@ -422,7 +422,7 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
         {
             continue;
         }
-        return Err(path.item(i, &f.name).err(format!(
+        return Err(fp.err(format!(
             "HTTP filter {} is not supported (mark it is_optional to skip it)",
             if url.is_empty() { &f.name } else { url }
         )));
@@ -432,7 +432,7 @@ fn http_filters(filters: &[proto::HttpFilter], path: &Path) -> Result<(), Config
     {
         return Err(path.err("envoy.filters.http.router must be the last HTTP filter"));
     }
-    Ok(())
+    Ok(chain)
 }
 
 fn xfcc(h: &proto::HttpConnectionManager, path: &Path) -> Result<crate::config::listener::Xfcc, ConfigError> {

@@ -275,26 +275,35 @@ fn filter_chain(
         return Err(fpath.err("a terminal network filter (tcp_proxy or http_connection_manager) is required"));
     };
     let sni_cluster = rest.iter().any(|f| f.name == SNI_CLUSTER || typed_url(f) == SNI_CLUSTER_URL);
+    let mut policies = Vec::new();
     for (i, f) in rest.iter().enumerate() {
+        let ip = fpath.item(i, &f.name);
         if typed_url(f) == SET_FILTER_STATE_URL {
-            set_filter_state(f, &fpath.item(i, &f.name))?;
+            set_filter_state(f, &ip)?;
+            continue;
         }
-    }
-    if let Some((i, f)) = rest.iter().enumerate().find(|(_, f)| {
-        let inner = match &f.config_type {
-            Some(proto::filter::ConfigType::TypedConfig(any)) => super::common::effective_type(any),
-            _ => String::new(),
+        let any = match &f.config_type {
+            Some(proto::filter::ConfigType::TypedConfig(any)) => Some(any),
+            _ => None,
         };
-        !ISTIO_NOOP_NETWORK.contains(&f.name.as_str())
-            && !ISTIO_NOOP_NETWORK_TYPES.contains(&inner.as_str())
-            && f.name != SNI_CLUSTER
-            && typed_url(f) != SNI_CLUSTER_URL
-            && typed_url(f) != SET_FILTER_STATE_URL
-    }) {
-        return Err(fpath.item(i, &f.name).err(format!(
-            "network filter {} is not supported (only one terminal filter per chain, after Istio's no-op filters)",
-            f.name
-        )));
+        if let Some(p) =
+            any.map(|a| super::filters::network_filter(a, &ip.field("typed_config"))).transpose()?.flatten()
+        {
+            policies.push(p);
+            continue;
+        }
+        let inner = any.map(super::common::effective_type).unwrap_or_default();
+        let noop = ISTIO_NOOP_NETWORK.contains(&f.name.as_str())
+            || ISTIO_NOOP_NETWORK_TYPES.contains(&inner.as_str())
+            || f.name == SNI_CLUSTER
+            || typed_url(f) == SNI_CLUSTER_URL;
+        if !noop {
+            return Err(ip.err(format!(
+                "network filter {} is not supported (before the terminal filter: RBAC, local rate limit, \
+                 sni_cluster, set_filter_state and Istio's no-op filters)",
+                f.name
+            )));
+        }
     }
     let lpath = fpath.item(fc.filters.len() - 1, &last.name);
     let any = match &last.config_type {
@@ -321,7 +330,7 @@ fn filter_chain(
         Some(Duration::from_secs(10)),
         &path.field("transport_socket_connect_timeout"),
     )?;
-    Ok(FilterChain { name, matcher, filter, tls, handshake_timeout })
+    Ok(FilterChain { name, matcher, filter, tls, handshake_timeout, policies })
 }
 
 fn network_filter(any: &Any, path: &Path, res: &Resources) -> Result<NetworkFilter, ConfigError> {

@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod endpoint;
 pub mod fields;
+mod filters;
 mod health;
 mod http;
 mod listener;
@@ -348,6 +349,18 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &common::SOCKET_ADDRESS,
         &common::STRING_MATCHER,
         &common::HEADER_VALUE_OPTION,
+        &filters::fault::FAULT,
+        &filters::fault::FAULT_DELAY,
+        &filters::fault::FAULT_ABORT,
+        &filters::cors::CORS_POLICY,
+        &filters::rate_limit::HTTP_LOCAL_RATE_LIMIT,
+        &filters::rate_limit::NETWORK_LOCAL_RATE_LIMIT,
+        &filters::rate_limit::TOKEN_BUCKET,
+        &filters::rbac::HTTP_RBAC,
+        &filters::rbac::NETWORK_RBAC,
+        &filters::rbac::RBAC,
+        &filters::rbac::POLICY,
+        &filters::rbac::AUTHENTICATED,
     ]
 }
 

@@ -154,25 +154,6 @@ pub fn route_config(rc: &proto::RouteConfiguration, path: &Path, res: &Resources
     })
 }
 
-/// Per-route filter configuration. No HTTP filter that reads it is implemented yet (fault,
-/// CORS, RBAC, rate limit: the policy-filter issue), so any entry is refused with its key:
-/// serving a VirtualService fault or CORS policy as if it were applied would be a silent lie.
-fn per_filter_config(
-    map: &std::collections::HashMap<String, xds_client::protos::google::protobuf::Any>,
-    path: &Path,
-) -> Result<(), ConfigError> {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
-    match keys.first() {
-        None => Ok(()),
-        Some(k) => Err(path.field("typed_per_filter_config").err(format!(
-            "\"{k}\" ({}): per-route filter configuration is not supported yet; refused so the policy is never \
-             silently unapplied",
-            map.get(*k).map_or("", |a| a.type_url.as_str())
-        ))),
-    }
-}
-
 type Adds<'a> = (&'a [xds_client::protos::envoy::config::core::v3::HeaderValueOption], &'a [String]);
 
 fn edits(req: Adds<'_>, resp: Adds<'_>, path: &Path) -> Result<HeaderEdits, ConfigError> {
@@ -186,7 +167,7 @@ fn edits(req: Adds<'_>, resp: Adds<'_>, path: &Path) -> Result<HeaderEdits, Conf
 
 fn virtual_host(vh: &proto::VirtualHost, path: &Path, res: &Resources) -> Result<VirtualHost, ConfigError> {
     check(vh, &VIRTUAL_HOST, path)?;
-    per_filter_config(&vh.typed_per_filter_config, path)?;
+    let per_filter = super::filters::per_filter(&vh.typed_per_filter_config, path)?;
     if vh.domains.is_empty() {
         return Err(path.err_at("domains", "at least one domain is required"));
     }
@@ -210,6 +191,7 @@ fn virtual_host(vh: &proto::VirtualHost, path: &Path, res: &Resources) -> Result
             path,
         )?,
         retry_policy: vh.retry_policy.as_ref().map(|r| retry_policy(r, &path.field("retry_policy"))).transpose()?,
+        per_filter,
     })
 }
 
@@ -236,7 +218,7 @@ fn domain(d: &str, path: &Path) -> Result<DomainPattern, ConfigError> {
 fn route(r: &proto::Route, path: &Path, res: &Resources) -> Result<Route, ConfigError> {
     use proto::route::Action;
     check(r, &ROUTE, path)?;
-    per_filter_config(&r.typed_per_filter_config, path)?;
+    let per_filter = super::filters::per_filter(&r.typed_per_filter_config, path)?;
     let Some(m) = &r.r#match else { return Err(path.err_at("match", "is required")) };
     let matcher = route_match(m, &path.field("match"))?;
     let action = match &r.action {
@@ -265,6 +247,7 @@ fn route(r: &proto::Route, path: &Path, res: &Resources) -> Result<Route, Config
         matcher,
         action,
         decorator,
+        per_filter,
         edits: edits(
             (&r.request_headers_to_add, &r.request_headers_to_remove),
             (&r.response_headers_to_add, &r.response_headers_to_remove),
@@ -308,7 +291,7 @@ fn route_match(m: &proto::RouteMatch, path: &Path) -> Result<RouteMatch, ConfigE
     })
 }
 
-fn header_matcher(h: &proto::HeaderMatcher, path: &Path) -> Result<HeaderMatcher, ConfigError> {
+pub(super) fn header_matcher(h: &proto::HeaderMatcher, path: &Path) -> Result<HeaderMatcher, ConfigError> {
     #[allow(deprecated)]
     use proto::header_matcher::HeaderMatchSpecifier as H;
     let name = header_name(&h.name, &path.field("name"))?;
