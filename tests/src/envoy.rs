@@ -25,7 +25,9 @@ impl Envoy {
             .arg(&cfg)
             .arg("--admin-address-path")
             .arg(&admin_file)
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "error"])
+            // Access logs reach their file within 100 ms (Envoy's default is 10 s), so tests
+            // that read them wait for the event, not for the flush timer.
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "error", "--file-flush-interval-msec", "100"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -65,6 +65,7 @@ const WATCHED: &[&str] = &[
     "x-local-rate-limit",
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
+    "x-ratelimit-reset",
     "x-upstream",
 ];
 

@@ -26,7 +26,8 @@ pub struct Take {
     pub allowed: bool,
     /// Whole tokens left afterwards.
     pub remaining: u32,
-    /// Seconds until the bucket is full again (`x-ratelimit-reset`).
+    /// Seconds until the next token (`x-ratelimit-reset`; 0 while one is available), as
+    /// Envoy 1.40 reports it (checked side by side in `tests/tests/policy_filters.rs`).
     pub reset_secs: u64,
 }
 
@@ -50,8 +51,8 @@ impl TokenBucket {
         if allowed {
             s.tokens -= 1.0;
         }
-        let missing = max - s.tokens;
-        let reset = Duration::from_secs_f64((missing / rate).max(0.0));
+        let missing = (1.0 - s.tokens).max(0.0);
+        let reset = Duration::from_secs_f64(missing / rate);
         Take {
             allowed,
             remaining: s.tokens.floor() as u32,
@@ -77,8 +78,8 @@ mod tests {
             fill_interval: Duration::from_secs(10),
         }));
         let t0 = crate::clock::now();
-        assert_eq!(b.take(t0), Take { allowed: true, remaining: 1, reset_secs: 10 });
-        assert_eq!(b.take(t0), Take { allowed: true, remaining: 0, reset_secs: 20 });
+        assert_eq!(b.take(t0), Take { allowed: true, remaining: 1, reset_secs: 0 });
+        assert_eq!(b.take(t0), Take { allowed: true, remaining: 0, reset_secs: 10 });
         assert!(!b.take(t0).allowed);
         assert!(!b.take(t0 + Duration::from_secs(9)).allowed);
         let t = b.take(t0 + Duration::from_secs(10));
