@@ -797,3 +797,62 @@ async fn bad_policy_config_over_xds_is_nacked_and_the_last_good_keeps_serving() 
     );
     serving([503, 403, 200]).await;
 }
+
+/// `max_active_faults: 1`: while one delayed request is in flight a second gets no fault and
+/// `faults_overflow` counts it, as in Envoy (whose `/stats` shows the same two counters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_active_faults_bounds_the_faults_in_flight_as_envoy() {
+    let up = Upstream::start("backend", Behaviour::default()).await;
+    let routes = fault_route("/", &format!("delay: {{fixed_delay: 1s, percentage: {ALL}}}, max_active_faults: 1"));
+    let mut counts = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let log = tests::scratch(&format!("maxfaults-{who}.log"));
+        let yaml = bootstrap(
+            &[http_listener("http", ISTIO_FILTERS, &routes, &log, "")],
+            &[cluster("backend", &[up.addr], "")],
+        );
+        let (addr, keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
+            let e = Envoy::start(&yaml).await;
+            (e.listener("http"), Box::new(e))
+        } else {
+            let p = Proxy::start(&yaml);
+            (p.listener("http"), Box::new(p))
+        };
+        let held = tokio::spawn(async move { send(addr, "GET", "/held", &[]).await.status });
+        // The first request is held once its fault is active (the gauge says so), not after
+        // a guess at how long that takes.
+        let active = |n: f64| -> Option<()> {
+            let v = if let Some(p) = keep.downcast_ref::<Proxy>() {
+                p.metric("envoy_http_fault_active_faults", "inbound_0.0.0.0_8080")
+            } else {
+                let e = keep.downcast_ref::<Envoy>().unwrap();
+                envoy_stat(e, "http.inbound_0.0.0.0_8080.fault.active_faults")
+            };
+            (v == n).then_some(())
+        };
+        tests::eventually(Duration::from_secs(5), || active(1.0)).await;
+        let free = send(addr, "GET", "/free", &[]).await.status;
+        assert_eq!((held.await.unwrap(), free), (200, 200));
+        tests::eventually(Duration::from_secs(5), || active(0.0)).await;
+        counts.push(if let Some(p) = keep.downcast_ref::<Proxy>() {
+            [
+                p.metric("envoy_http_fault_delays_injected", "inbound_0.0.0.0_8080"),
+                p.metric("envoy_http_fault_faults_overflow", "inbound_0.0.0.0_8080"),
+            ]
+        } else {
+            let e = keep.downcast_ref::<Envoy>().unwrap();
+            [
+                envoy_stat(e, "http.inbound_0.0.0.0_8080.fault.delays_injected"),
+                envoy_stat(e, "http.inbound_0.0.0.0_8080.fault.faults_overflow"),
+            ]
+        });
+    }
+    assert_eq!(counts[0], counts[1], "Envoy and Isthmus differ");
+    assert_eq!(counts[1], [1.0, 1.0]);
+}
+
+/// One of Envoy's stats (`/stats?filter=`), 0 when absent.
+fn envoy_stat(e: &Envoy, name: &str) -> f64 {
+    let (_, body) = tests::proxy::http_get_blocking(e.admin, &format!("/stats?filter=^{name}$")).expect("envoy admin");
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
