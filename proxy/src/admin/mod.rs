@@ -85,7 +85,12 @@ pub fn start(addrs: &[(SocketAddr, Scope)], state: Arc<AdminState>) -> std::io::
 }
 
 async fn accept(l: tokio::net::TcpListener, state: Arc<AdminState>, scope: Scope) {
-    while let Ok((s, _)) = l.accept().await {
+    let mut acceptor = crate::listener::accept::Acceptor::new(match scope {
+        Scope::Full => "admin",
+        _ => "readiness",
+    });
+    loop {
+        let (s, _) = acceptor.accept(&l).await;
         let st = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {

@@ -1,6 +1,7 @@
 //! Listeners: bind, accept, inspect the first bytes when chains need it, pick the filter
 //! chain, and hand the connection to L4 or L7.
 
+pub mod accept;
 pub mod chain_match;
 pub mod internal;
 pub mod manager;
@@ -173,17 +174,12 @@ pub async fn serve(
 ) {
     let name = current.load().listener.name.clone();
     let accepted = counter!("isthmus_downstream_cx_total", "listener" => name.clone());
+    let mut acceptor = accept::Acceptor::new(name.clone());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shared.drain.cancelled() => break,
             _ = stop.cancelled() => break,
-            r = socket.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(listener = %name, error = %e, "accept failed");
-                    continue;
-                }
-            },
+            c = acceptor.accept(&socket) => c,
         };
         accepted.increment(1);
         let _ = stream.set_nodelay(true);

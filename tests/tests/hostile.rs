@@ -1,0 +1,70 @@
+//! Reliability under pressure: the proxy at its file-descriptor limit, run through `prlimit`
+//! with a low `RLIMIT_NOFILE` and filled with idle connections.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use tests::proxy::Proxy;
+use tests::upstream::{get, Behaviour, Upstream};
+use tests::yaml::{bootstrap, cluster, http_listener, route_to};
+
+/// The proxy's open descriptors.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// User + system CPU time of the process, in clock ticks (`/proc/<pid>/stat` fields 14, 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Out of descriptors, accept fails with EMFILE. The proxy must not spin on it (a tight retry
+/// loop burns a core), must count it, and both the proxy listener and the admin listener must
+/// accept again once descriptors are free (the admin loop used to end at its first error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_backs_off_and_recovers() {
+    const LIMIT: u32 = 128;
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let yaml = bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[cluster("c", &[up.addr], "")]);
+    let prefix = ["prlimit".to_string(), format!("--nofile={LIMIT}:{LIMIT}"), "--".to_string()];
+    let proxy = Proxy::start_prefixed(&yaml, &prefix);
+    let addr = proxy.listener("web");
+    let pid = proxy.pid();
+
+    // Fill every descriptor with idle downstream connections (the kernel queues the rest).
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..LIMIT + 40 {
+        idle.push(TcpStream::connect(addr).unwrap());
+    }
+    tests::eventually(Duration::from_secs(10), || (open_fds(pid) >= LIMIT as usize).then_some(())).await;
+    // A connection to the admin port now fails its accept too.
+    let admin: SocketAddr = proxy.admin;
+    let _queued = TcpStream::connect(admin).unwrap();
+
+    // One second at the limit with connections still queued: a spinning accept loop costs a
+    // core (100 ticks); backing off costs next to nothing.
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1)); // the measurement window, not a wait for an event
+    let spent = cpu_ticks(pid) - before;
+    assert!(spent < 30, "{spent} ticks of CPU in one second at the descriptor limit");
+
+    drop(idle);
+    drop(_queued);
+    // Both listeners accept again.
+    let page = tests::eventually(Duration::from_secs(10), || {
+        tests::proxy::http_get_blocking(admin, "/stats/prometheus").filter(|(c, _)| *c == 200).map(|(_, b)| b)
+    })
+    .await;
+    let emfile: f64 = page
+        .lines()
+        .filter(|l| l.starts_with("isthmus_accept_errors_total{") && l.contains("kind=\"emfile\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(emfile >= 1.0, "accept errors counted: {emfile}");
+    let (status, _, _) = get(addr, "/", &[]).await.unwrap();
+    assert_eq!(status, 200);
+}
