@@ -285,3 +285,31 @@ async fn active_http_health_checks_take_a_host_out_and_bring_it_back() {
     let (_, by) = burst(addr, 400).await;
     assert!(share(&by, "a") > 40.0, "{by:?}");
 }
+
+/// `successful_active_health_check_uneject_host`: by default a passing active health check
+/// returns an outlier-ejected host at once; with `false` the host stays ejected for its whole
+/// ejection time (60 s here) however many checks pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passing_health_checks_uneject_only_when_configured_to() {
+    for uneject in [true, false] {
+        let a = Upstream::start("a", Behaviour::default()).await;
+        let c = flat_cluster(
+            &[a.addr],
+            &format!(
+                "    health_checks: [{{timeout: 1s, interval: 0.1s, unhealthy_threshold: 2, healthy_threshold: 1, http_health_check: {{path: /healthz}}}}]\n    outlier_detection: {{consecutive_5xx: 1, base_ejection_time: 60s, max_ejection_percent: 100, successful_active_health_check_uneject_host: {uneject}}}\n"
+            ),
+        );
+        let proxy = Proxy::start(&bootstrap(&[http_listener("ingress", &tests::yaml::route_to("pay", ""), "")], &[c]));
+        let addr = proxy.listener("ingress");
+        let (s, _, _) = get(addr, "/pay", &[("x-test-status", "500")]).await.unwrap();
+        assert_eq!(s, 500);
+        let ejected = format!("pay::{}::health_flags::/failed_outlier_check", a.addr);
+        tests::eventually(Duration::from_secs(5), || proxy.admin_get("/clusters").1.contains(&ejected).then_some(()))
+            .await;
+        // Three more probes answered 200 after the ejection (the upstream counts every request).
+        let seen = a.hits();
+        tests::eventually(Duration::from_secs(5), || (a.hits() >= seen + 3).then_some(())).await;
+        let still = proxy.admin_get("/clusters").1.contains(&ejected);
+        assert_eq!(still, !uneject, "uneject_host: {uneject}");
+    }
+}

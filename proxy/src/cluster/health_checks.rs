@@ -38,7 +38,8 @@ pub async fn run(cluster: Weak<ClusterRuntime>, cfg: HealthCheckConfig, stop: Ca
                     warn!(cluster = %c.config.name, host = %h.addr, "health check failing");
                 }
             }
-            if ok && h.is_ejected() {
+            let uneject = c.config.outlier.as_ref().is_none_or(|o| o.uneject_on_active_hc);
+            if ok && uneject && h.is_ejected() {
                 // successful_active_health_check_uneject_host (Envoy default true).
                 h.set_ejected(false);
                 h.counters.reset_consecutive();

@@ -2,7 +2,8 @@
 //! healthy/unhealthy thresholds, feeding the same health model as outlier detection. A passing
 //! check returns an outlier-ejected host at once, as Envoy's
 //! `successful_active_health_check_uneject_host` (default true) does — the edge gateway has
-//! no control plane to tell it an endpoint died.
+//! no control plane to tell it an endpoint died; with it false the host stays out until its
+//! ejection time has passed.
 
 pub mod check;
 

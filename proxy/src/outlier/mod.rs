@@ -58,6 +58,10 @@ pub struct OutlierConfig {
     pub failure_percentage_request_volume: u32,
     /// Latency outliers (Isthmus extension, `isthmus.io/outlier` metadata).
     pub latency: Option<LatencyOutlier>,
+    /// `successful_active_health_check_uneject_host` (default true): a passing active health
+    /// check returns an outlier-ejected host at once; false keeps it out until its ejection
+    /// time has passed, whatever the checks say.
+    pub uneject_on_active_hc: bool,
 }
 
 /// Eject a host whose latency estimate stays above `factor ×` the cluster median for
@@ -99,6 +103,7 @@ impl Default for OutlierConfig {
             failure_percentage_minimum_hosts: 5,
             failure_percentage_request_volume: 50,
             latency: None,
+            uneject_on_active_hc: true,
         }
     }
 }

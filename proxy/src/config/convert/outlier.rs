@@ -36,8 +36,9 @@ pub(super) const OUTLIER: FieldPolicy = FieldPolicy {
         "enforcing_failure_percentage_local_origin",
         "failure_percentage_minimum_hosts",
         "failure_percentage_request_volume",
+        "successful_active_health_check_uneject_host",
     ],
-    ignored: &["successful_active_health_check_uneject_host"],
+    ignored: &[],
 };
 
 /// Converts a cluster's `outlier_detection`.
@@ -137,6 +138,7 @@ pub fn outlier_detection(o: &proto::OutlierDetection, path: &Path) -> Result<Out
             d.failure_percentage_request_volume,
         ),
         latency: None,
+        uneject_on_active_hc: o.successful_active_health_check_uneject_host.is_none_or(|b| b.value),
     })
 }
 
