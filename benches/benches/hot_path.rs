@@ -70,6 +70,21 @@ fn endpoint_pick(c: &mut Criterion) {
     g.finish();
 }
 
+/// Building a picker over 10,000 weighted hosts: what every host-set change (an EDS push, a
+/// health flip, an ejection) costs each priority's host list.
+fn picker_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("picker_build_10000_weighted");
+    g.sample_size(10);
+    let weighted = hosts(10_000, true);
+    for (name, policy) in [("round_robin", LbPolicy::RoundRobin), ("least_request", LbPolicy::LeastRequest)] {
+        let mut rng = rand::rng();
+        g.bench_function(BenchmarkId::from_parameter(name), |bch| {
+            bch.iter(|| Picker::new(weighted.clone(), policy.clone(), 2, &mut rng))
+        });
+    }
+    g.finish();
+}
+
 fn priority_load(c: &mut Criterion) {
     let counts: Vec<Level> = (0..5).map(|i| Level { hosts: 100, healthy: 100 - i * 20, degraded: i * 5 }).collect();
     let weights = counts.clone();
@@ -140,5 +155,5 @@ fn trace_start(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, route_match, endpoint_pick, priority_load, trace_start);
+criterion_group!(benches, route_match, endpoint_pick, picker_build, priority_load, trace_start);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Host selection inside a cluster: pure functions over an immutable host list.
 //!
-//! Weighted round robin uses a precomputed earliest-deadline-first schedule walked by an atomic
-//! cursor, so picking is lock-free; least request is power-of-N-choices over live active-request
+//! Weighted round robin walks the cumulative weights with a golden-ratio stride driven by an
+//! atomic cursor (O(hosts) to build, O(log hosts) per pick, lock-free, exact shares per
+//! cycle); least request is power-of-N-choices over live active-request
 //! counts; random is weighted by cumulative weight. Priority load and locality weights (Envoy's
 //! arithmetic) are their own module, built on these.
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-pub use schedule::edf_schedule;
+pub use schedule::Stride;
 
 use crate::config::LbPolicy;
 
@@ -39,8 +40,11 @@ pub struct Picker<H> {
     hosts: Vec<Arc<H>>,
     policy: LbPolicy,
     choice_count: u32,
-    /// Host indices in EDF order (round robin) — empty when all weights are equal.
-    schedule: Vec<u32>,
+    /// The weighted round-robin walk; `None` when all weights are equal (plain rotation) or
+    /// the policy is not round robin.
+    stride: Option<Stride>,
+    /// Weights differ (least request then picks by dynamic weight).
+    weighted: bool,
     /// Prefix sums of weights (random).
     cumulative: Vec<u64>,
     cursor: AtomicUsize,
@@ -52,21 +56,23 @@ impl<H: Endpoint> Picker<H> {
     pub fn new<R: Rng + ?Sized>(hosts: Vec<Arc<H>>, policy: LbPolicy, choice_count: u32, rng: &mut R) -> Self {
         let weights: Vec<u32> = hosts.iter().map(|h| h.weight().max(1)).collect();
         let equal = weights.windows(2).all(|w| w[0] == w[1]);
-        let schedule = if equal { Vec::new() } else { edf_schedule(&weights) };
         let mut acc = 0u64;
-        let cumulative = weights
+        let cumulative: Vec<u64> = weights
             .iter()
             .map(|w| {
                 acc += u64::from(*w);
                 acc
             })
             .collect();
+        let round_robin = matches!(policy, LbPolicy::RoundRobin | LbPolicy::ClusterProvided);
+        let stride = (round_robin && !equal).then(|| Stride::new(acc));
         let start = if hosts.is_empty() { 0 } else { rng.random_range(0..hosts.len().max(1)) };
         Picker {
             hosts,
             policy,
             choice_count: choice_count.max(2),
-            schedule,
+            stride,
+            weighted: !equal,
             cumulative,
             cursor: AtomicUsize::new(start),
         }
@@ -99,10 +105,12 @@ impl<H: Endpoint> Picker<H> {
         let idx = match self.policy {
             LbPolicy::RoundRobin | LbPolicy::ClusterProvided => {
                 let c = self.cursor.fetch_add(1, Ordering::Relaxed);
-                if self.schedule.is_empty() {
-                    c % n
-                } else {
-                    self.schedule.get(c % self.schedule.len()).map(|i| *i as usize).unwrap_or(0)
+                match &self.stride {
+                    None => c % n,
+                    Some(s) => {
+                        let pos = s.position(c as u64);
+                        self.cumulative.partition_point(|x| *x <= pos)
+                    }
                 }
             }
             // Hash policies pick through `HostSet`; without a hash they behave like random.
@@ -128,7 +136,7 @@ impl<H: Endpoint> Picker<H> {
     /// the long-run share of Envoy's EDF over those weights.
     fn least_request<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         let n = self.hosts.len();
-        if !self.schedule.is_empty() {
+        if self.weighted {
             let scores: Vec<f64> = (0..n).map(|i| self.score(i)).collect();
             let total: f64 = scores.iter().sum();
             let mut x = rng.random::<f64>() * total;

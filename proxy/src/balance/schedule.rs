@@ -1,52 +1,94 @@
-//! Earliest-deadline-first order for weighted round robin, computed once per host set.
+//! Weighted round robin without a precomputed cycle: the k-th pick is position
+//! `k · stride mod total` on the line of cumulative weights, with `stride` coprime to the
+//! total weight near `total / φ`. Over every `total` consecutive picks each position is visited
+//! once, so host i is picked exactly `weight_i` times per cycle (the long-run share of Envoy's
+//! EDF scheduler), and the golden-ratio stride spreads a host's picks across the cycle instead
+//! of bunching them. Building costs O(hosts) (the prefix sums the picker keeps anyway) where
+//! the earlier EDF cycle cost O(cycle × hosts), rebuilt on every host-set change.
 
-/// Host indices in the order Envoy's EDF scheduler would serve them over one full cycle
-/// (each host appears `weight` times). Weights are scaled down when the cycle would exceed
-/// 65,536 entries, keeping ratios within rounding.
-pub fn edf_schedule(weights: &[u32]) -> Vec<u32> {
-    const MAX_CYCLE: u64 = 65_536;
-    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
-    let scale = if total > MAX_CYCLE { total.div_ceil(MAX_CYCLE) } else { 1 };
-    let weights: Vec<u64> = weights.iter().map(|w| (u64::from(*w) / scale).max(1)).collect();
-    let cycle: u64 = weights.iter().sum();
-    // deadline_i = (k + 1) / w_i; compare a/b < c/d as a*d < c*b to stay exact. Ties go to
-    // the entry queued first, as in Envoy's EDF (FIFO order offset).
-    let mut next: Vec<u64> = vec![1; weights.len()];
-    let mut queued: Vec<u64> = (0..weights.len() as u64).collect();
-    let mut out = Vec::with_capacity(usize::try_from(cycle).unwrap_or(0));
-    for seq in (weights.len() as u64..).take(usize::try_from(cycle).unwrap_or(usize::MAX)) {
-        let mut best = 0usize;
-        for i in 1..weights.len() {
-            let lhs = next[i] * weights[best];
-            let rhs = next[best] * weights[i];
-            if lhs < rhs || (lhs == rhs && queued[i] < queued[best]) {
-                best = i;
-            }
-        }
-        out.push(u32::try_from(best).unwrap_or(0));
-        next[best] += 1;
-        queued[best] = seq;
+/// The stride walk over `total` weight units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stride {
+    total: u64,
+    stride: u64,
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
     }
-    out
+    a
+}
+
+impl Stride {
+    /// A walk over `total` units (`total` ≥ 1).
+    pub fn new(total: u64) -> Stride {
+        let total = total.max(1);
+        // total / φ, then the next value coprime with total (a few steps at most).
+        let mut stride = ((total as f64) * 0.618_033_988_749_894_9).round() as u64 % total;
+        stride = stride.max(1);
+        while gcd(stride, total) != 1 {
+            stride = stride % total + 1;
+        }
+        Stride { total, stride }
+    }
+
+    /// The weight-line position of pick number `k` (in `0..total`).
+    pub fn position(&self, k: u64) -> u64 {
+        ((u128::from(k % self.total) * u128::from(self.stride)) % u128::from(self.total)) as u64
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn interleaves_by_weight() {
-        assert_eq!(edf_schedule(&[2, 1]), vec![0, 1, 0]);
-        let s = edf_schedule(&[5, 1, 1]);
-        assert_eq!(s.len(), 7);
-        assert_eq!(s.iter().filter(|i| **i == 0).count(), 5);
+    /// Host index of each pick, from prefix sums as the picker does.
+    fn picks(weights: &[u64], n: u64) -> Vec<usize> {
+        let mut acc = 0;
+        let cumulative: Vec<u64> = weights
+            .iter()
+            .map(|w| {
+                acc += w;
+                acc
+            })
+            .collect();
+        let s = Stride::new(acc);
+        (0..n).map(|k| cumulative.partition_point(|c| *c <= s.position(k))).collect()
     }
 
     #[test]
-    fn scales_huge_weights() {
-        let s = edf_schedule(&[1_000_000, 3_000_000]);
-        assert!(s.len() <= 65_536);
-        let a = s.iter().filter(|i| **i == 0).count() as f64;
-        assert!((a / s.len() as f64 - 0.25).abs() < 0.01);
+    fn every_cycle_gives_each_host_its_weight() {
+        let weights = [5, 1, 1, 3, 7, 2];
+        let total: u64 = weights.iter().sum();
+        for cycle in 0..3 {
+            let p = picks(&weights, total * 3);
+            let this = &p[(cycle * total) as usize..((cycle + 1) * total) as usize];
+            for (i, w) in weights.iter().enumerate() {
+                assert_eq!(this.iter().filter(|x| **x == i).count() as u64, *w, "host {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn interleaves_by_weight() {
+        assert_eq!(picks(&[2, 1], 3), vec![0, 1, 0]);
+        // A heavy host's picks are spread: no host is picked twice in a row when no weight
+        // exceeds the rest combined.
+        let p = picks(&[3, 3, 2, 2], 10);
+        assert!(p.windows(2).all(|w| w[0] != w[1]), "{p:?}");
+    }
+
+    #[test]
+    fn strides_are_coprime_and_in_range() {
+        for total in 1..2_000u64 {
+            let s = Stride::new(total);
+            assert_eq!(gcd(s.stride, total), 1, "total {total}");
+            let mut seen = vec![false; total as usize];
+            for k in 0..total {
+                seen[s.position(k) as usize] = true;
+            }
+            assert!(seen.iter().all(|x| *x), "total {total} is not a permutation");
+        }
     }
 }
