@@ -79,7 +79,7 @@ fn picker_build(c: &mut Criterion) {
     for (name, policy) in [("round_robin", LbPolicy::RoundRobin), ("least_request", LbPolicy::LeastRequest)] {
         let mut rng = rand::rng();
         g.bench_function(BenchmarkId::from_parameter(name), |bch| {
-            bch.iter(|| Picker::new(weighted.clone(), policy.clone(), 2, &mut rng))
+            bch.iter(|| Picker::new(weighted.clone(), policy, 2, &mut rng))
         });
     }
     g.finish();
