@@ -25,11 +25,13 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod http;
+mod incremental;
 #[cfg(test)]
 mod tests;
 mod tls;
 
 use self::http::detect_plaintext;
+pub use self::incremental::Detector;
 use self::tls::{detect_tls, CONTENT_TYPE_HANDSHAKE};
 
 /// Maximum bytes the caller should buffer before giving up and treating the stream as plaintext/unknown.

@@ -329,8 +329,9 @@ enum Either {
 
 /// Reads until the detector decides (TLS hello, h2 preface, HTTP/1 line, or other).
 async fn inspect(stream: &mut TcpStream, buf: &mut BytesMut, info: &mut ConnInfo) -> std::io::Result<()> {
+    let mut detector = detect::Detector::default();
     loop {
-        match detect::detect(buf) {
+        match detector.feed(buf) {
             Detected::NeedMore if buf.len() < detect::MAX_PEEK => {}
             Detected::NeedMore => return Ok(()),
             Detected::Tls(hello) => {
