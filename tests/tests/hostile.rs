@@ -68,3 +68,46 @@ async fn out_of_descriptors_backs_off_and_recovers() {
     let (status, _, _) = get(addr, "/", &[]).await.unwrap();
     assert_eq!(status, 200);
 }
+
+/// A host whose health endpoint answers 200 and then streams a body without end: the status
+/// decides at once. (Reading the whole body never finished, so every probe timed out and the
+/// host was marked failing, while the proxy buffered what it streamed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_does_not_read_an_endless_body() {
+    use tokio::io::AsyncWriteExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = l.local_addr().unwrap();
+    let probes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = probes.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut req = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut s, &mut req).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+                // 6.4 MB/s until the prober hangs up (bounded: 1,000 chunks, 10 s).
+                let mut pace = tokio::time::interval(Duration::from_millis(10));
+                for _ in 0..1_000 {
+                    pace.tick().await;
+                    if s.write_all(chunk.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let c = cluster(
+        "c",
+        &[host],
+        "    health_checks: [{timeout: 1s, interval: 0.2s, unhealthy_threshold: 1, healthy_threshold: 1, http_health_check: {path: /healthz}}]\n",
+    );
+    let proxy = Proxy::start(&bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[c]));
+    tests::eventually(Duration::from_secs(10), || {
+        (probes.load(std::sync::atomic::Ordering::Relaxed) >= 3).then_some(())
+    })
+    .await;
+    let clusters = proxy.admin_get("/clusters").1;
+    assert!(clusters.contains(&format!("c::{host}::health_flags::healthy")), "{clusters}");
+}
