@@ -22,6 +22,12 @@ pub struct AdsServer {
 }
 
 impl AdsServer {
+    /// The server's process id (tests freeze it with SIGSTOP to play a control plane that
+    /// stops answering without closing its connections).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the server on a free port and waits for its `listening` event.
     pub fn start() -> AdsServer {
         Self::start_on(0)

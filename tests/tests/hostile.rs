@@ -111,3 +111,53 @@ async fn a_health_check_does_not_read_an_endless_body() {
     let clusters = proxy.admin_get("/clusters").1;
     assert!(clusters.contains(&format!("c::{host}::health_flags::healthy")), "{clusters}");
 }
+
+/// A control plane that stops answering without closing (frozen with SIGSTOP: its kernel
+/// keeps the TCP connection up, nothing answers): HTTP/2 keepalive on the xDS stream notices
+/// within `interval + timeout` and the client reconnects, instead of keeping the dead stream
+/// (and stale config) forever. The xDS cluster's `connection_keepalive` sets the timings, as
+/// in Envoy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_control_plane_is_noticed_and_the_stream_reconnects() {
+    let mut cp = tests::xds_server::AdsServer::start();
+    cp.set("type.googleapis.com/envoy.config.listener.v3.Listener", "l1", vec![]);
+    let yaml = format!(
+        r#"node: {{id: "sidecar~127.0.0.1~web-1.shop~shop.svc.cluster.local", cluster: web.shop}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}
+dynamic_resources:
+  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc, max_receive_message_length: 8388608}}}}]}}
+  lds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 0s}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    upstream_connection_options: {{tcp_keepalive: {{keepalive_time: 300}}}}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{connection_keepalive: {{interval: 0.5s, timeout: 0.5s}}}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+"#,
+        cp.port
+    );
+    let proxy = Proxy::start_unready(&yaml);
+    cp.wait(|e| e["event"] == "stream_open");
+    let connected = || proxy.metric("xds_connected", "");
+    tests::eventually(Duration::from_secs(10), || (connected() == 1.0).then_some(())).await;
+    let pid = cp.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // Frozen: the stream is declared dead by keepalive alone.
+    let noticed = tokio::time::timeout(
+        Duration::from_secs(10),
+        tests::eventually(Duration::from_secs(10), || (connected() == 0.0).then_some(())),
+    )
+    .await;
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    assert!(noticed.is_ok(), "the client kept a silent stream");
+    // Thawed: a second stream opens and the client is connected again.
+    cp.wait(|e| e["event"] == "stream_open" && e["stream"] != 1);
+    tests::eventually(Duration::from_secs(10), || (connected() == 1.0).then_some(())).await;
+}

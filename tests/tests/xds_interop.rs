@@ -169,6 +169,7 @@ async fn push_sequence(mode: Mode) {
             metadata: Vec::new(),
             backoff: Backoff { base: Duration::from_millis(50), max: Duration::from_millis(500) },
             service: Default::default(),
+            transport: Default::default(),
         },
         consumer.clone(),
     );
@@ -298,6 +299,7 @@ async fn garbage_from_the_server_is_nacked_and_the_last_good_state_kept() {
             metadata: Vec::new(),
             backoff: Backoff::default(),
             service: Default::default(),
+            transport: Default::default(),
         },
         consumer.clone(),
     );

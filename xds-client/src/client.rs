@@ -56,6 +56,34 @@ impl Default for Backoff {
     }
 }
 
+/// How the stream's connection is kept honest and bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// HTTP/2 PING interval: a control plane that stops answering without closing (a frozen
+    /// process, a silently dropped path) is noticed within `interval + timeout` and the
+    /// stream reconnects, instead of serving stale config forever. `None` disables.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a PING may go unanswered.
+    pub keepalive_timeout: Duration,
+    /// TCP keepalive idle time (`SO_KEEPALIVE`), for paths where even PINGs cannot be sent.
+    pub tcp_keepalive: Option<Duration>,
+    /// Largest message accepted from the control plane; a larger one ends the stream.
+    pub max_message_size: usize,
+}
+
+impl Default for Transport {
+    /// PING every 30 s, 10 s to answer; TCP keepalive after 300 s idle (Istio's bootstrap
+    /// value); 64 MiB messages (a 100,000-endpoint EDS push is about 5 MB).
+    fn default() -> Self {
+        Transport {
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Some(Duration::from_secs(300)),
+            max_message_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Everything the client needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -73,6 +101,8 @@ pub struct ClientConfig {
     pub backoff: Backoff,
     /// Which gRPC service to call.
     pub service: Service,
+    /// Keepalive and message bounds.
+    pub transport: Transport,
 }
 
 /// The gRPC service a stream calls. The messages are the same; the method differs.
@@ -142,7 +172,7 @@ enum Ended {
 async fn run(cfg: ClientConfig, mut engine: Engine, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut delay = cfg.backoff.base;
     loop {
-        let ended = match connect(&cfg.target).await {
+        let ended = match connect(&cfg.target, &cfg.transport).await {
             Ok(channel) => stream(&cfg, &mut engine, &mut rx, channel).await,
             Err(e) => {
                 warn!(error = %e, "cannot connect to the control plane");
@@ -174,21 +204,30 @@ async fn run(cfg: ClientConfig, mut engine: Engine, mut rx: mpsc::UnboundedRecei
     }
 }
 
-async fn connect(target: &Target) -> Result<Channel, tonic::transport::Error> {
+/// Keepalive on an endpoint, as `t` says.
+fn tuned(e: Endpoint, t: &Transport) -> Endpoint {
+    let e = e.connect_timeout(Duration::from_secs(5)).tcp_keepalive(t.tcp_keepalive);
+    match t.keepalive_interval {
+        Some(i) => e.http2_keep_alive_interval(i).keep_alive_timeout(t.keepalive_timeout).keep_alive_while_idle(true),
+        None => e,
+    }
+}
+
+async fn connect(target: &Target, t: &Transport) -> Result<Channel, tonic::transport::Error> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     match target {
-        Target::Tcp(uri) => Endpoint::from_shared(uri.clone())?.connect_timeout(Duration::from_secs(5)).connect().await,
+        Target::Tcp(uri) => tuned(Endpoint::from_shared(uri.clone())?, t).connect().await,
         Target::Tls { uri, ca_pem, server_name, identity } => {
             let mut tls =
                 ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name(server_name.clone());
             if let Some((cert, key)) = identity {
                 tls = tls.identity(Identity::from_pem(cert, key));
             }
-            Endpoint::from_shared(uri.clone())?.tls_config(tls)?.connect_timeout(Duration::from_secs(5)).connect().await
+            tuned(Endpoint::from_shared(uri.clone())?.tls_config(tls)?, t).connect().await
         }
         Target::Unix(path) => {
             let path = path.clone();
-            Endpoint::from_static("http://localhost")
+            tuned(Endpoint::from_static("http://localhost"), t)
                 .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                     let p = path.clone();
                     async move {
@@ -207,8 +246,9 @@ async fn stream(
     rx: &mut mpsc::UnboundedReceiver<Command>,
     channel: Channel,
 ) -> Ended {
-    let mut client = AdsClient::new(channel.clone()).max_decoding_message_size(256 * 1024 * 1024);
-    let mut sds = SdsClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let limit = cfg.transport.max_message_size;
+    let mut client = AdsClient::new(channel.clone()).max_decoding_message_size(limit);
+    let mut sds = SdsClient::new(channel).max_decoding_message_size(limit);
     let service = cfg.service;
     let (sotw_tx, sotw_rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let (delta_tx, delta_rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();

@@ -14,7 +14,7 @@ pub mod json;
 mod state;
 pub mod types;
 
-pub use client::{Backoff, ClientConfig, Service, Target, XdsClient};
+pub use client::{Backoff, ClientConfig, Service, Target, Transport, XdsClient};
 pub use engine::{Engine, Mode, Outbound};
 pub use handler::{Handler, Rejected, Resource};
 

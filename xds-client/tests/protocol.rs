@@ -32,6 +32,7 @@ fn config(server: &TestServer, mode: Mode) -> ClientConfig {
         metadata: vec![("authorization".into(), "Bearer t0k3n".into())],
         backoff: Backoff { base: Duration::from_millis(50), max: Duration::from_millis(400) },
         service: Default::default(),
+        transport: Default::default(),
     }
 }
 

@@ -68,6 +68,27 @@ pub struct Connector {
     pub purpose: Purpose,
     /// The socket for an endpoint without metadata, for hosts not in `tls` (ORIGINAL_DST).
     pub default_tls: Option<Arc<UpstreamTls>>,
+    /// `upstream_connection_options.tcp_keepalive`.
+    pub tcp_keepalive: Option<crate::config::cluster::TcpKeepalive>,
+}
+
+/// Turns on `SO_KEEPALIVE` with the configured timings (kernel defaults for unset ones), so
+/// a peer that vanished without a FIN or RST is noticed on an idle pooled connection.
+pub fn keepalive(stream: &TcpStream, k: Option<&crate::config::cluster::TcpKeepalive>) {
+    let Some(k) = k else { return };
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        ka = ka.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        ka = ka.with_interval(i);
+    }
+    if let Some(p) = k.probes {
+        ka = ka.with_retries(p);
+    }
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }
 
 impl tower::Service<Uri> for Connector {
@@ -91,6 +112,7 @@ impl tower::Service<Uri> for Connector {
                 return Err(ConnectError::Overflow);
             };
             let stream = connect(addr, this.timeout, &this.stats, this.source).await?;
+            keepalive(&stream, this.tcp_keepalive.as_ref());
             let stream = if uri.scheme_str() == Some("https") {
                 let Some(ctx) = this.tls.load().get(&addr).cloned().or_else(|| this.default_tls.clone()) else {
                     return Err(ConnectError::Tls { addr, reason: crate::error::TlsFailure::NoContext });

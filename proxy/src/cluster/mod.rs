@@ -100,6 +100,7 @@ impl ClusterRuntime {
             tls: tls_hosts.clone(),
             purpose: crate::tls::context::Purpose::Http1,
             default_tls: transport.for_endpoint(&Default::default()).cloned(),
+            tcp_keepalive: config.tcp_keepalive,
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
@@ -108,8 +109,16 @@ impl ClusterRuntime {
             b.pool_max_idle_per_host(0);
         }
         let h1 = b.build(connector.clone());
-        let h2 =
-            b.clone().http2_only(true).build(Connector { purpose: crate::tls::context::Purpose::Http2, ..connector });
+        let mut b2 = b.clone();
+        b2.http2_only(true);
+        if let Some(k) = config.h2_keepalive {
+            // PING idle HTTP/2 connections: a dead upstream is found before a request lands
+            // on it (`http2_protocol_options.connection_keepalive`).
+            b2.http2_keep_alive_interval(k.interval)
+                .http2_keep_alive_timeout(k.timeout)
+                .http2_keep_alive_while_idle(true);
+        }
+        let h2 = b2.build(Connector { purpose: crate::tls::context::Purpose::Http2, ..connector });
         let hosts = static_hosts(&config, &node);
         let (tx, rx) = match &config.outlier {
             Some(_) => {

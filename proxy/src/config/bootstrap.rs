@@ -50,6 +50,8 @@ pub struct Dynamic {
     pub initial_fetch_timeout: Option<std::time::Duration>,
     /// TLS to the control plane, from the xDS cluster's `transport_socket`.
     pub tls: Option<super::tls::XdsTlsSpec>,
+    /// `envoy_grpc.max_receive_message_length` (`None`: the client's 64 MiB default).
+    pub max_message_size: Option<usize>,
 }
 
 /// A complete, validated config. Immutable; replaced whole on change.

@@ -52,6 +52,10 @@ pub struct Cluster {
     pub choice_count: u32,
     /// `transport_socket` and `transport_socket_matches`: TLS or plaintext per endpoint.
     pub transport: Transport<UpstreamSpec>,
+    /// `http2_protocol_options.connection_keepalive`: PING idle HTTP/2 connections.
+    pub h2_keepalive: Option<H2Keepalive>,
+    /// `upstream_connection_options.tcp_keepalive`.
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 /// How connections to a cluster's hosts are secured: specs in the model (`T` =
@@ -340,4 +344,24 @@ pub struct WeightedCluster {
     pub name: String,
     /// Relative weight (> 0 to receive traffic).
     pub weight: u32,
+}
+
+/// HTTP/2 PING keepalive (`KeepaliveSettings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Keepalive {
+    /// `interval`: how often to PING.
+    pub interval: Duration,
+    /// `timeout`: how long a PING may go unanswered before the connection is closed.
+    pub timeout: Duration,
+}
+
+/// `SO_KEEPALIVE` settings (`TcpKeepalive`); unset fields keep the kernel's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpKeepalive {
+    /// `keepalive_time`: idle time before the first probe.
+    pub time: Option<Duration>,
+    /// `keepalive_interval`: time between probes.
+    pub interval: Option<Duration>,
+    /// `keepalive_probes`: unanswered probes before the connection is dropped.
+    pub probes: Option<u32>,
 }

@@ -80,6 +80,26 @@ pub fn target_for(b: &Bootstrap, cluster: &str, tls: Option<&XdsTls>) -> Option<
         })
 }
 
+/// The stream's keepalive and message bound: the xDS cluster's HTTP/2 `connection_keepalive`
+/// and `tcp_keepalive` when it sets them, else the client's defaults (PING every 30 s, TCP
+/// keepalive after 300 s); `max_receive_message_length` from `ads_config`.
+pub fn transport_for(b: &Bootstrap, cluster: &str, max_message: Option<usize>) -> xds_client::Transport {
+    let mut t = xds_client::Transport::default();
+    if let Some(c) = b.clusters.iter().find(|c| c.name == cluster) {
+        if let Some(k) = c.h2_keepalive {
+            t.keepalive_interval = Some(k.interval);
+            t.keepalive_timeout = k.timeout;
+        }
+        if let Some(time) = c.tcp_keepalive.and_then(|k| k.time) {
+            t.tcp_keepalive = Some(time);
+        }
+    }
+    if let Some(m) = max_message {
+        t.max_message_size = m;
+    }
+    t
+}
+
 /// Starts the ADS client for the bootstrap's `dynamic_resources` (`tls`: the control-plane
 /// connection's TLS, built with the bootstrap).
 pub fn start(b: &Bootstrap, tls: Option<&XdsTls>, targets: Targets) -> Result<Option<XdsClient>, NoXdsEndpoint> {
@@ -99,6 +119,7 @@ pub fn start(b: &Bootstrap, tls: Option<&XdsTls>, targets: Targets) -> Result<Op
         metadata: Vec::new(),
         backoff: Default::default(),
         service: Default::default(),
+        transport: transport_for(b, &d.cluster, d.max_message_size),
     };
     let consumer = Arc::new(Consumer {
         client: OnceLock::new(),

@@ -82,6 +82,7 @@ fn sds_client(b: &Bootstrap, cluster: &str) -> Option<XdsClient> {
         metadata: Vec::new(),
         backoff: Default::default(),
         service: xds_client::Service::Sds,
+        transport: crate::dynamic::transport_for(b, cluster, None),
     };
     Some(XdsClient::start(cfg, Arc::new(SdsHandler(Source::Cluster(cluster.to_string())))))
 }

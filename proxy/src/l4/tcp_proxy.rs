@@ -115,6 +115,7 @@ pub async fn proxy(
                                 Err(Flag::UpstreamConnectFailure)
                             }
                             Ok(tcp) => {
+                                connector::keepalive(&tcp, c.config.tcp_keepalive.as_ref());
                                 let up = match c.upstream_tls(&host) {
                                     None => Ok(Upstream::Plain(tcp)),
                                     Some(tls) => tls

@@ -15,6 +15,7 @@ use crate::config::error::{ConfigError, Path};
 pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
     message: "envoy.config.cluster.v3.Cluster",
     honoured: &[
+        "upstream_connection_options",
         "name",
         "type",
         "connect_timeout",
@@ -44,7 +45,6 @@ pub(super) const CLUSTER: FieldPolicy = FieldPolicy {
         "dns_lookup_family",
         "respect_dns_ttl",
         "cleanup_interval",
-        "upstream_connection_options",
         "track_cluster_stats",
         "close_connections_on_host_health_failure",
         "ignore_health_on_host_removal",
@@ -191,7 +191,7 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
             other => return Err(mpath(LB_KEY).err_at("policy", format!("{other:?}: only PEAK_EWMA is supported"))),
         }
     }
-    let (upstream_protocol, idle_timeout, from_options) = protocol(c, path)?;
+    let (upstream_protocol, idle_timeout, from_options, h2_keepalive) = protocol(c, path)?;
     #[allow(deprecated)]
     let max_requests_per_connection = match (c.max_requests_per_connection.map(|v| v.value), from_options) {
         (_, Some(n)) | (Some(n), None) => Some(n),
@@ -231,6 +231,11 @@ pub fn cluster(c: &proto::Cluster, path: &Path) -> Result<Cluster, ConfigError> 
         },
         idle_timeout,
         max_requests_per_connection,
+        h2_keepalive,
+        tcp_keepalive: tcp_keepalive(
+            c.upstream_connection_options.as_ref(),
+            &path.field("upstream_connection_options"),
+        )?,
         choice_count: match &c.lb_config {
             Some(proto::cluster::LbConfig::LeastRequestLbConfig(l)) => {
                 l.choice_count.map(|v| v.value).unwrap_or(2).max(2)
@@ -368,13 +373,102 @@ fn lb_policy(c: &proto::Cluster, path: &Path) -> Result<LbPolicy, ConfigError> {
     })
 }
 
+pub(super) const UPSTREAM_CONNECTION: FieldPolicy = FieldPolicy {
+    message: "envoy.config.cluster.v3.UpstreamConnectionOptions",
+    honoured: &["tcp_keepalive"],
+    // Interface names and happy eyeballs concern DNS/IPv6 dialling, which Isthmus does not do.
+    ignored: &["set_local_interface_name_on_upstream_connections", "happy_eyeballs_config"],
+};
+
+pub(super) const TCP_KEEPALIVE: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.TcpKeepalive",
+    honoured: &["keepalive_probes", "keepalive_time", "keepalive_interval"],
+    ignored: &[],
+};
+
+pub(super) const HTTP2_OPTIONS: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.Http2ProtocolOptions",
+    honoured: &["connection_keepalive"],
+    // hyper's HTTP/2 client keeps its own windows, table size, stream limits and flood
+    // protections; these tune Envoy's codec and have no counterpart here.
+    ignored: &[
+        "hpack_table_size",
+        "max_concurrent_streams",
+        "initial_stream_window_size",
+        "initial_connection_window_size",
+        "allow_connect",
+        "allow_metadata",
+        "max_outbound_frames",
+        "max_outbound_control_frames",
+        "max_consecutive_inbound_frames_with_empty_payload",
+        "max_inbound_priority_frames_per_stream",
+        "max_inbound_window_update_frames_per_data_frame_sent",
+        "stream_error_on_invalid_http_messaging",
+        "override_stream_error_on_invalid_http_message",
+        "custom_settings_parameters",
+        "use_oghttp2_codec",
+        "max_metadata_size",
+        "enable_huffman_encoding",
+        "max_header_field_size_kb",
+        "disallow_obs_text",
+        "stream_reset_burst",
+        "stream_reset_rate",
+    ],
+};
+
+pub(super) const KEEPALIVE: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.KeepaliveSettings",
+    honoured: &["interval", "timeout"],
+    // A PING after idleness alone is what `interval` already gives an idle connection.
+    ignored: &["interval_jitter", "connection_idle_interval"],
+};
+
+/// `upstream_connection_options.tcp_keepalive`.
+fn tcp_keepalive(
+    o: Option<&proto::UpstreamConnectionOptions>,
+    path: &Path,
+) -> Result<Option<crate::config::cluster::TcpKeepalive>, ConfigError> {
+    let Some(o) = o else { return Ok(None) };
+    check(o, &UPSTREAM_CONNECTION, path)?;
+    let Some(k) = &o.tcp_keepalive else { return Ok(None) };
+    let kp = path.field("tcp_keepalive");
+    check(k, &TCP_KEEPALIVE, &kp)?;
+    let secs = |v: Option<u32>| v.filter(|s| *s > 0).map(|s| Duration::from_secs(u64::from(s)));
+    Ok(Some(crate::config::cluster::TcpKeepalive {
+        time: secs(k.keepalive_time.map(|v| v.value)),
+        interval: secs(k.keepalive_interval.map(|v| v.value)),
+        probes: k.keepalive_probes.map(|v| v.value).filter(|p| *p > 0),
+    }))
+}
+
+/// `http2_protocol_options` (typed or the deprecated cluster field): the keepalive.
+fn h2_options(
+    o: &xds_client::protos::envoy::config::core::v3::Http2ProtocolOptions,
+    path: &Path,
+) -> Result<Option<crate::config::cluster::H2Keepalive>, ConfigError> {
+    check(o, &HTTP2_OPTIONS, path)?;
+    let Some(k) = &o.connection_keepalive else { return Ok(None) };
+    let kp = path.field("connection_keepalive");
+    check(k, &KEEPALIVE, &kp)?;
+    let Some(i) = &k.interval else { return Ok(None) };
+    let interval = duration(i, &kp.field("interval"))?;
+    let timeout = match &k.timeout {
+        Some(t) => duration(t, &kp.field("timeout"))?,
+        None => return Err(kp.err_at("timeout", "is required")),
+    };
+    if interval.is_zero() || timeout.is_zero() {
+        return Ok(None);
+    }
+    Ok(Some(crate::config::cluster::H2Keepalive { interval, timeout }))
+}
+
 const COMMON_HTTP_OPTIONS: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.HttpProtocolOptions",
     honoured: &["idle_timeout", "max_requests_per_connection"],
     ignored: &[],
 };
 
-type Protocol = (UpstreamProtocol, Option<Duration>, Option<u32>);
+type Protocol = (UpstreamProtocol, Option<Duration>, Option<u32>, Option<crate::config::cluster::H2Keepalive>);
 
 fn protocol(c: &proto::Cluster, path: &Path) -> Result<Protocol, ConfigError> {
     use xds_client::protos::envoy::extensions::upstreams::http::v3::http_protocol_options::{
@@ -391,6 +485,11 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<Protocol, ConfigError> {
     }
     let mut idle = Some(Duration::from_secs(3600));
     let mut max_rpc = None;
+    #[allow(deprecated)]
+    let mut keepalive = match &c.http2_protocol_options {
+        Some(o) => h2_options(o, &path.field("http2_protocol_options"))?,
+        None => None,
+    };
     for (key, any) in &c.typed_extension_protocol_options {
         let p = path.field("typed_extension_protocol_options").field(key);
         if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" && !any.type_url.ends_with(HTTP_OPTIONS_URL)
@@ -412,7 +511,11 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<Protocol, ConfigError> {
         }
         proto_choice = match &o.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match &e.protocol_config {
-                Some(P::Http2ProtocolOptions(_)) => UpstreamProtocol::Http2,
+                Some(P::Http2ProtocolOptions(h2)) => {
+                    keepalive =
+                        h2_options(h2, &p.field("explicit_http_config").field("http2_protocol_options"))?.or(keepalive);
+                    UpstreamProtocol::Http2
+                }
                 Some(P::HttpProtocolOptions(_)) | None => UpstreamProtocol::Http1,
                 Some(P::Http3ProtocolOptions(_)) => return Err(p.err("HTTP/3 upstreams are not supported")),
             },
@@ -435,7 +538,7 @@ fn protocol(c: &proto::Cluster, path: &Path) -> Result<Protocol, ConfigError> {
             )?;
         }
     }
-    Ok((proto_choice, idle, max_rpc))
+    Ok((proto_choice, idle, max_rpc, keepalive))
 }
 
 fn circuit_breakers(cb: Option<&proto::CircuitBreakers>, path: &Path) -> Result<CircuitBreakers, ConfigError> {

@@ -128,6 +128,15 @@ const API_CONFIG_SOURCE: FieldPolicy = FieldPolicy {
     ignored: &["set_node_on_first_message_only", "refresh_delay", "request_timeout", "rate_limit_settings"],
 };
 
+const ENVOY_GRPC: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.GrpcService.EnvoyGrpc",
+    honoured: &["cluster_name", "max_receive_message_length"],
+    // :authority names the endpoint address (Envoy sends the cluster name; control planes
+    // route on neither); reconnects follow the client's own back-off (500 ms to 30 s, Envoy's
+    // defaults); Isthmus sends no x-envoy headers on the stream.
+    ignored: &["authority", "retry_policy", "skip_envoy_headers"],
+};
+
 fn dynamic(d: &proto::bootstrap::DynamicResources, path: &Path) -> Result<super::bootstrap::Dynamic, ConfigError> {
     use xds_client::protos::envoy::config::core::v3::{
         api_config_source::ApiType, config_source::ConfigSourceSpecifier as S, grpc_service::TargetSpecifier as T,
@@ -141,8 +150,15 @@ fn dynamic(d: &proto::bootstrap::DynamicResources, path: &Path) -> Result<super:
         Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => true,
         _ => return Err(ap.err_at("api_type", "only GRPC and DELTA_GRPC are supported")),
     };
-    let cluster = match ads.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
-        Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => e.cluster_name.clone(),
+    let (cluster, max_message_size) = match ads.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
+        Some(T::EnvoyGrpc(e)) if !e.cluster_name.is_empty() => {
+            let ep = ap.field("grpc_services").item(0, "").field("envoy_grpc");
+            check(e, &ENVOY_GRPC, &ep)?;
+            // 0 means "no limit" in Envoy; Isthmus keeps its bound then too.
+            let max =
+                e.max_receive_message_length.map(|v| v.value).filter(|v| *v > 0).and_then(|v| usize::try_from(v).ok());
+            (e.cluster_name.clone(), max)
+        }
         Some(T::GoogleGrpc(_)) => {
             return Err(ap.err_at("grpc_services", "google_grpc is not supported; use envoy_grpc"))
         }
@@ -169,6 +185,7 @@ fn dynamic(d: &proto::bootstrap::DynamicResources, path: &Path) -> Result<super:
         cds,
         initial_fetch_timeout: Some(std::time::Duration::from_secs(15)),
         tls: None,
+        max_message_size,
     })
 }
 
@@ -303,6 +320,7 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &STATIC,
         &DYNAMIC,
         &API_CONFIG_SOURCE,
+        &ENVOY_GRPC,
         &listener::LISTENER,
         &listener::FILTER_CHAIN,
         &listener::CHAIN_MATCH,
@@ -337,6 +355,10 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &endpoint::LB_ENDPOINT,
         &endpoint::ENDPOINT,
         &cluster::SOCKET_MATCH,
+        &cluster::UPSTREAM_CONNECTION,
+        &cluster::TCP_KEEPALIVE,
+        &cluster::HTTP2_OPTIONS,
+        &cluster::KEEPALIVE,
         &tls::UPSTREAM,
         &tls::DOWNSTREAM,
         &tls::COMMON,
