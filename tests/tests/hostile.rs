@@ -1,5 +1,7 @@
-//! Reliability under pressure: the proxy at its file-descriptor limit, run through `prlimit`
-//! with a low `RLIMIT_NOFILE` and filled with idle connections.
+//! Reliability defects, each with the hostile or broken peer that shows it: the proxy at its
+//! file-descriptor limit (run through `prlimit` and filled with idle connections), a health
+//! endpoint streaming without end, a control plane frozen mid-stream, an mTLS-only upstream
+//! probed by active health checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::net::{SocketAddr, TcpStream};
@@ -160,4 +162,51 @@ static_resources:
     // Thawed: a second stream opens and the client is connected again.
     cp.wait(|e| e["event"] == "stream_open" && e["stream"] != 1);
     tests::eventually(Duration::from_secs(10), || (connected() == 1.0).then_some(())).await;
+}
+
+/// Active health checks use the cluster's transport socket: an upstream that only speaks
+/// mTLS (openssl s_server requiring a client certificate) passes them. (Probes were always
+/// plaintext, so every host of an mTLS cluster failed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_of_an_mtls_cluster_speak_mtls() {
+    use tests::pki::{path_str, spiffe, MeshPki};
+    let pki = MeshPki::new("hc");
+    let server = pki.leaf("cluster2", &spiffe("default", "web"), &[]);
+    let client = pki.leaf("cluster1", &spiffe("default", "sidecar"), &[]);
+    let root = path_str(&pki.root);
+    let (cert, key, chain) = (path_str(&server.cert), path_str(&server.key), path_str(&server.intermediate));
+    let s = tests::openssl::SServer::start(&[
+        "-www",
+        "-cert",
+        &cert,
+        "-key",
+        &key,
+        "-cert_chain",
+        &chain,
+        "-CAfile",
+        &root,
+        "-Verify",
+        "1",
+    ]);
+    let tls = format!(
+        r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          tls_certificates: [{{certificate_chain: {{filename: "{}"}}, private_key: {{filename: "{}"}}}}]
+          validation_context: {{trusted_ca: {{filename: "{root}"}}, match_typed_subject_alt_names: [{{san_type: URI, matcher: {{exact: "{}"}}}}]}}
+    health_checks: [{{timeout: 1s, interval: 0.2s, unhealthy_threshold: 1, healthy_threshold: 1, http_health_check: {{path: /healthz}}}}]
+"#,
+        path_str(&client.chain),
+        path_str(&client.key),
+        spiffe("default", "web")
+    );
+    let c = cluster("c", &[s.addr], &tls);
+    let proxy = Proxy::start(&bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[c]));
+    let counted = |k: &str| proxy.metric(&format!("envoy_cluster_health_check_{k}"), "\"c\"");
+    tests::eventually(Duration::from_secs(10), || (counted("attempt") >= 3.0).then_some(())).await;
+    assert_eq!(counted("failure"), 0.0, "{}", s.stderr.text());
+    let clusters = proxy.admin_get("/clusters").1;
+    assert!(clusters.contains(&format!("c::{}::health_flags::healthy", s.addr)), "{clusters}");
 }

@@ -1,4 +1,5 @@
-//! The per-cluster health-check task: probes every host each interval, flips the host's
+//! The per-cluster health-check task: probes every host each interval (over the host's
+//! transport socket: TLS for an mTLS cluster), counts attempts, flips the host's
 //! active-HC flag on threshold crossings, unejects outlier-ejected hosts that pass, and
 //! rebuilds the host set when anything changed.
 
@@ -15,6 +16,8 @@ use crate::health::{check, HealthCheckConfig, Streak};
 /// Runs until the cluster is dropped or `stop` fires. The first round starts at once.
 pub async fn run(cluster: Weak<ClusterRuntime>, cfg: HealthCheckConfig, stop: CancellationToken) {
     let mut streaks: HashMap<SocketAddr, Streak> = HashMap::new();
+    // Envoy's `health_check.{attempt,success,failure}`, registered on the first round.
+    let mut counters: Option<[metrics::Counter; 3]> = None;
     let mut tick = tokio::time::interval(cfg.interval);
     loop {
         tokio::select! {
@@ -24,8 +27,20 @@ pub async fn run(cluster: Weak<ClusterRuntime>, cfg: HealthCheckConfig, stop: Ca
         let Some(c) = cluster.upgrade() else { return };
         let hosts = c.hosts().all.clone();
         streaks.retain(|a, _| hosts.iter().any(|h| h.addr == *a));
-        let results =
-            futures_util::future::join_all(hosts.iter().map(|h| check::probe(h.addr, &cfg.probe, cfg.timeout))).await;
+        let results = futures_util::future::join_all(
+            hosts.iter().map(|h| check::probe(h.addr, &cfg.probe, cfg.timeout, c.upstream_tls(h))),
+        )
+        .await;
+        let stats = counters.get_or_insert_with(|| {
+            let name = c.config.name.clone();
+            ["attempt", "success", "failure"].map(
+                |k| metrics::counter!(format!("envoy_cluster_health_check_{k}"), "envoy_cluster_name" => name.clone()),
+            )
+        });
+        let passed = results.iter().filter(|ok| **ok).count() as u64;
+        stats[0].increment(results.len() as u64);
+        stats[1].increment(passed);
+        stats[2].increment(results.len() as u64 - passed);
         let mut changed = false;
         for (h, ok) in hosts.iter().zip(results) {
             let s = streaks.entry(h.addr).or_default();

@@ -1,21 +1,38 @@
 //! One probe against one host.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Probe;
+use crate::tls::context::{Purpose, UpstreamTls};
 
-/// Runs the probe; true when the host passed.
-pub async fn probe(addr: SocketAddr, p: &Probe, timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, run(addr, p)).await.unwrap_or(false)
+/// Runs the probe; true when the host passed. With `tls`, the probe runs over the cluster's
+/// transport socket for this host (an mTLS cluster's hosts only speak TLS), as Envoy's
+/// health checker does.
+pub async fn probe(addr: SocketAddr, p: &Probe, timeout: Duration, tls: Option<Arc<UpstreamTls>>) -> bool {
+    tokio::time::timeout(timeout, run(addr, p, tls, timeout)).await.unwrap_or(false)
 }
 
-async fn run(addr: SocketAddr, p: &Probe) -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+async fn run(addr: SocketAddr, p: &Probe, tls: Option<Arc<UpstreamTls>>, timeout: Duration) -> bool {
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    match tls {
+        None => on(stream, p).await,
+        Some(t) => match t.connect(stream, addr, Purpose::Http1, timeout).await {
+            Ok(s) => on(s, p).await,
+            Err(_) => false,
+        },
+    }
+}
+
+async fn on<IO>(mut stream: IO, p: &Probe) -> bool
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     match p {
         Probe::Tcp { send, receive } => {
             if send.is_empty() {
