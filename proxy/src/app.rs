@@ -101,6 +101,7 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
         tracker: tracker.clone(),
         source: Arc::from(bootstrap.node.cluster.as_str()),
         virtuals: Arc::default(),
+        connections: Arc::new(crate::listener::accept::ConnectionLimit::new(bootstrap.max_downstream_connections)),
     };
     let listeners = Arc::new(ListenerManager::new(shared));
     for l in ready_listeners {

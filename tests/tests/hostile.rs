@@ -210,3 +210,135 @@ async fn health_checks_of_an_mtls_cluster_speak_mtls() {
     let clusters = proxy.admin_get("/clusters").1;
     assert!(clusters.contains(&format!("c::{}::health_flags::healthy", s.addr)), "{clusters}");
 }
+
+/// Sends `head` on a fresh connection and returns the status line (empty if the proxy closed
+/// without answering).
+fn raw_status(addr: SocketAddr, head: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(head);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).lines().next().unwrap_or("").to_string()
+}
+
+/// Status of an h2c request with `n` extra headers of `size` bytes each, through curl.
+fn h2c_status(addr: SocketAddr, n: usize, size: usize) -> String {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--http2-prior-knowledge"]);
+    for i in 0..n {
+        cmd.args(["-H", &format!("x-h{i}: {}", "v".repeat(size))]);
+    }
+    let out = cmd.arg(format!("http://{addr}/")).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Oversized and too many request headers, side by side with Envoy 1.40 on its defaults
+/// (`max_request_headers_kb` 60, `max_headers_count` 100): the same answer for HTTP/1.1 and
+/// h2c, and an ordinary request next to them still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_too_many_headers_as_envoy() {
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let yaml = bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[cluster("c", &[up.addr], "")]);
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024));
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..101 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let fine = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut seen = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
+            let e = tests::envoy::Envoy::start(&yaml).await;
+            (e.listener("web"), Box::new(e))
+        } else {
+            let p = Proxy::start(&yaml);
+            (p.listener("web"), Box::new(p))
+        };
+        let (a, big, many) = (addr, big.clone(), many.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            vec![
+                raw_status(a, big.as_bytes()),
+                raw_status(a, many.as_bytes()),
+                raw_status(a, fine.as_bytes()),
+                h2c_status(a, 1, 70 * 1024),
+                h2c_status(a, 101, 1),
+                h2c_status(a, 1, 10),
+            ]
+        })
+        .await
+        .unwrap();
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
+    // HTTP/1.1: 431 for 70 KiB of headers and for 101 headers; h2c: the stream is reset
+    // (curl reports 000) for both.
+    let too_large = "HTTP/1.1 431 Request Header Fields Too Large";
+    assert_eq!(seen[1], [too_large, too_large, "HTTP/1.1 200 OK", "000", "000", "200"]);
+}
+
+/// The overload manager's `global_downstream_max_connections`, side by side with Envoy: with
+/// three connections open a fourth is closed at once; when one closes, a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_connection_limit_as_envoy() {
+    use std::io::{Read, Write};
+    let echo = tests::upstream::tcp_echo().await;
+    let yaml = format!(
+        "{}overload_manager:\n  resource_monitors:\n  - name: envoy.resource_monitors.global_downstream_max_connections\n    typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig, max_active_downstream_connections: 3}}\n",
+        bootstrap(&[tests::yaml::tcp_listener("tcp", "echo")], &[cluster("echo", &[echo], "")])
+    );
+    // Writes `ping` and reads until 4 bytes came back or the peer closed.
+    fn ping(s: &mut TcpStream) -> Vec<u8> {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"ping");
+        let mut got = vec![0u8; 4];
+        let mut n = 0;
+        while n < 4 {
+            match s.read(&mut got[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        got.truncate(n);
+        got
+    }
+    let mut seen = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let (addr, keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
+            let e = tests::envoy::Envoy::start(&yaml).await;
+            (e.listener("tcp"), Box::new(e))
+        } else {
+            let p = Proxy::start(&yaml);
+            (p.listener("tcp"), Box::new(p))
+        };
+        let got = tokio::task::spawn_blocking(move || {
+            let mut open: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            let mut out: Vec<Vec<u8>> = open.iter_mut().map(ping).collect();
+            let mut fourth = TcpStream::connect(addr).unwrap();
+            out.push(ping(&mut fourth));
+            drop(open.pop());
+            // The freed slot is taken by the next connection once the proxy saw the close.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let mut again = Vec::new();
+            while std::time::Instant::now() < deadline {
+                again = ping(&mut TcpStream::connect(addr).unwrap());
+                if !again.is_empty() {
+                    break;
+                }
+            }
+            out.push(again);
+            out
+        })
+        .await
+        .unwrap();
+        if let Some(p) = keep.downcast_ref::<Proxy>() {
+            assert!(p.metric("isthmus_downstream_global_cx_overflow", "tcp") >= 1.0);
+        }
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
+    let p = b"ping".to_vec();
+    assert_eq!(seen[1], [p.clone(), p.clone(), p.clone(), vec![], p]);
+}

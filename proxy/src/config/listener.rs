@@ -201,6 +201,8 @@ pub struct HttpConnectionManager {
     /// `proxy_100_continue`: forward `Expect: 100-continue` upstream instead of removing it
     /// (the downstream gets `100 Continue` from Isthmus either way, once the body is read).
     pub proxy_100_continue: bool,
+    /// Request size and HTTP/2 limits.
+    pub limits: HttpLimits,
     /// The policy filters in `http_filters` order (fault, CORS, local rate limit, RBAC);
     /// empty when none is configured, so the request path skips the chain.
     pub filters: Vec<crate::config::filters::HttpFilter>,
@@ -348,4 +350,32 @@ pub struct Xfcc {
     pub subject: bool,
     /// Add `Cert="…"`: the client leaf as URL-encoded PEM (Istio's gateways ask for it).
     pub cert: bool,
+}
+
+/// Bounds on what one downstream request or connection may hold, with Envoy's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `max_request_headers_kb` (default 60 KiB): larger request headers get 431.
+    pub max_request_headers_bytes: usize,
+    /// `common_http_protocol_options.max_headers_count` (default 100): more get 431.
+    pub max_headers_count: usize,
+    /// `http2_protocol_options.max_concurrent_streams` (`None`: hyper's 200; Envoy's default is
+    /// unbounded, which lets one connection fan out without limit).
+    pub h2_max_concurrent_streams: Option<u32>,
+    /// `http2_protocol_options.initial_stream_window_size`.
+    pub h2_initial_stream_window: Option<u32>,
+    /// `http2_protocol_options.initial_connection_window_size`.
+    pub h2_initial_connection_window: Option<u32>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_request_headers_bytes: 60 * 1024,
+            max_headers_count: 100,
+            h2_max_concurrent_streams: None,
+            h2_initial_stream_window: None,
+            h2_initial_connection_window: None,
+        }
+    }
 }

@@ -13,22 +13,67 @@ use super::service::handle;
 use super::ConnCtx;
 use crate::config::listener::CodecType;
 
+/// An HTTP/2 request with more headers than `max_headers_count`: its stream is reset.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} request headers exceed max_headers_count")]
+struct TooManyHeaders(usize);
+
+/// One request. HTTP/1 counts headers in the codec (431); an HTTP/2 request over the count
+/// has its stream reset, as Envoy does.
+async fn one(
+    ctx: Arc<ConnCtx>,
+    max_headers: usize,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<super::record::Tracked<crate::cluster::ProxyBody>>, TooManyHeaders> {
+    if req.version() == http::Version::HTTP_2 && req.headers().len() > max_headers {
+        return Err(TooManyHeaders(req.headers().len()));
+    }
+    match handle(ctx, req).await {
+        Ok(r) => Ok(r),
+        Err(never) => match never {},
+    }
+}
+
 /// Serves HTTP on `io` until the client closes or, after `drain` fires, the in-flight
 /// requests finish (HTTP/1 closes after the current response; HTTP/2 sends GOAWAY).
 pub async fn serve<I>(io: I, ctx: Arc<ConnCtx>, drain: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = &ctx.hcm.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // Request headers beyond the limit get 431 from the codec (HTTP/1: the buffer that holds
+    // them; hyper's floor is 8 KiB). hyper counts 100 headers by default, Envoy's default too;
+    // another count costs a heap allocation per request, so it is set only when configured.
+    builder.http1().timer(TokioTimer::new()).keep_alive(true).max_buf_size(limits.max_request_headers_bytes.max(8192));
+    if limits.max_headers_count != 100 {
+        builder.http1().max_headers(limits.max_headers_count);
+    }
+    let header_list = u32::try_from(limits.max_request_headers_bytes).unwrap_or(u32::MAX);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(header_list)
+        // Rapid reset (CVE-2023-44487) and error-reset floods end the connection.
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024);
+    if let Some(n) = limits.h2_max_concurrent_streams {
+        builder.http2().max_concurrent_streams(n);
+    }
+    if let Some(w) = limits.h2_initial_stream_window {
+        builder.http2().initial_stream_window_size(w);
+    }
+    if let Some(w) = limits.h2_initial_connection_window {
+        builder.http2().initial_connection_window_size(w);
+    }
     let builder = match ctx.hcm.codec {
         CodecType::Auto => builder,
         CodecType::Http1 => builder.http1_only(),
         CodecType::Http2 => builder.http2_only(),
     };
     let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| handle(svc_ctx.clone(), req));
+    let max_headers = limits.max_headers_count;
+    let svc = service_fn(move |req| one(svc_ctx.clone(), max_headers, req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {

@@ -70,9 +70,56 @@ impl Acceptor {
     }
 }
 
+/// The process-wide bound on open downstream connections (Envoy's overload manager
+/// `global_downstream_max_connections`): a slot per connection, released when it ends.
+#[derive(Debug, Default)]
+pub struct ConnectionLimit {
+    max: Option<u64>,
+    open: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// One open connection's place under the limit.
+#[derive(Debug)]
+pub struct Slot(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl ConnectionLimit {
+    /// A limit of `max` open connections (`None`: no limit, only counting).
+    pub fn new(max: Option<u64>) -> ConnectionLimit {
+        ConnectionLimit { max, open: Default::default() }
+    }
+
+    /// A slot, or `None` when `max` connections are open.
+    pub fn admit(&self) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let prev = self.open.fetch_add(1, Ordering::Relaxed);
+        if self.max.is_some_and(|m| prev >= m) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(self.open.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limit_admits_up_to_max_and_frees_on_drop() {
+        let l = ConnectionLimit::new(Some(2));
+        let a = l.admit().unwrap();
+        let _b = l.admit().unwrap();
+        assert!(l.admit().is_none());
+        drop(a);
+        assert!(l.admit().is_some());
+        assert!(ConnectionLimit::new(None).admit().is_some());
+    }
 
     #[test]
     fn exhaustion_is_told_from_per_connection_errors() {

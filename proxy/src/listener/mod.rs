@@ -89,6 +89,9 @@ pub struct Shared {
     /// Listeners with `bind_to_port: false`, by address: where `use_original_dst` listeners
     /// hand redirected connections.
     pub virtuals: Arc<arc_swap::ArcSwap<std::collections::HashMap<SocketAddr, Arc<Ready>>>>,
+    /// Open downstream connections over every listener, against the overload manager's
+    /// `global_downstream_max_connections`.
+    pub connections: Arc<accept::ConnectionLimit>,
 }
 
 impl Shared {
@@ -182,12 +185,21 @@ pub async fn serve(
             c = acceptor.accept(&socket) => c,
         };
         accepted.increment(1);
+        let Some(slot) = shared.connections.admit() else {
+            counter!("isthmus_downstream_global_cx_overflow", "listener" => name.clone()).increment(1);
+            debug!(listener = %name, "global downstream connection limit reached; closing");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let v = current.load_full();
         let sh = shared.clone();
         let span = tracing::debug_span!("conn", listener = %name, client.addr = %peer);
         shared.tracker.spawn(
-            async move { connection(v.listener.clone(), stream, peer, sh, v.drain.clone()).await }.instrument(span),
+            async move {
+                connection(v.listener.clone(), stream, peer, sh, v.drain.clone()).await;
+                drop(slot);
+            }
+            .instrument(span),
         );
     }
     debug!(listener = %name, "stopped accepting");

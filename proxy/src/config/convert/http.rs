@@ -32,13 +32,14 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "proxy_100_continue",
         "tracing",
         "internal_address_config",
+        "max_request_headers_kb",
+        "common_http_protocol_options",
+        "http2_protocol_options",
     ],
     ignored: &[
         "server_name",
-        "common_http_protocol_options",
         "request_timeout",
         "http_protocol_options",
-        "http2_protocol_options",
         "stream_idle_timeout",
         "drain_timeout",
         "delayed_close_timeout",
@@ -177,6 +178,7 @@ pub fn connection_manager(
         }
     }
     let idle = h.common_http_protocol_options.as_ref().and_then(|o| o.idle_timeout.as_ref());
+    let limits = limits(h, path)?;
     Ok(HttpConnectionManager {
         stat_prefix: h.stat_prefix.clone(),
         codec,
@@ -197,7 +199,80 @@ pub fn connection_manager(
         internal_cidrs: internal_cidrs(h, &path.field("internal_address_config"))?,
         proxy_100_continue: h.proxy_100_continue,
         filters,
+        limits,
     })
+}
+
+pub(super) const DOWNSTREAM_COMMON_OPTIONS: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.HttpProtocolOptions",
+    honoured: &["idle_timeout", "max_headers_count"],
+    // Not enforced yet on downstream connections (the reliability issue's timeouts); listed
+    // so a reader sees they have no effect today.
+    ignored: &[
+        "max_connection_duration",
+        "max_stream_duration",
+        "headers_with_underscores_action",
+        "max_requests_per_connection",
+        "max_response_headers_kb",
+    ],
+};
+
+pub(super) const DOWNSTREAM_HTTP2: FieldPolicy = FieldPolicy {
+    message: "envoy.config.core.v3.Http2ProtocolOptions",
+    honoured: &["max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"],
+    // hyper's HTTP/2 server keeps its own HPACK table, frame-flood and reset-flood limits
+    // (pending-accept resets 20, local error resets 1,024: the rapid-reset and CONTINUATION
+    // protections); these tune Envoy's codec.
+    ignored: &[
+        "hpack_table_size",
+        "allow_connect",
+        "allow_metadata",
+        "max_outbound_frames",
+        "max_outbound_control_frames",
+        "max_consecutive_inbound_frames_with_empty_payload",
+        "max_inbound_priority_frames_per_stream",
+        "max_inbound_window_update_frames_per_data_frame_sent",
+        "stream_error_on_invalid_http_messaging",
+        "override_stream_error_on_invalid_http_message",
+        "custom_settings_parameters",
+        "connection_keepalive",
+        "use_oghttp2_codec",
+        "max_metadata_size",
+        "enable_huffman_encoding",
+        "max_header_field_size_kb",
+        "disallow_obs_text",
+        "stream_reset_burst",
+        "stream_reset_rate",
+    ],
+};
+
+/// `max_request_headers_kb`, `max_headers_count` and the HTTP/2 stream and window settings.
+fn limits(h: &proto::HttpConnectionManager, path: &Path) -> Result<crate::config::listener::HttpLimits, ConfigError> {
+    let mut l = crate::config::listener::HttpLimits::default();
+    if let Some(kb) = h.max_request_headers_kb.map(|v| v.value) {
+        if !(1..=8192).contains(&kb) {
+            return Err(path.err_at("max_request_headers_kb", format!("{kb} is not in [1, 8192]")));
+        }
+        l.max_request_headers_bytes = kb as usize * 1024;
+    }
+    if let Some(c) = &h.common_http_protocol_options {
+        let cp = path.field("common_http_protocol_options");
+        check(c, &DOWNSTREAM_COMMON_OPTIONS, &cp)?;
+        if let Some(n) = c.max_headers_count.map(|v| v.value) {
+            if n == 0 {
+                return Err(cp.err_at("max_headers_count", "must be at least 1"));
+            }
+            l.max_headers_count = n as usize;
+        }
+    }
+    if let Some(o) = &h.http2_protocol_options {
+        let hp = path.field("http2_protocol_options");
+        check(o, &DOWNSTREAM_HTTP2, &hp)?;
+        l.h2_max_concurrent_streams = o.max_concurrent_streams.map(|v| v.value);
+        l.h2_initial_stream_window = o.initial_stream_window_size.map(|v| v.value);
+        l.h2_initial_connection_window = o.initial_connection_window_size.map(|v| v.value);
+    }
+    Ok(l)
 }
 
 /// `tracing`: sampling percentages (Envoy's defaults are 100 % each), span tags, the tracer.

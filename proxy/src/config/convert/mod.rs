@@ -64,13 +64,20 @@ impl Resources {
 
 pub(super) const BOOTSTRAP: FieldPolicy = FieldPolicy {
     message: "envoy.config.bootstrap.v3.Bootstrap",
-    honoured: &["node", "admin", "static_resources", "dynamic_resources", "cluster_manager", "tracing"],
+    honoured: &[
+        "node",
+        "admin",
+        "static_resources",
+        "dynamic_resources",
+        "cluster_manager",
+        "tracing",
+        "overload_manager",
+    ],
     ignored: &[
         "layered_runtime",
         "stats_config",
         "stats_sinks",
         "stats_flush_interval",
-        "overload_manager",
         "watchdog",
         "watchdogs",
         "enable_dispatcher_stats",
@@ -127,6 +134,51 @@ const API_CONFIG_SOURCE: FieldPolicy = FieldPolicy {
     honoured: &["api_type", "grpc_services", "transport_api_version"],
     ignored: &["set_node_on_first_message_only", "refresh_delay", "request_timeout", "rate_limit_settings"],
 };
+
+const OVERLOAD: FieldPolicy = FieldPolicy {
+    message: "envoy.config.overload.v3.OverloadManager",
+    honoured: &["resource_monitors"],
+    // The connection monitor is exact and checked at every accept, never sampled.
+    ignored: &["refresh_interval"],
+};
+
+const DOWNSTREAM_CONNECTIONS: &str =
+    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
+
+/// `overload_manager`: the global downstream connection limit. Other monitors (heap, CPU,
+/// cgroup memory) and overload actions are refused: a monitor with no action, or an action
+/// with no monitor, would be a protection that silently is not there.
+fn overload(
+    o: &xds_client::protos::envoy::config::overload::v3::OverloadManager,
+    path: &Path,
+) -> Result<Option<u64>, ConfigError> {
+    use xds_client::protos::envoy::config::overload::v3::resource_monitor::ConfigType;
+    use xds_client::protos::envoy::extensions::resource_monitors::downstream_connections::v3::DownstreamConnectionsConfig;
+    check(o, &OVERLOAD, path)?;
+    let mut max = None;
+    for (i, m) in o.resource_monitors.iter().enumerate() {
+        let mp = path.field("resource_monitors").item(i, &m.name);
+        match &m.config_type {
+            Some(ConfigType::TypedConfig(any)) if any.type_url == DOWNSTREAM_CONNECTIONS => {
+                let c: DownstreamConnectionsConfig = xds_client::json::unpack(any)
+                    .map_err(|e| mp.err_at("typed_config", format!("cannot decode: {e}")))?;
+                if c.max_active_downstream_connections <= 0 {
+                    return Err(mp
+                        .field("typed_config")
+                        .err_at("max_active_downstream_connections", "must be greater than 0"));
+                }
+                max = Some(c.max_active_downstream_connections as u64);
+            }
+            _ => {
+                return Err(mp.err(
+                    "only envoy.resource_monitors.global_downstream_max_connections \
+                     (DownstreamConnectionsConfig) is supported",
+                ))
+            }
+        }
+    }
+    Ok(max)
+}
 
 const ENVOY_GRPC: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.GrpcService.EnvoyGrpc",
@@ -294,6 +346,9 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         // bootstrap carries the mesh's Zipkin here).
         out.tracer = Some(Arc::new(http::tracer(t, &root.field("tracing").field("http"))?));
     }
+    if let Some(o) = &b.overload_manager {
+        out.max_downstream_connections = overload(o, &root.field("overload_manager"))?;
+    }
     out.node_proto = b.node.clone().unwrap_or_default();
     if let Some(cm) = &b.cluster_manager {
         let p = root.field("cluster_manager");
@@ -321,12 +376,15 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &DYNAMIC,
         &API_CONFIG_SOURCE,
         &ENVOY_GRPC,
+        &OVERLOAD,
         &listener::LISTENER,
         &listener::FILTER_CHAIN,
         &listener::CHAIN_MATCH,
         &tcp::TCP_PROXY,
         &http::HCM,
         &http::INTERNAL_ADDRESS,
+        &http::DOWNSTREAM_COMMON_OPTIONS,
+        &http::DOWNSTREAM_HTTP2,
         &http::TRACING,
         &http::ZIPKIN,
         &http::OTEL,
@@ -397,7 +455,15 @@ pub fn fields_table() -> String {
                 v.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
             }
         };
-        out.push_str(&format!("| `{}` | {} | {} |\n", p.message, list(p.honoured), list(p.ignored)));
+        // A message converted in two places gets a row for each, named by where it sits.
+        let place = if std::ptr::eq(p, &http::DOWNSTREAM_HTTP2) || std::ptr::eq(p, &http::DOWNSTREAM_COMMON_OPTIONS) {
+            " (in an HCM)"
+        } else if std::ptr::eq(p, &cluster::HTTP2_OPTIONS) {
+            " (in a cluster)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("| `{}`{place} | {} | {} |\n", p.message, list(p.honoured), list(p.ignored)));
     }
     out
 }
