@@ -9,5 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod options;
 pub mod plan;

@@ -24,6 +24,14 @@ pub enum OptionsError {
     /// `-x '*'` would exclude everything (Istio rejects it too).
     #[error("-x: '*' is not allowed (use an empty -i to capture no outbound traffic)")]
     ExcludeAll,
+    /// An interface name that is not one (it would become extra `iptables` arguments).
+    #[error("{flag}: \"{value}\" is not an interface name (1 to 15 of A-Z a-z 0-9 _ . : @ + -)")]
+    Interface {
+        /// The flag.
+        flag: &'static str,
+        /// The bad entry.
+        value: String,
+    },
     /// `-m` is neither REDIRECT nor TPROXY.
     #[error("-m: \"{0}\" is not REDIRECT or TPROXY")]
     Mode(String),
@@ -61,11 +69,22 @@ pub fn covers(outer: (IpAddr, u8), inner: (IpAddr, u8)) -> bool {
     }
 }
 
+/// A Linux interface name iptables can take as one argument (`+` is its wildcard suffix):
+/// anything else in a flag value would be spliced into the rule as further arguments.
+pub fn interface_name(n: &str) -> bool {
+    (1..=15).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:@+-".contains(&b))
+}
+
 impl Options {
     /// Checks combinations istio-iptables refuses, before anything is written.
     pub fn validate(&self) -> Result<(), OptionsError> {
         if self.uid == 0 {
             return Err(OptionsError::RootUid);
+        }
+        for (flag, names) in [("-k", &self.virtual_interfaces), ("-c", &self.exclude_interfaces)] {
+            if let Some(bad) = names.iter().find(|n| !interface_name(n)) {
+                return Err(OptionsError::Interface { flag, value: bad.clone() });
+            }
         }
         if let Cidrs::List(include) = &self.include_cidrs {
             for x in &self.exclude_cidrs {

@@ -17,6 +17,8 @@ pub mod demo;
 pub mod detect;
 pub mod dynamic;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod l4;
 pub mod l7;

@@ -109,6 +109,9 @@ fn http_listener(name: &str, filters: &str, routes: &str, log: &Path, tls: &str)
         typed_config:
           "@type": {HCM}
           stat_prefix: inbound_0.0.0.0_8080
+          # istiod's defaults: what RBAC and routes see is the normalized path.
+          normalize_path: true
+          merge_slashes: true
           access_log: {log}
           http_filters: [{filters}]
           route_config:
@@ -316,9 +319,11 @@ async fn half_the_requests_are_aborted() {
 async fn cors_matches_envoy() {
     let up = Upstream::start("backend", Behaviour::default()).await;
     let policy = r#"{"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy, allow_origin_string_match: [{exact: "https://a.example"}, {prefix: "https://b."}], allow_methods: "GET,POST", allow_headers: "x-custom,authorization", expose_headers: "x-exposed", max_age: "3600", allow_credentials: true, filter_enabled: {runtime_key: cors, default_value: {numerator: 100, denominator: HUNDRED}}}"#;
-    let strict = policy.replace("allow_credentials: true", "forward_not_matching_preflights: false");
+    let strict =
+        policy.replace("allow_credentials: true", "allow_credentials: true, forward_not_matching_preflights: false");
+    let star = r#"{"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy, allow_origin_string_match: [{exact: "*"}], allow_methods: "*", allow_headers: "*", max_age: "60", filter_enabled: {runtime_key: cors, default_value: {numerator: 100, denominator: HUNDRED}}}"#;
     let routes = format!(
-        "              - match: {{prefix: /strict}}\n                route: {{cluster: backend}}\n                typed_per_filter_config:\n                  envoy.filters.http.cors: {strict}\n              - match: {{prefix: /cors}}\n                route: {{cluster: backend}}\n                typed_per_filter_config:\n                  envoy.filters.http.cors: {policy}\n              - match: {{prefix: /}}\n                route: {{cluster: backend}}\n"
+        "              - match: {{prefix: /star}}\n                route: {{cluster: backend}}\n                typed_per_filter_config:\n                  envoy.filters.http.cors: {star}\n              - match: {{prefix: /strict}}\n                route: {{cluster: backend}}\n                typed_per_filter_config:\n                  envoy.filters.http.cors: {strict}\n              - match: {{prefix: /cors}}\n                route: {{cluster: backend}}\n                typed_per_filter_config:\n                  envoy.filters.http.cors: {policy}\n              - match: {{prefix: /}}\n                route: {{cluster: backend}}\n"
     );
     let preflight = |origin: &'static str| vec![("origin", origin), ("access-control-request-method", "POST")];
     type Req = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
@@ -332,6 +337,16 @@ async fn cors_matches_envoy() {
         ("GET", "/cors", vec![]),
         ("OPTIONS", "/strict", preflight("https://evil.example")),
         ("GET", "/other", vec![("origin", "https://a.example")]),
+        (
+            "OPTIONS",
+            "/star",
+            vec![
+                ("origin", "https://any.example"),
+                ("access-control-request-method", "PUT"),
+                ("access-control-request-headers", "x-foo,x-bar"),
+            ],
+        ),
+        ("GET", "/star", vec![("origin", "https://any.example")]),
     ];
     let mut answers = Vec::new();
     let mut valid = 0.0;
@@ -361,13 +376,16 @@ async fn cors_matches_envoy() {
     for (i, (e, s)) in answers[0].iter().zip(&answers[1]).enumerate() {
         assert_eq!(e, s, "request {i} {:?}: Envoy and Isthmus differ", requests[i]);
     }
-    assert_eq!(valid, 4.0, "origin_valid: the four /cors requests from allowed origins");
+    assert_eq!(valid, 6.0, "origin_valid: four /cors and two /star requests from allowed origins");
     let s = &answers[1];
     assert_eq!(header(&s[0], "access-control-allow-origin"), Some("https://a.example"));
     assert_eq!(header(&s[0], "access-control-max-age"), Some("3600"));
     assert_eq!(header(&s[0], "x-upstream"), None, "a preflight is answered by the proxy");
     assert_eq!(header(&s[2], "access-control-allow-origin"), None);
     assert_eq!(header(&s[4], "access-control-expose-headers"), Some("x-exposed"));
+    // `*` allows any origin and echoes what the preflight asks for.
+    assert_eq!(header(&s[9], "access-control-allow-methods"), Some("PUT"));
+    assert_eq!(header(&s[9], "access-control-allow-headers"), Some("x-foo,x-bar"));
 }
 
 const RATE_LIMIT_TS: &str = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
@@ -498,6 +516,11 @@ async fn rbac_with_mtls_identities_and_source_ip_matches_envoy() {
         ("plain", None, "GET", "/x", "127.0.0.2", 403),
         ("plain", None, "GET", "/public", "127.0.0.2", 200),
         ("plain", None, "GET", "/admin", "127.0.0.2", 403),
+        // A DENY on /admin is not walked around by dot segments, escapes or doubled slashes.
+        ("plain", None, "GET", "/public/../admin", "127.0.0.2", 403),
+        ("plain", None, "GET", "/%61dmin", "127.0.0.2", 403),
+        ("plain", None, "GET", "//admin", "127.0.0.2", 403),
+        ("plain", None, "GET", "/./public", "127.0.0.2", 200),
     ];
     let mut results = Vec::new();
     let mut flags = Vec::new();
@@ -560,9 +583,9 @@ async fn rbac_with_mtls_identities_and_source_ip_matches_envoy() {
             assert_eq!(results[1][i].1, "RBAC: access denied");
         }
     }
-    // Two filters per listener: the DENY one denied two requests, the ALLOW one four; the
+    // Two filters per listener: the DENY one denied five requests, the ALLOW one four; the
     // dry-run policy (deny everyone) saw each request that reached the ALLOW filter.
-    assert_eq!(rbac_stats, [6.0, 7.0], "denied, shadow_denied");
+    assert_eq!(rbac_stats, [9.0, 8.0], "denied, shadow_denied");
     let mut e = flags[0].clone();
     let mut s = flags[1].clone();
     // Two listeners log into one file each side in completion order: compare as sets.
@@ -587,7 +610,7 @@ fn curl_url(
     source: &str,
 ) -> (u16, String) {
     let mut cmd = std::process::Command::new("curl");
-    cmd.args(["-sS", "--max-time", "10", "-X", method, "--interface", source, "-w", "\n%{http_code}"]);
+    cmd.args(["-sS", "--path-as-is", "--max-time", "10", "-X", method, "--interface", source, "-w", "\n%{http_code}"]);
     if let Some(l) = leaf {
         cmd.args(["--cacert", root, "--cert", &path_str(&l.chain), "--key", &path_str(&l.key)]);
         cmd.args(["--resolve", &format!("httpbin.test:{port}:127.0.0.1")]);

@@ -9,6 +9,8 @@
 
 mod client;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod json;
 mod state;

@@ -203,6 +203,13 @@ pub struct HttpConnectionManager {
     pub proxy_100_continue: bool,
     /// Request size and HTTP/2 limits.
     pub limits: HttpLimits,
+    /// `normalize_path`: resolve dot segments and unreserved escapes before routing.
+    pub normalize_path: bool,
+    /// `merge_slashes`: collapse repeated slashes before routing.
+    pub merge_slashes: bool,
+    /// `xff_num_trusted_hops`: how many `x-forwarded-for` entries from the right were added
+    /// by trusted proxies (decides the client address RBAC's `remote_ip` tests).
+    pub xff_trusted_hops: u32,
     /// The policy filters in `http_filters` order (fault, CORS, local rate limit, RBAC);
     /// empty when none is configured, so the request path skips the chain.
     pub filters: Vec<crate::config::filters::HttpFilter>,

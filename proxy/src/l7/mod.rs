@@ -4,6 +4,7 @@ pub mod filters;
 pub mod forward;
 pub mod hash;
 pub mod headers;
+pub mod path;
 pub mod record;
 pub mod replay;
 pub mod reply;

@@ -54,6 +54,11 @@ async fn route_and_send(
         return reply::local(Flag::NoRoute, rec.grpc);
     };
     let rc = &*rc;
+    if ctx.hcm.normalize_path || ctx.hcm.merge_slashes {
+        // Before routing and filters, as Envoy's HCM does: what RBAC and routes judge is what
+        // the upstream will resolve.
+        normalize(&mut req, ctx.hcm.normalize_path, ctx.hcm.merge_slashes);
+    }
     // Before routing, as Envoy's HCM does: routes may match on the caller's identity.
     super::xfcc::apply(req.headers_mut(), &ctx.hcm.xfcc, ctx.tls.as_ref());
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
@@ -114,6 +119,17 @@ async fn route_and_send(
     }
     filter_headers.apply(&mut resp);
     resp
+}
+
+/// Rewrites the request's path in place when normalization changes it.
+fn normalize<B>(req: &mut Request<B>, dots: bool, merge: bool) {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(new) = super::path::normalize(pq, dots, merge) else { return };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = new.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
 }
 
 fn authority<B>(req: &Request<B>) -> Option<String> {

@@ -265,6 +265,9 @@ async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shar
         debug!("no filter chain matched; closing");
         return;
     };
+    if !crate::l4::policy::admit(&chain.policies) {
+        return;
+    }
     let prefix = prefix.freeze();
     let io = Prefixed::new(prefix, stream);
     let (down, tls) = match &chain.server_tls {
@@ -287,13 +290,11 @@ async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shar
             peer,
             local,
             sni: info.sni.as_deref(),
-            cert: tls
-                .as_ref()
-                .filter(|t| t.cert_hash.is_some())
-                .map(|t| crate::policy::rbac::Peer { sans: &t.sans, subject: &t.subject }),
+            // `authenticated` asks for TLS, not a client certificate (as Envoy).
+            cert: tls.as_ref().map(|t| crate::policy::rbac::Peer { sans: &t.sans, subject: &t.subject }),
             request: None,
         };
-        if !crate::l4::policy::admit(&chain.policies, &attrs) {
+        if !crate::l4::policy::authorize(&chain.policies, &attrs) {
             return;
         }
     }

@@ -32,6 +32,9 @@ pub struct RequestAttrs<'a> {
     pub scheme: &'a str,
     /// Headers.
     pub headers: &'a HeaderMap,
+    /// The client address (Envoy's downstream remote address: the peer, or an
+    /// `x-forwarded-for` entry — see `l7::filters::rbac`), what `remote_ip` tests.
+    pub remote: std::net::IpAddr,
 }
 
 /// Everything a rule may test.
@@ -104,7 +107,8 @@ fn identifies(p: &Principal, a: &Attrs<'_>) -> bool {
                     || m.matches(Some(c.subject))
             }
         },
-        Principal::DirectRemoteIp(c) | Principal::RemoteIp(c) => c.contains(a.peer.ip()),
+        Principal::DirectRemoteIp(c) => c.contains(a.peer.ip()),
+        Principal::RemoteIp(c) => c.contains(a.request.map_or(a.peer.ip(), |r| r.remote)),
         Principal::Header(h) => a.request.is_some_and(|r| header(h, &r)),
         Principal::UrlPath(m) => a.request.is_some_and(|r| m.matches(Some(path_only(r.path)))),
     }
@@ -116,21 +120,33 @@ fn path_only(pq: &str) -> &str {
 }
 
 /// A header test, pseudo-headers included; several values are joined with `,` as Envoy does.
+/// A value that is not UTF-8 is still present (read lossily): dropping it would let a client
+/// walk around a `present_match` DENY with one odd byte.
 fn header(h: &HeaderRule, r: &RequestAttrs<'_>) -> bool {
-    let joined;
+    let joined: std::borrow::Cow<'_, str>;
     let value = match &h.key {
         HeaderKey::Method => Some(r.method.as_str()),
         HeaderKey::Path => Some(r.path),
         HeaderKey::Authority => Some(r.host),
         HeaderKey::Scheme => Some(r.scheme),
         HeaderKey::Named(name) => {
-            let mut values = r.headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+            let mut values = r.headers.get_all(name).iter();
             match (values.next(), values.next()) {
                 (None, _) => None,
-                (Some(one), None) => Some(one),
+                (Some(one), None) => {
+                    // Borrowed (no copy) when the value is UTF-8, as nearly all are.
+                    joined = String::from_utf8_lossy(one.as_bytes());
+                    Some(&*joined)
+                }
                 (Some(first), Some(second)) => {
-                    joined = [first, second].into_iter().chain(values).collect::<Vec<_>>().join(",");
-                    Some(joined.as_str())
+                    joined = [first, second]
+                        .into_iter()
+                        .chain(values)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .into();
+                    Some(&*joined)
                 }
             }
         }
@@ -179,15 +195,45 @@ mod tests {
         let sleep = Sans { uri: vec!["spiffe://cluster.local/ns/a/sa/sleep".into()], ..Sans::default() };
         let other = Sans { uri: vec!["spiffe://cluster.local/ns/a/sa/other".into()], ..Sans::default() };
         let headers = HeaderMap::new();
-        let get =
-            RequestAttrs { method: &Method::GET, path: "/api/x?y=1", host: "h", scheme: "https", headers: &headers };
+        let get = RequestAttrs {
+            method: &Method::GET,
+            path: "/api/x?y=1",
+            host: "h",
+            scheme: "https",
+            headers: &headers,
+            remote: "10.1.2.3".parse().unwrap(),
+        };
         let post = RequestAttrs { method: &Method::POST, ..get };
         let ok =
             |sans: &Sans, r: RequestAttrs<'_>| evaluate(&p, &attrs(Some(Peer { sans, subject: "" }), Some(r))).allowed;
         assert!(ok(&sleep, get));
         assert!(!ok(&sleep, post));
         assert!(!ok(&other, get));
-        assert!(!evaluate(&p, &attrs(None, Some(get))).allowed, "no certificate is not authenticated");
+        assert!(!evaluate(&p, &attrs(None, Some(get))).allowed, "no TLS is not authenticated");
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_is_still_present() {
+        let deny = rbac(
+            Action::Deny,
+            vec![Permission::Header(HeaderRule {
+                key: HeaderKey::Named(http::HeaderName::from_static("x-debug")),
+                test: ValueMatch::Present(true),
+                invert: false,
+            })],
+            vec![Principal::Any],
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-debug", http::HeaderValue::from_bytes(b"\xff").unwrap());
+        let r = RequestAttrs {
+            method: &Method::GET,
+            path: "/",
+            host: "h",
+            scheme: "http",
+            headers: &headers,
+            remote: "10.1.2.3".parse().unwrap(),
+        };
+        assert!(!evaluate(&deny, &attrs(None, Some(r))).allowed);
     }
 
     #[test]
@@ -203,11 +249,13 @@ mod tests {
         let by_path =
             rbac(Action::Allow, vec![Permission::UrlPath(ValueMatch::Prefix("/".into()))], vec![Principal::Any]);
         assert!(!evaluate(&by_path, &attrs(None, None)).allowed);
-        let not = rbac(
-            Action::Allow,
-            vec![Permission::Not(Box::new(Permission::DestinationPortRange(9000, 9080)))],
-            vec![Principal::Not(Box::new(Principal::Any))],
-        );
-        assert!(!evaluate(&not, &attrs(None, None)).allowed);
+        // 9080 is outside [9000, 9080): the negated range matches; a negated `any` never does.
+        let not_range = |p: Principal| {
+            rbac(Action::Allow, vec![Permission::Not(Box::new(Permission::DestinationPortRange(9000, 9080)))], vec![p])
+        };
+        assert!(evaluate(&not_range(Principal::Any), &attrs(None, None)).allowed);
+        assert!(!evaluate(&not_range(Principal::Not(Box::new(Principal::Any))), &attrs(None, None)).allowed);
+        let in_range = rbac(Action::Allow, vec![Permission::DestinationPortRange(9000, 9081)], vec![Principal::Any]);
+        assert!(evaluate(&in_range, &attrs(None, None)).allowed);
     }
 }

@@ -57,4 +57,42 @@ fn describe() {
     describe_gauge!("envoy_cluster_upstream_cx_active", "Upstream connections open");
     describe_counter!("isthmus_downstream_cx_total", "Downstream connections accepted, by listener");
     describe_counter!("isthmus_downstream_cx_no_chain_match", "Connections closed because no filter chain matched");
+    describe_counter!(
+        "isthmus_accept_errors_total",
+        "Accept errors, by listener and kind (emfile, enfile, enobufs, enomem, other)"
+    );
+    describe_counter!(
+        "isthmus_downstream_global_cx_overflow",
+        "Connections closed at accept by the overload manager's global connection limit"
+    );
+    describe_counter!("envoy_http_fault_delays_injected", "Requests delayed by the fault filter");
+    describe_counter!("envoy_http_fault_aborts_injected", "Requests aborted by the fault filter");
+    describe_counter!("envoy_http_fault_faults_overflow", "Faults not injected because max_active_faults was reached");
+    describe_gauge!("envoy_http_fault_active_faults", "Faults in progress");
+    describe_counter!("envoy_http_cors_origin_valid", "CORS requests from an allowed origin");
+    describe_counter!("envoy_http_cors_origin_invalid", "CORS requests from an origin the policy does not allow");
+    for (n, what) in
+        [("enabled", "seen"), ("enforced", "refused"), ("rate_limited", "over the limit"), ("ok", "within the limit")]
+    {
+        describe_counter!(
+            format!("envoy_http_local_rate_limit_{n}"),
+            format!("Requests the HTTP local rate limit {what}")
+        );
+    }
+    describe_counter!(
+        "envoy_network_local_rate_limit_rate_limited",
+        "Connections closed by the network local rate limit"
+    );
+    for (n, what) in [
+        ("allowed", "allowed"),
+        ("denied", "denied"),
+        ("shadow_allowed", "the shadow rules allow"),
+        ("shadow_denied", "the shadow rules deny"),
+    ] {
+        describe_counter!(format!("envoy_http_rbac_{n}"), format!("Requests RBAC {what}"));
+        describe_counter!(format!("envoy_network_rbac_{n}"), format!("Connections RBAC {what}"));
+    }
+    for (n, what) in [("attempt", "run"), ("success", "passed"), ("failure", "failed")] {
+        describe_counter!(format!("envoy_cluster_health_check_{n}"), format!("Active health-check probes {what}"));
+    }
 }

@@ -259,9 +259,10 @@ pub fn runtime_fraction(
 ) -> Result<crate::config::filters::Fraction, ConfigError> {
     match p {
         None => Ok(default),
-        Some(r) => {
-            fraction(r.default_value.as_ref().or(Some(&Default::default())), default, &path.field("default_value"))
-        }
+        Some(r) => match &r.default_value {
+            Some(v) => fraction(Some(v), default, &path.field("default_value")),
+            None => Err(path.err_at("default_value", "is required")),
+        },
     }
 }
 

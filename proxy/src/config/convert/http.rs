@@ -35,6 +35,9 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "max_request_headers_kb",
         "common_http_protocol_options",
         "http2_protocol_options",
+        "normalize_path",
+        "merge_slashes",
+        "xff_num_trusted_hops",
     ],
     ignored: &[
         "server_name",
@@ -43,10 +46,7 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "stream_idle_timeout",
         "drain_timeout",
         "delayed_close_timeout",
-        "normalize_path",
-        "merge_slashes",
         "path_with_escaped_slashes_action",
-        "xff_num_trusted_hops",
         "skip_xff_append",
         "preserve_external_request_id",
         "always_set_request_id_in_response",
@@ -200,6 +200,9 @@ pub fn connection_manager(
         proxy_100_continue: h.proxy_100_continue,
         filters,
         limits,
+        normalize_path: h.normalize_path.is_some_and(|b| b.value),
+        merge_slashes: h.merge_slashes,
+        xff_trusted_hops: h.xff_num_trusted_hops,
     })
 }
 

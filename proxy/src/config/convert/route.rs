@@ -292,9 +292,16 @@ fn route_match(m: &proto::RouteMatch, path: &Path) -> Result<RouteMatch, ConfigE
 }
 
 pub(super) fn header_matcher(h: &proto::HeaderMatcher, path: &Path) -> Result<HeaderMatcher, ConfigError> {
+    let name = header_name(&h.name, &path.field("name"))?;
+    let (test, invert) = header_test(h, path)?;
+    Ok(HeaderMatcher { name, test, invert })
+}
+
+/// A `HeaderMatcher`'s test and inversion, whatever header it names (RBAC rules name
+/// pseudo-headers, which are no `HeaderName`).
+pub(super) fn header_test(h: &proto::HeaderMatcher, path: &Path) -> Result<(ValueMatch, bool), ConfigError> {
     #[allow(deprecated)]
     use proto::header_matcher::HeaderMatchSpecifier as H;
-    let name = header_name(&h.name, &path.field("name"))?;
     #[allow(deprecated)]
     let test = match &h.header_match_specifier {
         Some(H::ExactMatch(s)) => ValueMatch::Exact(s.clone()),
@@ -310,7 +317,7 @@ pub(super) fn header_matcher(h: &proto::HeaderMatcher, path: &Path) -> Result<He
     if h.treat_missing_header_as_empty {
         return Err(path.err_at("treat_missing_header_as_empty", "is not supported"));
     }
-    Ok(HeaderMatcher { name, test, invert: h.invert_match })
+    Ok((test, h.invert_match))
 }
 
 fn forward(a: &proto::RouteAction, path: &Path, res: &Resources) -> Result<Forward, ConfigError> {

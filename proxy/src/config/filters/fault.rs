@@ -54,7 +54,7 @@ pub enum AbortSource {
     /// `http_status`.
     Http(StatusCode),
     /// `grpc_status`: a trailers-only gRPC reply with this status.
-    Grpc(u32),
+    Grpc(u16),
     /// `header_abort`: `x-envoy-fault-abort-request` / `x-envoy-fault-abort-grpc-request`.
     Header,
 }

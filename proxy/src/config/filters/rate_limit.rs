@@ -48,25 +48,6 @@ pub struct HttpLocalRateLimit {
     pub stats: super::Stats,
 }
 
-impl Clone for HttpLocalRateLimit {
-    /// A copy with a fresh, full bucket.
-    fn clone(&self) -> Self {
-        HttpLocalRateLimit {
-            stat_prefix: self.stat_prefix.clone(),
-            bucket: self.bucket,
-            tokens: TokenBucket::new(self.bucket),
-            enabled: self.enabled,
-            enforced: self.enforced,
-            status: self.status,
-            response_headers: self.response_headers.clone(),
-            request_headers_when_not_enforced: self.request_headers_when_not_enforced.clone(),
-            x_ratelimit_headers: self.x_ratelimit_headers,
-            grpc_resource_exhausted: self.grpc_resource_exhausted,
-            stats: super::Stats::default(),
-        }
-    }
-}
-
 /// The network (connection) local rate limit.
 #[derive(Debug)]
 pub struct NetworkLocalRateLimit {

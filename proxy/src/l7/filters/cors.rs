@@ -3,8 +3,8 @@
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD,
-    ORIGIN,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
 };
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 
@@ -42,22 +42,16 @@ pub fn on_request<B>(
     });
     let preflight = req.method() == Method::OPTIONS
         && req.headers().get(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(|m| !m.is_empty());
-    let allowed = origin.to_str().is_ok_and(|o| p.allow_origins.iter().any(|m| m.matches(Some(o))));
+    // As Envoy's `isOriginAllowed`: a matcher that accepts `*` allows every origin.
+    let allowed =
+        origin.to_str().is_ok_and(|o| p.allow_origins.iter().any(|m| m.matches(Some("*")) || m.matches(Some(o))));
     if !allowed {
         stats[INVALID].increment(1);
         if enabled && preflight && !p.forward_not_matching_preflights {
-            // Envoy 1.40 answers it with the policy's methods, headers and max age, but no
-            // allowed origin (seen side by side in tests/tests/policy_filters.rs).
+            // Envoy 1.40 answers it as a preflight without the allowed origin (seen side by
+            // side in tests/tests/policy_filters.rs).
             let mut r = Response::new(reply::empty());
-            for (name, value) in [
-                (ACCESS_CONTROL_ALLOW_METHODS, &p.allow_methods),
-                (ACCESS_CONTROL_ALLOW_HEADERS, &p.allow_headers),
-                (ACCESS_CONTROL_MAX_AGE, &p.max_age),
-            ] {
-                if let Some(v) = value {
-                    r.headers_mut().insert(name, v.clone());
-                }
-            }
+            preflight_headers(p, req.headers(), r.headers_mut(), false);
             return Step::Reply(r);
         }
         return Step::Continue;
@@ -69,26 +63,8 @@ pub fn on_request<B>(
     if preflight {
         let mut r = Response::new(reply::empty());
         *r.status_mut() = StatusCode::OK;
-        let h = r.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        if p.allow_credentials {
-            h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-        }
-        for (name, value) in [
-            (ACCESS_CONTROL_ALLOW_METHODS, &p.allow_methods),
-            (ACCESS_CONTROL_ALLOW_HEADERS, &p.allow_headers),
-            (ACCESS_CONTROL_EXPOSE_HEADERS, &p.expose_headers),
-            (ACCESS_CONTROL_MAX_AGE, &p.max_age),
-        ] {
-            if let Some(v) = value {
-                h.insert(name, v.clone());
-            }
-        }
-        if p.allow_private_network_access
-            && req.headers().get(REQUEST_PRIVATE_NETWORK).is_some_and(|v| v.as_bytes() == b"true")
-        {
-            h.insert(ALLOW_PRIVATE_NETWORK, HeaderValue::from_static("true"));
-        }
+        r.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        preflight_headers(p, req.headers(), r.headers_mut(), true);
         return Step::Reply(r);
     }
     out.set(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -99,4 +75,35 @@ pub fn on_request<B>(
         out.set(ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
     }
     Step::Continue
+}
+
+/// A preflight answer's headers besides the origin. `*` as allowed methods or headers echoes
+/// what the preflight asks for, as Envoy does; `expose` adds the exposed headers (Envoy sends
+/// them on a matching preflight only).
+fn preflight_headers(p: &CorsPolicy, asked: &http::HeaderMap, h: &mut http::HeaderMap, expose: bool) {
+    if p.allow_credentials {
+        h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    let echo = |v: &Option<HeaderValue>, request: HeaderName| -> Option<HeaderValue> {
+        match v {
+            Some(v) if v.as_bytes() == b"*" => asked.get(request).cloned().or_else(|| Some(v.clone())),
+            other => other.clone(),
+        }
+    };
+    let methods = echo(&p.allow_methods, ACCESS_CONTROL_REQUEST_METHOD);
+    let headers = echo(&p.allow_headers, ACCESS_CONTROL_REQUEST_HEADERS);
+    let exposed = if expose { p.expose_headers.clone() } else { None };
+    for (name, value) in [
+        (ACCESS_CONTROL_ALLOW_METHODS, methods),
+        (ACCESS_CONTROL_ALLOW_HEADERS, headers),
+        (ACCESS_CONTROL_EXPOSE_HEADERS, exposed),
+        (ACCESS_CONTROL_MAX_AGE, p.max_age.clone()),
+    ] {
+        if let Some(v) = value {
+            h.insert(name, v);
+        }
+    }
+    if p.allow_private_network_access && asked.get(REQUEST_PRIVATE_NETWORK).is_some_and(|v| v.as_bytes() == b"true") {
+        h.insert(ALLOW_PRIVATE_NETWORK, HeaderValue::from_static("true"));
+    }
 }

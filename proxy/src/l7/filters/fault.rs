@@ -118,8 +118,9 @@ fn applies(c: &Fault, h: &HeaderMap, input: &Input<'_>) -> bool {
         }
     }
     c.headers.iter().all(|m| {
-        let mut values = h.get_all(&m.name).iter().filter_map(|v| v.to_str().ok());
-        let joined = values.next().map(|first| values.fold(first.to_string(), |acc, v| acc + "," + v));
+        // Not-UTF-8 values count as present (read lossily), as in RBAC.
+        let mut values = h.get_all(&m.name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let joined = values.next().map(|first| values.fold(first.into_owned(), |acc, v| acc + "," + &v));
         m.test.matches(joined.as_deref()) != m.invert
     })
 }
@@ -156,7 +157,7 @@ fn delay(c: &Fault, h: &HeaderMap) -> Option<Duration> {
 fn abort(a: &Abort, h: &HeaderMap) -> Option<(StatusCode, Option<u16>)> {
     let (answer, share) = match a.source {
         AbortSource::Http(s) => ((s, None), a.percentage),
-        AbortSource::Grpc(g) => ((StatusCode::OK, Some(u16::try_from(g).unwrap_or(2))), a.percentage),
+        AbortSource::Grpc(g) => ((StatusCode::OK, Some(g)), a.percentage),
         AbortSource::Header => {
             let http = header_u64(h, ABORT_HEADER)
                 .and_then(|s| u16::try_from(s).ok())
@@ -164,7 +165,8 @@ fn abort(a: &Abort, h: &HeaderMap) -> Option<(StatusCode, Option<u16>)> {
                 .and_then(|s| StatusCode::from_u16(s).ok());
             let grpc = header_u64(h, ABORT_GRPC_HEADER).and_then(|g| u16::try_from(g).ok());
             let answer = match (http, grpc) {
-                (Some(s), g) => (s, g),
+                // Envoy reads the gRPC status only when no HTTP status is asked for.
+                (Some(s), _) => (s, None),
                 (None, Some(g)) => (StatusCode::OK, Some(g)),
                 (None, None) => return None,
             };

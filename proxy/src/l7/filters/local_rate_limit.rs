@@ -60,7 +60,8 @@ pub fn on_request<B>(
     stats[ENFORCED].increment(1);
     rec.flags.push(Flag::RateLimited);
     rec.entry.response_code_details = Some("local_rate_limited".into());
-    let grpc = if c.grpc_resource_exhausted { Some(8) } else { Some(14) };
+    // RESOURCE_EXHAUSTED when asked, else the status mapped from the HTTP one (429: 14).
+    let grpc = c.grpc_resource_exhausted.then_some(8);
     let mut r = filter_reply(Some(Flag::RateLimited), c.status, "local_rate_limited", input.grpc, grpc);
     headers.apply(&mut r);
     crate::l7::headers::add(r.headers_mut(), &c.response_headers);

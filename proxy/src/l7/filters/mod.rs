@@ -114,6 +114,9 @@ pub async fn run<B>(
                 if then.is_some() {
                     return then;
                 }
+                // A delay with no abort after it is over: its `max_active_faults` slot is
+                // free again, as in Envoy.
+                rec.active_fault = None;
             }
         }
     }

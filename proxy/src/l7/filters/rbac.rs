@@ -30,13 +30,16 @@ pub fn on_request<B>(c: &HttpRbac, f: &HttpFilter, req: &Request<B>, input: &Inp
         peer: ctx.peer,
         local: ctx.local,
         sni: ctx.sni.as_deref(),
-        cert: ctx.tls.as_ref().filter(|t| t.cert_hash.is_some()).map(|t| Peer { sans: &t.sans, subject: &t.subject }),
+        // Envoy's `authenticated` asks for TLS, not for a client certificate: without one the
+        // names are empty (and only a matcher that accepts empty matches).
+        cert: ctx.tls.as_ref().map(|t| Peer { sans: &t.sans, subject: &t.subject }),
         request: Some(RequestAttrs {
             method: req.method(),
             path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
             host: input.host,
             scheme: if ctx.tls.is_some() { "https" } else { "http" },
             headers: req.headers(),
+            remote: remote_address(req.headers(), input),
         }),
     };
     if let Some(shadow) = &c.shadow {
@@ -53,4 +56,25 @@ pub fn on_request<B>(c: &HttpRbac, f: &HttpFilter, req: &Request<B>, input: &Inp
     rec.entry.response_code_details =
         Some(format!("rbac_access_denied_matched_policy[{}]", v.matched.unwrap_or("none")));
     Step::Reply(filter_reply(None, StatusCode::FORBIDDEN, "RBAC: access denied", input.grpc, None))
+}
+
+/// Envoy's downstream remote address: with `use_remote_address` and no trusted hops the peer;
+/// otherwise the `x-forwarded-for` entry `xff_num_trusted_hops` from the right (the rightmost
+/// without `use_remote_address`), falling back to the peer.
+fn remote_address(h: &http::HeaderMap, input: &Input<'_>) -> std::net::IpAddr {
+    let hcm = &input.ctx.hcm;
+    let peer = input.ctx.peer.ip();
+    let hops = hcm.xff_trusted_hops as usize;
+    if hcm.use_remote_address && hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = h
+        .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let from_right = if hcm.use_remote_address { hops.saturating_sub(1) } else { hops };
+    entries.len().checked_sub(from_right + 1).and_then(|i| entries.get(i)).and_then(|e| e.parse().ok()).unwrap_or(peer)
 }

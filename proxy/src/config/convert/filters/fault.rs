@@ -67,7 +67,13 @@ fn delay(d: &common::FaultDelay, path: &Path) -> Result<Delay, ConfigError> {
     use common::fault_delay::FaultDelaySecifier as S;
     check(d, &FAULT_DELAY, path)?;
     let source = match &d.fault_delay_secifier {
-        Some(S::FixedDelay(x)) => DelaySource::Fixed(duration(x, &path.field("fixed_delay"))?),
+        Some(S::FixedDelay(x)) => {
+            let d = duration(x, &path.field("fixed_delay"))?;
+            if d.is_zero() {
+                return Err(path.err_at("fixed_delay", "must be greater than 0"));
+            }
+            DelaySource::Fixed(d)
+        }
         Some(S::HeaderDelay(_)) => DelaySource::Header,
         None => return Err(path.err("one of fixed_delay or header_delay is required")),
     };
@@ -84,7 +90,9 @@ fn abort(a: &proto::FaultAbort, path: &Path) -> Result<Abort, ConfigError> {
             ),
             None => return Err(path.err_at("http_status", format!("{s} is not in [200, 600)"))),
         },
-        Some(E::GrpcStatus(s)) => AbortSource::Grpc(*s),
+        Some(E::GrpcStatus(s)) => AbortSource::Grpc(
+            u16::try_from(*s).map_err(|_| path.err_at("grpc_status", format!("{s} is not a gRPC status")))?,
+        ),
         Some(E::HeaderAbort(_)) => AbortSource::Header,
         None => return Err(path.err("one of http_status, grpc_status or header_abort is required")),
     };

@@ -112,19 +112,15 @@ fn header_rule(
     path: &Path,
 ) -> Result<HeaderRule, ConfigError> {
     let key = match h.name.as_str() {
-        ":method" => Some(HeaderKey::Method),
-        ":path" => Some(HeaderKey::Path),
-        ":authority" | "host" => Some(HeaderKey::Authority),
-        ":scheme" => Some(HeaderKey::Scheme),
+        ":method" => HeaderKey::Method,
+        ":path" => HeaderKey::Path,
+        ":authority" | "host" => HeaderKey::Authority,
+        ":scheme" => HeaderKey::Scheme,
         n if n.starts_with(':') => return Err(path.err_at("name", format!("pseudo-header {n} is not supported"))),
-        _ => None,
+        n => HeaderKey::Named(super::super::common::header_name(n, &path.field("name"))?),
     };
-    let mut named = h.clone();
-    if key.is_some() {
-        "x-pseudo".clone_into(&mut named.name);
-    }
-    let m = super::super::route::header_matcher(&named, path)?;
-    Ok(HeaderRule { key: key.unwrap_or(HeaderKey::Named(m.name)), test: m.test, invert: m.invert })
+    let (test, invert) = super::super::route::header_test(h, path)?;
+    Ok(HeaderRule { key, test, invert })
 }
 
 fn url_path(m: &PathMatcher, path: &Path) -> Result<ValueMatch, ConfigError> {
@@ -153,7 +149,17 @@ fn permission(p: &proto::Permission, path: &Path) -> Result<Permission, ConfigEr
             u16::try_from(*p).map_err(|_| path.err_at("destination_port", format!("{p} is not a port")))?,
         ),
         Some(R::DestinationPortRange(r)) => {
-            let (lo, hi) = (u32::try_from(r.start).unwrap_or(0), u32::try_from(r.end).unwrap_or(0));
+            let ok = 0 <= r.start && r.start < r.end && r.end <= 65_536;
+            let (Ok(lo), Ok(hi)) = (u32::try_from(r.start), u32::try_from(r.end)) else {
+                return Err(
+                    path.err_at("destination_port_range", format!("[{}, {}) is not a port range", r.start, r.end))
+                );
+            };
+            if !ok {
+                return Err(
+                    path.err_at("destination_port_range", format!("[{}, {}) is not a port range", r.start, r.end))
+                );
+            }
             Permission::DestinationPortRange(lo, hi)
         }
         Some(R::RequestedServerName(m)) => {
