@@ -25,7 +25,7 @@ pub enum OptionsError {
     #[error("-x: '*' is not allowed (use an empty -i to capture no outbound traffic)")]
     ExcludeAll,
     /// An interface name that is not one (it would become extra `iptables` arguments).
-    #[error("{flag}: \"{value}\" is not an interface name (1 to 15 of A-Z a-z 0-9 _ . : @ + -)")]
+    #[error("{flag}: \"{value}\" is not an interface name (1 to 15 of A-Z a-z 0-9 _ . : @ + -, starting with a letter or digit)")]
     Interface {
         /// The flag.
         flag: &'static str,
@@ -70,9 +70,12 @@ pub fn covers(outer: (IpAddr, u8), inner: (IpAddr, u8)) -> bool {
 }
 
 /// A Linux interface name iptables can take as one argument (`+` is its wildcard suffix):
-/// anything else in a flag value would be spliced into the rule as further arguments.
+/// anything else in a flag value would be spliced into the rule as further arguments, and a
+/// leading `-` would read as an option (the fuzzer found `-k -A`).
 pub fn interface_name(n: &str) -> bool {
-    (1..=15).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:@+-".contains(&b))
+    (1..=15).contains(&n.len())
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:@+-".contains(&b))
 }
 
 impl Options {
