@@ -388,3 +388,44 @@ async fn request_smuggling_shapes_are_refused_as_envoy() {
     // with an empty body; the smuggled GET behind it was never forwarded.
     assert_eq!((envoy.1, isthmus.1), (0, 1), "Envoy {envoy:?}, Isthmus {isthmus:?}");
 }
+
+/// HTTP/2 rapid reset (CVE-2023-44487): a client opens streams and cancels each at once, as
+/// fast as it can. The connection is cut (hyper's bound on streams reset before they are
+/// accepted), few of the cancelled streams reach the upstream, and a well-behaved client on
+/// another connection is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_is_cut_off() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let up = Upstream::start("up", Behaviour { delay: Some(Duration::from_millis(50)), ..Default::default() }).await;
+    let yaml = bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[cluster("c", &[up.addr], "")]);
+    let proxy = Proxy::start(&yaml);
+    let addr = proxy.listener("web");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake::<_, _, Empty<bytes::Bytes>>(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let ended = tokio::spawn(conn);
+    let mut sent = 0u32;
+    // Bounded: 10,000 streams at most.
+    for _ in 0..10_000 {
+        if send.ready().await.is_err() {
+            break;
+        }
+        let req = http::Request::get(format!("http://{addr}/")).body(Empty::new()).unwrap();
+        let fut = send.send_request(req);
+        // Polled once (the HEADERS frame goes out), then dropped: RST_STREAM(CANCEL).
+        let _ = tokio::time::timeout(Duration::from_micros(1), fut).await;
+        sent += 1;
+        if ended.is_finished() {
+            break;
+        }
+    }
+    let cut = tokio::time::timeout(Duration::from_secs(10), ended).await;
+    assert!(cut.is_ok(), "the attacking connection was never closed after {sent} streams");
+    assert!(sent < 10_000, "all 10,000 cancelled streams were accepted");
+    let (s, _, _) = get(addr, "/", &[]).await.unwrap();
+    assert_eq!(s, 200, "a well-behaved client is still served");
+    assert!(up.hits() < 1_000, "{} cancelled streams reached the upstream", up.hits());
+}
