@@ -429,3 +429,77 @@ async fn http2_rapid_reset_is_cut_off() {
     assert_eq!(s, 200, "a well-behaved client is still served");
     assert!(up.hits() < 1_000, "{} cancelled streams reached the upstream", up.hits());
 }
+
+/// One keep-alive HTTP/1.1 request on `s`; the status line, or `None` if the proxy closed.
+fn keepalive_get(s: &mut TcpStream) -> Option<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut r = BufReader::new(s.try_clone().ok()?);
+    let mut status = String::new();
+    if r.read_line(&mut status).ok()? == 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(status.trim().to_string())
+}
+
+/// HCM `idle_timeout` (0.3 s) closes a keep-alive connection with no request in flight, but
+/// not one waiting on a slower response; `max_connection_duration` (0.5 s) drains a connection
+/// that stays busy. Both used to be accepted and never enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_and_max_connection_duration_close_connections() {
+    use std::io::Read;
+    let up = Upstream::start("up", Behaviour { delay: Some(Duration::from_millis(600)), ..Default::default() }).await;
+    let fast = Upstream::start("fast", Behaviour::default()).await;
+    let listener = |name: &str, cluster: &str, options: &str| {
+        http_listener(name, &route_to(cluster, ""), "").replace(
+            &format!("          stat_prefix: {name}\n"),
+            &format!("          stat_prefix: {name}\n          common_http_protocol_options: {options}\n"),
+        )
+    };
+    let yaml = bootstrap(
+        &[listener("idle", "slow", "{idle_timeout: 0.3s}"), listener("old", "fast", "{max_connection_duration: 0.5s}")],
+        &[cluster("slow", &[up.addr], ""), cluster("fast", &[fast.addr], "")],
+    );
+    let proxy = Proxy::start(&yaml);
+    let (idle, old) = (proxy.listener("idle"), proxy.listener("old"));
+    let closed = tokio::task::spawn_blocking(move || {
+        // A 600 ms response outlives the 300 ms idle timeout: in flight, it is not idle.
+        let mut s = TcpStream::connect(idle).unwrap();
+        let first = keepalive_get(&mut s);
+        // Then, quiet, the proxy closes the connection (read sees EOF, bounded at 5 s).
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        let eof = matches!(s.read(&mut buf), Ok(0));
+        // Busy for good: requests until the connection is drained (bounded: 100,000 or 10 s).
+        let mut s = TcpStream::connect(old).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let start = std::time::Instant::now();
+        let mut served = 0;
+        while served < 100_000 && start.elapsed() < Duration::from_secs(10) {
+            match keepalive_get(&mut s) {
+                Some(st) if st.contains("200") => served += 1,
+                _ => break,
+            }
+        }
+        (first, eof, served, start.elapsed())
+    })
+    .await
+    .unwrap();
+    let (first, eof, served, took) = closed;
+    assert_eq!(first.as_deref(), Some("HTTP/1.1 200 OK"));
+    assert!(eof, "an idle keep-alive connection was not closed");
+    assert!(served > 0 && served < 100_000 && took < Duration::from_secs(10), "{served} requests in {took:?}");
+}

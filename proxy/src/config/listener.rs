@@ -207,6 +207,12 @@ pub struct HttpConnectionManager {
     pub normalize_path: bool,
     /// `merge_slashes`: collapse repeated slashes before routing.
     pub merge_slashes: bool,
+    /// `common_http_protocol_options.max_connection_duration`: drain a connection this long
+    /// after it opened (HTTP/1: close after the response in flight; HTTP/2: GOAWAY).
+    pub max_connection_duration: Option<Duration>,
+    /// `request_headers_timeout` (HTTP/1; `0s`: `None`, no limit). Unset, it is 30 s where
+    /// Envoy has none: a client trickling headers cannot hold a connection forever.
+    pub request_headers_timeout: Option<Duration>,
     /// `xff_num_trusted_hops`: how many `x-forwarded-for` entries from the right were added
     /// by trusted proxies (decides the client address RBAC's `remote_ip` tests).
     pub xff_trusted_hops: u32,

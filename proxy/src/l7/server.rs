@@ -23,8 +23,10 @@ struct TooManyHeaders(usize);
 async fn one(
     ctx: Arc<ConnCtx>,
     max_headers: usize,
+    activity: Arc<Activity>,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<super::record::Tracked<crate::cluster::ProxyBody>>, TooManyHeaders> {
+    let _in_flight = InFlight::new(activity);
     if req.version() == http::Version::HTTP_2 && req.headers().len() > max_headers {
         return Err(TooManyHeaders(req.headers().len()));
     }
@@ -45,7 +47,12 @@ where
     // Request headers beyond the limit get 431 from the codec (HTTP/1: the buffer that holds
     // them; hyper's floor is 8 KiB). hyper counts 100 headers by default, Envoy's default too;
     // another count costs a heap allocation per request, so it is set only when configured.
-    builder.http1().timer(TokioTimer::new()).keep_alive(true).max_buf_size(limits.max_request_headers_bytes.max(8192));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_buf_size(limits.max_request_headers_bytes.max(8192))
+        .header_read_timeout(ctx.hcm.request_headers_timeout);
     if limits.max_headers_count != 100 {
         builder.http1().max_headers(limits.max_headers_count);
     }
@@ -73,7 +80,9 @@ where
     };
     let svc_ctx = ctx.clone();
     let max_headers = limits.max_headers_count;
-    let svc = service_fn(move |req| one(svc_ctx.clone(), max_headers, req));
+    let activity = Arc::new(Activity::default());
+    let svc_activity = activity.clone();
+    let svc = service_fn(move |req| one(svc_ctx.clone(), max_headers, svc_activity.clone(), req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
@@ -86,5 +95,64 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        // `idle_timeout`: no request for that long; `max_connection_duration`: old enough.
+        // Either drains the connection as a listener drain does.
+        _ = idle(&activity, ctx.hcm.idle_timeout) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        _ = after(ctx.hcm.max_connection_duration) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+#[derive(Debug, Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Marks a request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(a: Arc<Activity>) -> InFlight {
+        a.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(a)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.0.last.lock() {
+            *l = Some(crate::clock::now());
+        }
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `limit` (never without one).
+async fn idle(a: &Activity, limit: Option<std::time::Duration>) {
+    let Some(limit) = limit else { return std::future::pending().await };
+    let opened = crate::clock::now();
+    loop {
+        let busy = a.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        let since = a.last.lock().ok().and_then(|l| *l).unwrap_or(opened);
+        let quiet = crate::clock::now().saturating_duration_since(since);
+        if !busy && quiet >= limit {
+            return;
+        }
+        tokio::time::sleep(if busy { limit } else { limit - quiet }).await;
+    }
+}
+
+/// Resolves after `d` (never without one).
+async fn after(d: Option<std::time::Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }

@@ -38,6 +38,7 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "normalize_path",
         "merge_slashes",
         "xff_num_trusted_hops",
+        "request_headers_timeout",
     ],
     ignored: &[
         "server_name",
@@ -203,16 +204,25 @@ pub fn connection_manager(
         normalize_path: h.normalize_path.is_some_and(|b| b.value),
         merge_slashes: h.merge_slashes,
         xff_trusted_hops: h.xff_num_trusted_hops,
+        max_connection_duration: timeout(
+            h.common_http_protocol_options.as_ref().and_then(|o| o.max_connection_duration.as_ref()),
+            None,
+            &path.field("common_http_protocol_options").field("max_connection_duration"),
+        )?,
+        request_headers_timeout: timeout(
+            h.request_headers_timeout.as_ref(),
+            Some(Duration::from_secs(30)),
+            &path.field("request_headers_timeout"),
+        )?,
     })
 }
 
 pub(super) const DOWNSTREAM_COMMON_OPTIONS: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.HttpProtocolOptions",
-    honoured: &["idle_timeout", "max_headers_count"],
+    honoured: &["idle_timeout", "max_headers_count", "max_connection_duration"],
     // Not enforced yet on downstream connections (the reliability issue's timeouts); listed
     // so a reader sees they have no effect today.
     ignored: &[
-        "max_connection_duration",
         "max_stream_duration",
         "headers_with_underscores_action",
         "max_requests_per_connection",
