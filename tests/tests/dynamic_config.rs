@@ -472,3 +472,50 @@ async fn a_listener_update_closes_its_old_tcp_connections_after_the_drain_time()
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the old connection must be closed after the drain: {closed:?}");
     echo_once(&mut new, b"still").await;
 }
+
+/// Envoy's filter-chain-only update: a push that changes one chain of a listener (as istiod
+/// does to 15006 whenever one inbound port changes) drains only that chain's connections; the
+/// other chain's connections carry on after the drain time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_only_update_drains_only_the_changed_chain() {
+    let echo = tests::upstream::tcp_echo().await;
+    let mut cp = AdsServer::start();
+    let port = free_port();
+    let cluster = json!({"@type": CDS, "name": "echo", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "echo", "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"socket_address": {"address": "127.0.0.1", "port_value": echo.port()}}}}]}]}});
+    let chain = |source: &str, prefix: &str| {
+        json!({"name": source, "filter_chain_match": {"source_prefix_ranges": [{"address_prefix": source, "prefix_len": 32}]},
+               "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                   "stat_prefix": prefix, "cluster": "echo"}}]})
+    };
+    let listener = |b_prefix: &str| {
+        json!({"@type": LDS, "name": "tcp",
+               "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+               "filter_chains": [chain("127.0.0.1", "a"), chain("127.0.0.2", b_prefix)]})
+    };
+    cp.set(CDS, "c1", vec![cluster]);
+    cp.set(LDS, "l1", vec![listener("b1")]);
+    let _proxy = Proxy::start_with(&bootstrap(cp.port, false), &["--drain-time-s", "1"]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let from = |ip: &str| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        s.connect(addr)
+    };
+    let mut a = from("127.0.0.1").await.unwrap();
+    let mut b = from("127.0.0.2").await.unwrap();
+    echo_once(&mut a, b"a").await;
+    echo_once(&mut b, b"b").await;
+
+    cp.set(LDS, "l2", vec![listener("b2")]);
+    cp.push(LDS, "lds-2");
+    cp.request(LDS, |e| e["nonce"] == "lds-2" && e["nack"] == false);
+    // The changed chain's connection is closed once the drain time is over ...
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), b.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "chain b's connection must drain: {closed:?}");
+    // ... and the untouched chain's connection still carries bytes after it.
+    echo_once(&mut a, b"a-after").await;
+}

@@ -12,6 +12,10 @@ use super::route::RouteConfig;
 pub struct Listener {
     /// Unique name (metrics, logs, config dump).
     pub name: String,
+    /// A digest of everything but the filter chains: equal across an update, the update
+    /// touches chains only and only the changed chains' connections drain (Envoy's
+    /// filter-chain-only update).
+    pub base_fingerprint: u64,
     /// Where to bind.
     pub address: SocketAddr,
     /// More addresses served with the same config (`additional_addresses`: Istio's dual-stack
@@ -118,6 +122,9 @@ pub struct FilterChain {
     pub handshake_timeout: Option<Duration>,
     /// Network RBAC and local rate limits before the terminal filter, in order.
     pub policies: Vec<crate::config::filters::NetworkPolicy>,
+    /// A digest of the chain's config: connections of a chain whose digest survives an
+    /// update keep running.
+    pub fingerprint: u64,
 }
 
 /// The terminal network filter of a chain.

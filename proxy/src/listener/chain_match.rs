@@ -145,11 +145,13 @@ mod tests {
             tls: None,
             handshake_timeout: None,
             policies: Vec::new(),
+            fingerprint: 0,
         })
     }
 
     fn listener(chains: Vec<Arc<FilterChain>>) -> Listener {
         Listener {
+            base_fingerprint: 0,
             name: "l".into(),
             address: "127.0.0.1:0".parse().unwrap(),
             additional_addresses: vec![],

@@ -1,8 +1,10 @@
 //! The set of running listeners, changed at run time (static start-up and LDS alike).
 //!
 //! An update that keeps the address swaps the config without rebinding: new connections get
-//! the new version, connections of the old version finish their in-flight requests and close
-//! (HTTP) or run to completion (TCP). A new address means a new socket; the old one stops
+//! the new version. When only filter chains changed (Envoy's filter-chain-only update), the
+//! connections of the chains that changed or went finish their in-flight requests and close
+//! (HTTP) or run out the drain time (TCP), and every other connection carries on; any other
+//! change drains all of the old version's connections. A new address means a new socket; the old one stops
 //! accepting. Identical re-pushes are recognised by the caller and never reach here.
 
 use std::collections::HashMap;
@@ -56,10 +58,10 @@ impl ListenerManager {
         if let Some(r) = running.get(&l.name) {
             let cur = r.current.load();
             if cur.listener.address == l.address && cur.listener.additional_addresses == l.additional_addresses {
-                let old =
-                    r.current.swap(Arc::new(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
-                old.drain.cancel();
-                info!(listener = %l.name, "listener updated in place");
+                let chains_only = cur.listener.base_fingerprint == l.base_fingerprint;
+                let next = Version::replacing(&cur, l.clone(), || self.shared.drain.child_token());
+                r.current.store(Arc::new(next));
+                info!(listener = %l.name, chains_only, "listener updated in place");
                 return Ok(r.addr);
             }
         }
@@ -71,8 +73,7 @@ impl ListenerManager {
             old.stop.cancel();
             old.current.load().drain.cancel();
         }
-        let current =
-            Arc::new(ArcSwap::from_pointee(Version { listener: l.clone(), drain: self.shared.drain.child_token() }));
+        let current = Arc::new(ArcSwap::from_pointee(Version::fresh(l.clone(), self.shared.drain.child_token())));
         let stop = CancellationToken::new();
         tokio::spawn(serve(current.clone(), socket, self.shared.clone(), stop.clone()));
         for socket in extra {

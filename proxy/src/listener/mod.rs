@@ -8,6 +8,7 @@ pub mod manager;
 mod original_dst;
 pub(crate) mod prefixed;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -162,9 +163,50 @@ impl std::ops::Deref for ReadyChain {
 pub struct Version {
     /// The config.
     pub listener: Arc<Ready>,
-    /// Fired when this version is replaced or removed (or on shutdown): its HTTP connections
-    /// finish their in-flight requests and close.
+    /// Fired when the listener is removed or drained, or replaced by one whose listener-level
+    /// config differs (or on shutdown): every connection finishes its in-flight requests and
+    /// closes.
     pub drain: CancellationToken,
+    /// Per filter chain (by fingerprint), children of `drain`: a chain-only update fires the
+    /// tokens of the chains that changed or went, and carries the others over.
+    pub chains: HashMap<u64, CancellationToken>,
+}
+
+impl Version {
+    /// A version with fresh drain tokens.
+    pub fn fresh(listener: Arc<Ready>, drain: CancellationToken) -> Version {
+        let chains = chain_prints(&listener).map(|fp| (fp, drain.child_token())).collect();
+        Version { listener, drain, chains }
+    }
+
+    /// The version replacing `old` with `listener`. A chain-only update (the listener-level
+    /// digest unchanged) keeps `old`'s token and the tokens of chains still present, and
+    /// fires the others; any other update fires `old` entirely.
+    pub fn replacing(old: &Version, listener: Arc<Ready>, fresh_drain: impl FnOnce() -> CancellationToken) -> Version {
+        if old.listener.base_fingerprint != listener.base_fingerprint {
+            old.drain.cancel();
+            return Version::fresh(listener, fresh_drain());
+        }
+        let drain = old.drain.clone();
+        let chains: HashMap<u64, CancellationToken> = chain_prints(&listener)
+            .map(|fp| (fp, old.chains.get(&fp).cloned().unwrap_or_else(|| drain.child_token())))
+            .collect();
+        for (fp, t) in &old.chains {
+            if !chains.contains_key(fp) {
+                t.cancel();
+            }
+        }
+        Version { listener, drain, chains }
+    }
+
+    /// The drain token of the connections of `chain`.
+    fn drain_of(&self, chain: &ReadyChain) -> CancellationToken {
+        self.chains.get(&chain.fingerprint).cloned().unwrap_or_else(|| self.drain.clone())
+    }
+}
+
+fn chain_prints(l: &Ready) -> impl Iterator<Item = u64> + '_ {
+    l.chains.iter().chain(l.default_chain.iter()).map(|c| c.fingerprint)
 }
 
 /// Accepts until `stop` (or global drain); every connection runs in its own tracked task with
@@ -196,7 +238,7 @@ pub async fn serve(
         let span = tracing::debug_span!("conn", listener = %name, client.addr = %peer);
         shared.tracker.spawn(
             async move {
-                connection(v.listener.clone(), stream, peer, sh, v.drain.clone()).await;
+                connection(v, stream, peer, sh).await;
                 drop(slot);
             }
             .instrument(span),
@@ -205,7 +247,8 @@ pub async fn serve(
     debug!(listener = %name, "stopped accepting");
 }
 
-async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shared: Shared, drain: CancellationToken) {
+async fn connection(v: Arc<Version>, mut stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let l = v.listener.clone();
     let original = if l.internal {
         // Only connections Isthmus dialled itself reach an internal listener; they carry the
         // original destination of the endpoint they were dialled for.
@@ -265,6 +308,10 @@ async fn connection(l: Arc<Ready>, mut stream: TcpStream, peer: SocketAddr, shar
         debug!("no filter chain matched; closing");
         return;
     };
+    // The chain's own drain token on the listener that accepted (a chain-only update leaves
+    // the other chains' connections alone); a handed-off connection drains with its capture
+    // listener.
+    let drain = if Arc::ptr_eq(&l, &v.listener) { v.drain_of(chain) } else { v.drain.clone() };
     if !crate::l4::policy::admit(&chain.policies) {
         return;
     }

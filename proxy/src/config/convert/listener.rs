@@ -161,7 +161,9 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
         Some(d) => Some(duration(d, &path.field("listener_filters_timeout"))?).filter(|d| !d.is_zero()),
         None => Some(Duration::from_secs(15)),
     };
+    let base = proto::Listener { filter_chains: Vec::new(), default_filter_chain: None, ..l.clone() };
     Ok(Listener {
+        base_fingerprint: fingerprint("envoy.config.listener.v3.Listener", &base),
         name,
         address,
         additional_addresses,
@@ -185,6 +187,17 @@ pub fn listener(l: &proto::Listener, path: &Path, res: &Resources) -> Result<Lis
             .unwrap_or(true),
         transparent: l.transparent.map(|b| b.value).unwrap_or(false),
     })
+}
+
+/// A digest of a message through its canonical JSON (sorted keys), so re-encoding a map in
+/// another order gives the same digest; 0 if the JSON cannot be made (never equal to a real
+/// digest by chance more than any other value, and only costs a drain).
+fn fingerprint<M: prost::Message>(type_name: &str, m: &M) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Ok(json) = xds_client::json::to_json(type_name, &m.encode_to_vec()) else { return 0 };
+    let mut h = std::hash::DefaultHasher::new();
+    json.to_string().hash(&mut h);
+    h.finish()
 }
 
 /// Istio's TypedStruct network filters accepted as documented no-ops: peer metadata exchange
@@ -330,7 +343,15 @@ fn filter_chain(
         Some(Duration::from_secs(10)),
         &path.field("transport_socket_connect_timeout"),
     )?;
-    Ok(FilterChain { name, matcher, filter, tls, handshake_timeout, policies })
+    Ok(FilterChain {
+        name,
+        matcher,
+        filter,
+        tls,
+        handshake_timeout,
+        policies,
+        fingerprint: fingerprint("envoy.config.listener.v3.FilterChain", fc),
+    })
 }
 
 fn network_filter(any: &Any, path: &Path, res: &Resources) -> Result<NetworkFilter, ConfigError> {
