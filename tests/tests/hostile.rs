@@ -569,3 +569,40 @@ async fn slowloris_does_not_starve_other_clients() {
     let per_conn = rss_after.saturating_sub(rss_before) / SLOW as u64;
     assert!(per_conn < 64, "{per_conn} KiB per slow connection ({rss_before} → {rss_after} KiB)");
 }
+
+/// HTTP/2 upstreams get the client's authority as `:authority`, after `host_rewrite_literal`,
+/// side by side with Envoy (the upstream echoes the URI it received, authority included). It
+/// used to be the endpoint's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_upstreams_get_the_clients_authority_as_envoy() {
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let routes = format!(
+        "              - match: {{prefix: \"/\", headers: [{{name: x-rewrite, present_match: true}}]}}\n                route: {{cluster: c, host_rewrite_literal: rewritten.example}}\n{}",
+        route_to("c", "")
+    );
+    let yaml = bootstrap(&[http_listener("web", &routes, "")], &[cluster("c", &[up.addr], tests::yaml::H2_UPSTREAM)]);
+    let mut seen = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
+            let e = tests::envoy::Envoy::start(&yaml).await;
+            (e.listener("web"), Box::new(e))
+        } else {
+            let p = Proxy::start(&yaml);
+            (p.listener("web"), Box::new(p))
+        };
+        let mut uris = Vec::new();
+        for rewrite in [false, true] {
+            let mut h = vec![("host", "client.example:8080")];
+            if rewrite {
+                h.push(("x-rewrite", "1"));
+            }
+            let (s, _, body) = get(addr, "/headers", &h).await.unwrap();
+            assert_eq!(s, 200, "{who} rewrite {rewrite}");
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            uris.push(v[":path"].as_str().unwrap_or_default().to_string());
+        }
+        seen.push(uris);
+    }
+    assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
+    assert_eq!(seen[1], ["http://client.example:8080/headers", "http://rewritten.example/headers"]);
+}

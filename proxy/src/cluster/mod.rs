@@ -3,6 +3,7 @@
 
 pub mod connector;
 mod dns;
+pub mod h2pool;
 mod health_checks;
 pub mod host;
 pub mod hostset;
@@ -59,7 +60,7 @@ pub struct ClusterRuntime {
     /// HTTP/1.1 pool.
     pub h1: HttpClient,
     /// HTTP/2 (h2c) pool.
-    pub h2: HttpClient,
+    pub h2: h2pool::H2Pool,
     /// Requests in flight (`max_requests`).
     pub requests: Arc<Gauge>,
     /// Retries in flight (`max_retries`).
@@ -109,16 +110,12 @@ impl ClusterRuntime {
             b.pool_max_idle_per_host(0);
         }
         let h1 = b.build(connector.clone());
-        let mut b2 = b.clone();
-        b2.http2_only(true);
-        if let Some(k) = config.h2_keepalive {
-            // PING idle HTTP/2 connections: a dead upstream is found before a request lands
-            // on it (`http2_protocol_options.connection_keepalive`).
-            b2.http2_keep_alive_interval(k.interval)
-                .http2_keep_alive_timeout(k.timeout)
-                .http2_keep_alive_while_idle(true);
-        }
-        let h2 = b2.build(Connector { purpose: crate::tls::context::Purpose::Http2, ..connector });
+        // PING idle HTTP/2 connections when asked: a dead upstream is found before a request
+        // lands on it (`http2_protocol_options.connection_keepalive`).
+        let h2 = h2pool::H2Pool::new(
+            Connector { purpose: crate::tls::context::Purpose::Http2, ..connector },
+            config.h2_keepalive,
+        );
         let hosts = static_hosts(&config, &node);
         let (tx, rx) = match &config.outlier {
             Some(_) => {

@@ -151,18 +151,25 @@ fn upstream_request(
     };
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     // The scheme keys the pool (TLS and plaintext connections to one address never mix) and
-    // is the upstream's `:scheme`.
+    // is the upstream's `:scheme`. HTTP/2 carries the client's authority (after
+    // `host_rewrite`), as Envoy does; the HTTP/2 pool dials `addr` whatever the URI says.
     let scheme = if tls { "https" } else { "http" };
-    let uri: Uri = format!("{scheme}://{addr}{pq}").parse().unwrap_or_else(|_| Uri::from_static("/"));
+    let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty());
+    let authority = match (h2, host) {
+        (true, Some(h)) => h.to_string(),
+        _ => addr.to_string(),
+    };
+    let uri: Uri = format!("{scheme}://{authority}{pq}")
+        .parse()
+        .or_else(|_| format!("{scheme}://{addr}{pq}").parse())
+        .unwrap_or_else(|_| Uri::from_static("/"));
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
     *req.headers_mut() = parts.headers.clone();
     if h2 {
-        // hyper's h2 client takes :authority from the URI, which names the endpoint (the pool
-        // dials it); Host is dropped so the two cannot disagree. So upstream h2 sees the
-        // endpoint address as :authority, where Envoy forwards the client's host (known gap).
+        // :authority comes from the URI; a Host header beside it would be a second source.
         req.headers_mut().remove(http::header::HOST);
     }
     req
@@ -177,13 +184,19 @@ async fn try_once(
 ) -> Outcome {
     let _active = host.start_request();
     cluster.stats.rq_total.increment(1);
-    let client = if req.version() == Version::HTTP_2 { &cluster.h2 } else { &cluster.h1 };
     let try_deadline = per_try.map(|p| now() + p);
     let limit = match (try_deadline, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let fut = client.request(req);
+    let tls = req.uri().scheme_str() == Some("https");
+    let fut = async {
+        if req.version() == Version::HTTP_2 {
+            cluster.h2.request(host.addr, tls, req).await.map_err(Failure::H2)
+        } else {
+            cluster.h1.request(req).await.map_err(Failure::H1)
+        }
+    };
     let res = match limit {
         Some(at) => match tokio::time::timeout_at(at.into(), fut).await {
             Ok(r) => r,
@@ -215,7 +228,26 @@ async fn try_once(
     }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
+/// A failed try, from either client.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    H1(hyper_util::client::legacy::Error),
+    #[error(transparent)]
+    H2(crate::cluster::h2pool::H2Error),
+}
+
+fn classify(f: &Failure) -> Outcome {
+    use crate::cluster::h2pool::H2Error;
+    match f {
+        Failure::H1(e) => classify_h1(e),
+        Failure::H2(H2Error::Connect(ConnectError::Overflow)) => Outcome::Overflow,
+        Failure::H2(H2Error::Connect(_) | H2Error::Handshake(_)) => Outcome::ConnectFailure,
+        Failure::H2(H2Error::Stream(_)) => Outcome::Reset,
+    }
+}
+
+fn classify_h1(e: &hyper_util::client::legacy::Error) -> Outcome {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
         if let Some(c) = s.downcast_ref::<ConnectError>() {
