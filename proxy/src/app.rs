@@ -194,5 +194,10 @@ impl Running {
         } else {
             info!("drained");
         }
+        // The last connections' access-log lines are on their way to the writer threads.
+        let _ = tokio::task::spawn_blocking(|| {
+            crate::telemetry::log_writer::flush(std::time::Duration::from_secs(2));
+        })
+        .await;
     }
 }

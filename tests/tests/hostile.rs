@@ -606,3 +606,84 @@ async fn http2_upstreams_get_the_clients_authority_as_envoy() {
     assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
     assert_eq!(seen[1], ["http://client.example:8080/headers", "http://rewritten.example/headers"]);
 }
+
+/// The configured access-log path and formats are honoured, side by side with Envoy: a text
+/// `log_format` (Istio's default operators) and a `json_format` give the same fields for the
+/// same requests (times and ids aside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_path_and_formats_as_envoy() {
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let text = r#""%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% "%REQ(USER-AGENT):6%" "%REQ(:AUTHORITY)%" %UPSTREAM_CLUSTER_RAW% %ROUTE_NAME% %UPSTREAM_TRANSPORT_FAILURE_REASON%"#;
+    let text = format!("{text}\n");
+    let json = r#"{code: "%RESPONSE_CODE%", flags: "%RESPONSE_FLAGS%", path: "%REQ(:PATH)%", cluster: "%UPSTREAM_CLUSTER%", static: 7, nested: {method: "%REQ(:METHOD)%"}, mixed: "m=%REQ(:METHOD)%"}"#;
+    let logs = |dir: &str| {
+        format!(
+            "[{{name: envoy.access_loggers.file, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: \"{dir}/text.log\", log_format: {{text_format_source: {{inline_string: {}}}}}}}}}, {{name: envoy.access_loggers.file, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: \"{dir}/json.log\", log_format: {{json_format: {json}}}}}}}]",
+            serde_json::to_string(&text).unwrap()
+        )
+    };
+    let mut seen = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let dir = tests::scratch(&format!("access-log-{who}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display().to_string();
+        let routes =
+            "              - name: main\n                match: {prefix: \"/\"}\n                route: {cluster: c}";
+        let listener = http_listener("web", routes, "").replace(
+            "          access_log:\n          - name: envoy.access_loggers.stdout\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}\n",
+            &format!("          access_log: {}\n", logs(&d)),
+        );
+        let yaml = bootstrap(&[listener], &[cluster("c", &[up.addr], "")]);
+        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
+            let e = tests::envoy::Envoy::start(&yaml).await;
+            (e.listener("web"), Box::new(e))
+        } else {
+            let p = Proxy::start(&yaml);
+            (p.listener("web"), Box::new(p))
+        };
+        for path in ["/a?x=1", "/b"] {
+            let (s, _, _) = get(addr, path, &[("user-agent", "curl/8.5.0"), ("host", "svc.example")]).await.unwrap();
+            assert_eq!(s, 200);
+        }
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let lines = tests::eventually(Duration::from_secs(10), || {
+            let (t, j) = (read("text.log"), read("json.log"));
+            (t.lines().count() >= 2 && j.lines().count() >= 2).then_some((t, j))
+        })
+        .await;
+        let json: Vec<serde_json::Value> = lines.1.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        seen.push((lines.0, json));
+    }
+    assert_eq!(seen[0].0, seen[1].0, "text lines differ");
+    assert_eq!(seen[0].1, seen[1].1, "JSON lines differ");
+    assert_eq!(
+        seen[1].0.lines().next(),
+        Some("\"GET /a?x=1 HTTP/1.1\" 200 - 2 \"curl/8\" \"svc.example\" c main -"),
+        "{}",
+        seen[1].0
+    );
+}
+
+/// A slow reader cannot stall traffic: an access log on a FIFO nobody reads (opening it
+/// blocks) loses lines, counted, while every request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_access_log_drops_lines_instead_of_stalling() {
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let fifo = tests::scratch("stuck-access-log.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let listener = http_listener("web", &route_to("c", ""), "").replace(
+        "          access_log:\n          - name: envoy.access_loggers.stdout\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}\n",
+        &format!("          access_log: [{{name: f, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: \"{}\"}}}}]\n", fifo.display()),
+    );
+    let proxy = Proxy::start(&bootstrap(&[listener], &[cluster("c", &[up.addr], "")]));
+    let addr = proxy.listener("web");
+    // More requests than the log queue holds (1,024 lines), all served.
+    for i in 0..1_500 {
+        let (s, _, _) = get(addr, "/", &[]).await.unwrap();
+        assert_eq!(s, 200, "request {i}");
+    }
+    let dropped = proxy.metric("isthmus_access_log_dropped_total", "fifo");
+    assert!(dropped >= 400.0, "{dropped} lines dropped");
+}

@@ -89,7 +89,7 @@ fn header<'a>(s: &'a Seen, name: &str) -> Option<&'a str> {
     s.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-/// A file access log Envoy writes; Isthmus writes its JSON access log on stdout.
+/// A file access log with flags and details, as both proxies write it.
 fn access_log(path: &Path) -> String {
     format!(
         r#"[{{name: envoy.access_loggers.file, typed_config: {{"@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: "{}", log_format: {{text_format_source: {{inline_string: "%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}}}}}}}}]"#,
@@ -130,7 +130,8 @@ fn bootstrap(listeners: &[String], clusters: &[String]) -> String {
     tests::yaml::bootstrap(listeners, clusters)
 }
 
-/// The (flags, details) of each access-log line: Envoy's text lines, Isthmus' JSON lines.
+/// The (flags, details) of each line of a text access log (both proxies write the same
+/// `log_format` to their own file).
 fn envoy_log(path: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -138,22 +139,6 @@ fn envoy_log(path: &Path) -> Vec<(String, String)> {
         .map(|l| {
             let (f, d) = l.split_once(' ').unwrap_or((l, "-"));
             (f.to_string(), d.to_string())
-        })
-        .collect()
-}
-
-fn isthmus_log(p: &Proxy) -> Vec<(String, String)> {
-    p.stdout
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("response_flags").is_some())
-        .map(|v| {
-            (
-                v["response_flags"].as_str().unwrap_or("-").to_string(),
-                v["response_code_details"].as_str().unwrap_or("-").to_string(),
-            )
         })
         .collect()
 }
@@ -248,7 +233,7 @@ async fn fault_injection_matches_envoy() {
             }
             flags.push(
                 tests::eventually(Duration::from_secs(10), || {
-                    let l = isthmus_log(&p);
+                    let l = envoy_log(&log);
                     (l.len() >= requests.len()).then_some(l)
                 })
                 .await,
@@ -437,7 +422,7 @@ async fn local_rate_limit_matches_envoy() {
             }
             flags.push(
                 tests::eventually(Duration::from_secs(10), || {
-                    let l = isthmus_log(&p);
+                    let l = envoy_log(&log);
                     (l.len() >= requests.len()).then_some(l)
                 })
                 .await,
@@ -565,7 +550,7 @@ async fn rbac_with_mtls_identities_and_source_ip_matches_envoy() {
             results.push(run(&|l| p.listener(l)));
             flags.push(
                 tests::eventually(Duration::from_secs(10), || {
-                    let l = isthmus_log(&p);
+                    let l = envoy_log(&log);
                     (l.len() >= cases.len()).then_some(l)
                 })
                 .await,

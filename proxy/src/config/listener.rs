@@ -146,7 +146,7 @@ pub struct TcpProxy {
     /// Close after this long with no bytes either way (Envoy default 1 h; `0s` disables).
     pub idle_timeout: Option<Duration>,
     /// Whether to write JSON access log lines for connections.
-    pub access_log: bool,
+    pub access_log: super::access_log::AccessLogs,
     /// `envoy.filters.network.sni_cluster` precedes it: the TLS SNI names the cluster
     /// (Istio's AUTO_PASSTHROUGH east-west gateway).
     pub sni_cluster: bool,
@@ -187,7 +187,7 @@ pub struct HttpConnectionManager {
     /// Generate `x-request-id` when absent (Envoy default true).
     pub generate_request_id: bool,
     /// Write JSON access log lines to stdout.
-    pub access_log: bool,
+    pub access_log: super::access_log::AccessLogs,
     /// Close idle keep-alive connections after this long (`common_http_protocol_options.idle_timeout`, default 1 h).
     pub idle_timeout: Option<Duration>,
     /// Time allowed for a whole request stream (`stream_idle_timeout` is not modelled separately).

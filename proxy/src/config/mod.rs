@@ -4,6 +4,7 @@
 //! Nothing on the request path reads a proto: the model below is what listeners, routes and
 //! clusters run on. A [`Bootstrap`] is built once per config version and shared behind `Arc`.
 
+pub mod access_log;
 pub mod bootstrap;
 pub mod chain_matcher;
 pub mod cluster;

@@ -93,8 +93,14 @@ pub async fn proxy(
         cluster: &cluster_name,
     });
     metrics.opened.increment(1);
-    let mut rec =
-        ConnRecord { metrics, entry, start, log: cfg.access_log, received: AtomicU64::new(0), sent: AtomicU64::new(0) };
+    let mut rec = ConnRecord {
+        metrics,
+        entry,
+        start,
+        log: cfg.access_log.clone(),
+        received: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+    };
     let result = match clusters.get(&cluster_name) {
         None => Err(Flag::NoCluster),
         Some(c) => match c.pick(original_dst, &|_| false, 1) {
@@ -212,7 +218,7 @@ struct ConnRecord {
     metrics: crate::telemetry::tcp_metrics::TcpHandles,
     entry: Entry,
     start: Instant,
-    log: bool,
+    log: crate::config::access_log::AccessLogs,
     received: AtomicU64,
     sent: AtomicU64,
 }
@@ -228,8 +234,8 @@ impl Drop for ConnRecord {
         self.metrics.sent.increment(self.entry.bytes_sent);
         self.metrics.closed.increment(1);
         self.entry.duration = access_log::millis_since(self.start);
-        if self.log {
-            access_log::write(&self.entry);
+        if self.log.enabled() {
+            access_log::emit(&self.log, &self.entry);
         }
     }
 }

@@ -45,12 +45,15 @@ pub struct Record {
     pub span: Option<Box<crate::telemetry::trace::Active>>,
     /// The fault filter's `active_faults` slot, released when the request ends.
     pub active_fault: Option<super::filters::fault::ActiveFault>,
+    /// The HCM's access loggers (shared, not copied).
+    logs: crate::config::access_log::AccessLogs,
     sent: u64,
 }
 
 impl Record {
     /// A record for a request that just arrived.
-    pub fn new(log: bool, source: Arc<str>) -> Self {
+    pub fn new(logs: &crate::config::access_log::AccessLogs, source: Arc<str>) -> Self {
+        let log = logs.enabled();
         Record {
             start: now(),
             entry: Entry {
@@ -67,6 +70,7 @@ impl Record {
             received: Arc::new(AtomicU64::new(0)),
             span: None,
             active_fault: None,
+            logs: if log { logs.clone() } else { Default::default() },
             dest_locality: String::new(),
             sent: 0,
         }
@@ -109,7 +113,7 @@ impl Record {
             });
         }
         if self.log {
-            access_log::write(&self.entry);
+            access_log::emit(&self.logs, &self.entry);
         }
     }
 }

@@ -28,7 +28,7 @@ pub async fn handle(
 }
 
 async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tracked<ProxyBody>> {
-    let mut rec = Record::new(ctx.hcm.access_log, ctx.source.clone());
+    let mut rec = Record::new(&ctx.hcm.access_log, ctx.source.clone());
     rec.inbound = ctx.inbound;
     rec.peer_principal = ctx.peer_principal.clone();
     rec.grpc = router::is_grpc(req.headers());
@@ -150,6 +150,7 @@ fn fill_entry<B>(rec: &mut Record, ctx: &ConnCtx, req: &Request<B>, host: &str) 
     e.x_forwarded_for = hv("x-forwarded-for");
     e.downstream_remote_address = ctx.peer.to_string();
     e.downstream_local_address = ctx.local.to_string();
+    e.requested_server_name = ctx.sni.clone();
     if let Some(t) = &ctx.tls {
         e.downstream_tls = true;
         e.downstream_peer_uri_san = t.sans.identity().map(str::to_string);

@@ -139,7 +139,7 @@ mod tests {
                 stat_prefix: String::new(),
                 target: ClusterTarget::Single("c".into()),
                 idle_timeout: None,
-                access_log: false,
+                access_log: Default::default(),
                 sni_cluster: false,
             }),
             tls: None,

@@ -1,10 +1,11 @@
 //! Access log: one JSON line per request or TCP connection on stdout, with Envoy's response
 //! flags, written once when the record drops (RAII), whatever path the request took.
 
-use std::io::Write;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
+
+use crate::config::access_log::{AccessLogs, Format, JsonValue, Operator, Segment};
 
 /// One access log line. Fields follow Envoy's default format names.
 #[derive(Debug, Serialize, Default)]
@@ -53,6 +54,9 @@ pub struct Entry {
     /// The request's trace id when the HCM traces (Envoy's `%TRACE_ID%`), sampled or not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The SNI the client sent (`%REQUESTED_SERVER_NAME%`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_server_name: Option<String>,
     /// Why the proxy answered itself, when a filter did (Envoy's `%RESPONSE_CODE_DETAILS%`:
     /// `rbac_access_denied_matched_policy[…]`, `fault_filter_abort`, `local_rate_limited`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,11 +66,123 @@ pub struct Entry {
     pub downstream_tls: bool,
 }
 
-/// Writes the entry as one JSON line.
-pub fn write(entry: &Entry) {
-    if let Ok(mut line) = serde_json::to_vec(entry) {
-        line.push(b'\n');
-        let _ = std::io::stdout().lock().write_all(&line);
+/// Hands the entry, formatted, to each logger's writer (never blocks: see `log_writer`).
+pub fn emit(logs: &AccessLogs, entry: &Entry) {
+    for l in logs.0.iter() {
+        super::log_writer::send(&l.sink, render(&l.format, entry));
+    }
+}
+
+/// One line in `format` (ending in a newline for the default and JSON formats; a text
+/// template carries its own).
+pub fn render(format: &Format, e: &Entry) -> Vec<u8> {
+    match format {
+        Format::Default => {
+            let mut line = serde_json::to_vec(e).unwrap_or_default();
+            line.push(b'\n');
+            line
+        }
+        Format::Text(t) => {
+            let mut s = String::new();
+            for seg in t {
+                match seg {
+                    Segment::Literal(l) => s.push_str(l),
+                    Segment::Op(op, max) => s.push_str(&truncate(value(op, e).unwrap_or_else(|| "-".into()), *max)),
+                }
+            }
+            s.into_bytes()
+        }
+        Format::Json(fields) => {
+            let mut line = serde_json::to_vec(&json_object(fields, e)).unwrap_or_default();
+            line.push(b'\n');
+            line
+        }
+    }
+}
+
+fn json_object(fields: &[(String, JsonValue)], e: &Entry) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in fields {
+        let value = match v {
+            JsonValue::Literal(l) => l.clone(),
+            JsonValue::Object(o) => json_object(o, e),
+            // A lone operator keeps its type (numbers stay numbers; absent is null).
+            JsonValue::Template(t) if t.len() == 1 => match t.first() {
+                Some(Segment::Op(op, max)) => typed(op, e, *max),
+                Some(Segment::Literal(l)) => serde_json::Value::String(l.clone()),
+                None => serde_json::Value::Null,
+            },
+            JsonValue::Template(t) => {
+                let mut s = String::new();
+                for seg in t {
+                    match seg {
+                        Segment::Literal(l) => s.push_str(l),
+                        Segment::Op(op, max) => s.push_str(&truncate(value(op, e).unwrap_or_else(|| "-".into()), *max)),
+                    }
+                }
+                serde_json::Value::String(s)
+            }
+        };
+        m.insert(k.clone(), value);
+    }
+    serde_json::Value::Object(m)
+}
+
+fn typed(op: &Operator, e: &Entry, max: Option<usize>) -> serde_json::Value {
+    let n = |v: u64| serde_json::Value::from(v);
+    match op {
+        Operator::ResponseCode => n(u64::from(e.response_code)),
+        Operator::BytesReceived => n(e.bytes_received),
+        Operator::BytesSent => n(e.bytes_sent),
+        Operator::Duration => n(e.duration),
+        Operator::UpstreamServiceTime => e.upstream_service_time.map_or(serde_json::Value::Null, n),
+        other => value(other, e).map_or(serde_json::Value::Null, |v| serde_json::Value::String(truncate(v, max))),
+    }
+}
+
+fn truncate(mut v: String, max: Option<usize>) -> String {
+    if let Some(m) = max {
+        if v.len() > m {
+            let mut cut = m;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.truncate(cut);
+        }
+    }
+    v
+}
+
+/// An operator's value; `None` is Envoy's `-`.
+fn value(op: &Operator, e: &Entry) -> Option<String> {
+    let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    match op {
+        Operator::StartTime => s(&e.start_time),
+        Operator::Method => s(&e.method),
+        Operator::Path => s(&e.path),
+        Operator::Authority => e.authority.clone(),
+        Operator::UserAgent => e.user_agent.clone(),
+        Operator::ForwardedFor => e.x_forwarded_for.clone(),
+        Operator::RequestId => e.request_id.clone(),
+        Operator::UpstreamServiceTime => e.upstream_service_time.map(|v| v.to_string()),
+        Operator::Protocol => s(&e.protocol),
+        Operator::ResponseCode => Some(e.response_code.to_string()),
+        Operator::ResponseFlags => s(&e.response_flags),
+        Operator::ResponseCodeDetails => e.response_code_details.clone(),
+        Operator::BytesReceived => Some(e.bytes_received.to_string()),
+        Operator::BytesSent => Some(e.bytes_sent.to_string()),
+        Operator::Duration => Some(e.duration.to_string()),
+        Operator::UpstreamHost => e.upstream_host.clone(),
+        Operator::UpstreamCluster => e.upstream_cluster.clone(),
+        Operator::DownstreamRemote => s(&e.downstream_remote_address),
+        Operator::DownstreamRemoteIp => s(&e.downstream_remote_address)
+            .map(|a| a.parse::<std::net::SocketAddr>().map_or(a, |sa| sa.ip().to_string())),
+        Operator::DownstreamLocal => s(&e.downstream_local_address),
+        Operator::DownstreamPeerUriSan => e.downstream_peer_uri_san.clone(),
+        Operator::RouteName => e.route_name.clone(),
+        Operator::TraceId => e.trace_id.clone(),
+        Operator::ServerName => e.requested_server_name.clone(),
+        Operator::Untracked => None,
     }
 }
 

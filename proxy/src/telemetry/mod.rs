@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod istio_labels;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod request_metrics;

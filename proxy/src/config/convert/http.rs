@@ -186,7 +186,7 @@ pub fn connection_manager(
         routes,
         use_remote_address: h.use_remote_address.map(|b| b.value).unwrap_or(false),
         generate_request_id: h.generate_request_id.map(|b| b.value).unwrap_or(true),
-        access_log: !h.access_log.is_empty(),
+        access_log: super::access_log::access_logs(&h.access_log, &path.field("access_log"))?,
         idle_timeout: timeout(
             idle,
             Some(Duration::from_secs(3600)),

@@ -2,6 +2,7 @@
 //! through here, so a resource is accepted or refused (with its field path) the same way
 //! whatever its source.
 
+mod access_log;
 mod chain_matcher;
 mod cluster;
 mod common;
@@ -383,6 +384,9 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &tcp::TCP_PROXY,
         &http::HCM,
         &http::INTERNAL_ADDRESS,
+        &access_log::ACCESS_LOG,
+        &access_log::FILE,
+        &access_log::FORMAT,
         &http::DOWNSTREAM_COMMON_OPTIONS,
         &http::DOWNSTREAM_HTTP2,
         &http::TRACING,

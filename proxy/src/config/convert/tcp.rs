@@ -46,7 +46,7 @@ pub fn tcp_proxy(t: &proto::TcpProxy, path: &Path, res: &Resources) -> Result<Tc
             Some(std::time::Duration::from_secs(3600)),
             &path.field("idle_timeout"),
         )?,
-        access_log: !t.access_log.is_empty(),
+        access_log: super::access_log::access_logs(&t.access_log, &path.field("access_log"))?,
         sni_cluster: false,
     })
 }
