@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time and grows the corpora in fuzz/corpus/.
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); CI does not run this —
-# it replays the corpora on stable (`cargo nextest run`: proxy/tests/fuzz_corpora.rs,
-# xds-client/tests/fuzz_corpus.rs, iptables-init/tests/fuzz_corpus.rs).
+# it replays the corpora on stable (`cargo nextest run`: tests/tests/fuzz_corpora.rs).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default 60 s, every target)
 #

@@ -10,6 +10,7 @@ pub mod netns;
 pub mod openssl;
 pub mod pki;
 pub mod proxy;
+pub mod side;
 pub mod upstream;
 pub mod xds_server;
 pub mod yaml;

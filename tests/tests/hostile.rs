@@ -250,13 +250,8 @@ async fn oversized_and_too_many_headers_as_envoy() {
     let fine = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let mut seen = Vec::new();
     for who in ["envoy", "isthmus"] {
-        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = tests::envoy::Envoy::start(&yaml).await;
-            (e.listener("web"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("web"), Box::new(p))
-        };
+        let _keep = tests::side::Running::start(who, &yaml).await;
+        let addr = _keep.listener("web");
         let (a, big, many) = (addr, big.clone(), many.clone());
         let got = tokio::task::spawn_blocking(move || {
             vec![
@@ -306,13 +301,8 @@ async fn the_global_connection_limit_as_envoy() {
     }
     let mut seen = Vec::new();
     for who in ["envoy", "isthmus"] {
-        let (addr, keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = tests::envoy::Envoy::start(&yaml).await;
-            (e.listener("tcp"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("tcp"), Box::new(p))
-        };
+        let keep = tests::side::Running::start(who, &yaml).await;
+        let addr = keep.listener("tcp");
         let got = tokio::task::spawn_blocking(move || {
             let mut open: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
             let mut out: Vec<Vec<u8>> = open.iter_mut().map(ping).collect();
@@ -333,7 +323,7 @@ async fn the_global_connection_limit_as_envoy() {
         })
         .await
         .unwrap();
-        if let Some(p) = keep.downcast_ref::<Proxy>() {
+        if let Some(p) = keep.isthmus() {
             assert!(p.metric("isthmus_downstream_global_cx_overflow", "tcp") >= 1.0);
         }
         seen.push(got);
@@ -364,13 +354,8 @@ async fn request_smuggling_shapes_are_refused_as_envoy() {
     for who in ["envoy", "isthmus"] {
         let up = Upstream::start("up", Behaviour::default()).await;
         let yaml = bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[cluster("c", &[up.addr], "")]);
-        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = tests::envoy::Envoy::start(&yaml).await;
-            (e.listener("web"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("web"), Box::new(p))
-        };
+        let _keep = tests::side::Running::start(who, &yaml).await;
+        let addr = _keep.listener("web");
         let shapes = shapes.clone();
         let statuses = tokio::task::spawn_blocking(move || {
             shapes.iter().map(|s| raw_status(addr, s.as_bytes())).collect::<Vec<_>>()
@@ -583,13 +568,8 @@ async fn http2_upstreams_get_the_clients_authority_as_envoy() {
     let yaml = bootstrap(&[http_listener("web", &routes, "")], &[cluster("c", &[up.addr], tests::yaml::H2_UPSTREAM)]);
     let mut seen = Vec::new();
     for who in ["envoy", "isthmus"] {
-        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = tests::envoy::Envoy::start(&yaml).await;
-            (e.listener("web"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("web"), Box::new(p))
-        };
+        let _keep = tests::side::Running::start(who, &yaml).await;
+        let addr = _keep.listener("web");
         let mut uris = Vec::new();
         for rewrite in [false, true] {
             let mut h = vec![("host", "client.example:8080")];
@@ -635,13 +615,8 @@ async fn access_log_path_and_formats_as_envoy() {
             &format!("          access_log: {}\n", logs(&d)),
         );
         let yaml = bootstrap(&[listener], &[cluster("c", &[up.addr], "")]);
-        let (addr, _keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = tests::envoy::Envoy::start(&yaml).await;
-            (e.listener("web"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("web"), Box::new(p))
-        };
+        let _keep = tests::side::Running::start(who, &yaml).await;
+        let addr = _keep.listener("web");
         for path in ["/a?x=1", "/b"] {
             let (s, _, _) = get(addr, path, &[("user-agent", "curl/8.5.0"), ("host", "svc.example")]).await.unwrap();
             assert_eq!(s, 200);

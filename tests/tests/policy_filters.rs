@@ -143,6 +143,17 @@ fn envoy_log(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The (flags, details) lines of `path` once `n` are there, details as Isthmus writes them.
+async fn text_log(path: &Path, n: usize) -> Vec<(String, String)> {
+    details_as_isthmus(
+        tests::eventually(Duration::from_secs(10), || {
+            let l = envoy_log(path);
+            (l.len() >= n).then_some(l)
+        })
+        .await,
+    )
+}
+
 /// Envoy's details for a response it proxied are `via_upstream`; Isthmus logs none then.
 fn details_as_isthmus(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
     for (_, d) in &mut v {
@@ -210,34 +221,14 @@ async fn fault_injection_matches_envoy() {
             &[cluster("backend", &[up.addr], "")],
         );
         let mut seen = Vec::new();
-        if who == "envoy" {
-            let envoy = Envoy::start(&yaml).await;
-            let addr = envoy.listener("http");
-            for (path, h) in &requests {
-                let t = Instant::now();
-                seen.push((send(addr, "GET", path, h).await, t.elapsed()));
-            }
-            flags.push(details_as_isthmus(
-                tests::eventually(Duration::from_secs(10), || {
-                    let l = envoy_log(&log);
-                    (l.len() >= requests.len()).then_some(l)
-                })
-                .await,
-            ));
-        } else {
-            let p = Proxy::start(&yaml);
-            let addr = p.listener("http");
-            for (path, h) in &requests {
-                let t = Instant::now();
-                seen.push((send(addr, "GET", path, h).await, t.elapsed()));
-            }
-            flags.push(
-                tests::eventually(Duration::from_secs(10), || {
-                    let l = envoy_log(&log);
-                    (l.len() >= requests.len()).then_some(l)
-                })
-                .await,
-            );
+        let running = tests::side::Running::start(who, &yaml).await;
+        let addr = running.listener("http");
+        for (path, h) in &requests {
+            let t = Instant::now();
+            seen.push((send(addr, "GET", path, h).await, t.elapsed()));
+        }
+        flags.push(text_log(&log, requests.len()).await);
+        if let Some(p) = running.isthmus() {
             // Envoy's fault stats: three delays and seven aborts injected in the run above.
             stats = [
                 p.metric("envoy_http_fault_aborts_injected", "inbound_0.0.0.0_8080"),
@@ -342,20 +333,13 @@ async fn cors_matches_envoy() {
             &[cluster("backend", &[up.addr], "")],
         );
         let mut seen = Vec::new();
-        let _keep: Box<dyn std::any::Any> = if who == "envoy" {
-            let e = Envoy::start(&yaml).await;
-            for (m, path, h) in &requests {
-                seen.push(send(e.listener("http"), m, path, h).await);
-            }
-            Box::new(e)
-        } else {
-            let p = Proxy::start(&yaml);
-            for (m, path, h) in &requests {
-                seen.push(send(p.listener("http"), m, path, h).await);
-            }
+        let running = tests::side::Running::start(who, &yaml).await;
+        for (m, path, h) in &requests {
+            seen.push(send(running.listener("http"), m, path, h).await);
+        }
+        if let Some(p) = running.isthmus() {
             valid = p.metric("envoy_http_cors_origin_valid", "inbound_0.0.0.0_8080");
-            Box::new(p)
-        };
+        }
         answers.push(seen);
     }
     for (i, (e, s)) in answers[0].iter().zip(&answers[1]).enumerate() {
@@ -403,30 +387,12 @@ async fn local_rate_limit_matches_envoy() {
         let yaml =
             bootstrap(&[http_listener("http", &filter, &routes, &log, "")], &[cluster("backend", &[up.addr], "")]);
         let mut seen = Vec::new();
-        if who == "envoy" {
-            let e = Envoy::start(&yaml).await;
-            for (path, h) in &requests {
-                seen.push(send(e.listener("http"), "GET", path, h).await);
-            }
-            flags.push(details_as_isthmus(
-                tests::eventually(Duration::from_secs(10), || {
-                    let l = envoy_log(&log);
-                    (l.len() >= requests.len()).then_some(l)
-                })
-                .await,
-            ));
-        } else {
-            let p = Proxy::start(&yaml);
-            for (path, h) in &requests {
-                seen.push(send(p.listener("http"), "GET", path, h).await);
-            }
-            flags.push(
-                tests::eventually(Duration::from_secs(10), || {
-                    let l = envoy_log(&log);
-                    (l.len() >= requests.len()).then_some(l)
-                })
-                .await,
-            );
+        let running = tests::side::Running::start(who, &yaml).await;
+        for (path, h) in &requests {
+            seen.push(send(running.listener("http"), "GET", path, h).await);
+        }
+        flags.push(text_log(&log, requests.len()).await);
+        if let Some(p) = running.isthmus() {
             limited = [
                 p.metric("envoy_http_local_rate_limit_rate_limited", "http_local_rate_limiter"),
                 p.metric("envoy_http_local_rate_limit_rate_limited", "per_route"),
@@ -535,26 +501,10 @@ async fn rbac_with_mtls_identities_and_source_ip_matches_envoy() {
                 })
                 .collect()
         };
-        if who == "envoy" {
-            let e = Envoy::start(&yaml).await;
-            results.push(run(&|l| e.listener(l)));
-            flags.push(details_as_isthmus(
-                tests::eventually(Duration::from_secs(10), || {
-                    let l = envoy_log(&log);
-                    (l.len() >= cases.len()).then_some(l)
-                })
-                .await,
-            ));
-        } else {
-            let p = Proxy::start(&yaml);
-            results.push(run(&|l| p.listener(l)));
-            flags.push(
-                tests::eventually(Duration::from_secs(10), || {
-                    let l = envoy_log(&log);
-                    (l.len() >= cases.len()).then_some(l)
-                })
-                .await,
-            );
+        let running = tests::side::Running::start(who, &yaml).await;
+        results.push(run(&|l| running.listener(l)));
+        flags.push(text_log(&log, cases.len()).await);
+        if let Some(p) = running.isthmus() {
             rbac_stats = [
                 p.metric("envoy_http_rbac_denied", "inbound_0.0.0.0_8080"),
                 p.metric("envoy_http_rbac_shadow_denied", "inbound_0.0.0.0_8080"),
@@ -633,19 +583,14 @@ async fn network_rbac_and_connection_rate_limit_match_envoy() {
     let mut results = Vec::new();
     for who in ["envoy", "isthmus"] {
         let mut seen = Vec::new();
-        let (addr_rbac, addr_limited, keep): (SocketAddr, SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = Envoy::start(&yaml).await;
-            (e.listener("rbac"), e.listener("limited"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("rbac"), p.listener("limited"), Box::new(p))
-        };
+        let keep = tests::side::Running::start(who, &yaml).await;
+        let (addr_rbac, addr_limited) = (keep.listener("rbac"), keep.listener("limited"));
         seen.push(tcp_exchange(addr_rbac, "127.0.0.1").await);
         seen.push(tcp_exchange(addr_rbac, "127.0.0.2").await);
         for _ in 0..3 {
             seen.push(tcp_exchange(addr_limited, "127.0.0.1").await);
         }
-        if let Some(p) = keep.downcast_ref::<Proxy>() {
+        if let Some(p) = keep.isthmus() {
             assert_eq!(p.metric("envoy_network_rbac_denied", "tcp."), 1.0);
             assert_eq!(p.metric("envoy_network_local_rate_limit_rate_limited", "conn_limit"), 1.0);
         }
@@ -831,21 +776,16 @@ async fn max_active_faults_bounds_the_faults_in_flight_as_envoy() {
             &[http_listener("http", ISTIO_FILTERS, &routes, &log, "")],
             &[cluster("backend", &[up.addr], "")],
         );
-        let (addr, keep): (SocketAddr, Box<dyn std::any::Any>) = if who == "envoy" {
-            let e = Envoy::start(&yaml).await;
-            (e.listener("http"), Box::new(e))
-        } else {
-            let p = Proxy::start(&yaml);
-            (p.listener("http"), Box::new(p))
-        };
+        let keep = tests::side::Running::start(who, &yaml).await;
+        let addr = keep.listener("http");
         let held = tokio::spawn(async move { send(addr, "GET", "/held", &[]).await.status });
         // The first request is held once its fault is active (the gauge says so), not after
         // a guess at how long that takes.
         let active = |n: f64| -> Option<()> {
-            let v = if let Some(p) = keep.downcast_ref::<Proxy>() {
+            let v = if let Some(p) = keep.isthmus() {
                 p.metric("envoy_http_fault_active_faults", "inbound_0.0.0.0_8080")
             } else {
-                let e = keep.downcast_ref::<Envoy>().unwrap();
+                let e = keep.envoy().unwrap();
                 envoy_stat(e, "http.inbound_0.0.0.0_8080.fault.active_faults")
             };
             (v == n).then_some(())
@@ -854,13 +794,13 @@ async fn max_active_faults_bounds_the_faults_in_flight_as_envoy() {
         let free = send(addr, "GET", "/free", &[]).await.status;
         assert_eq!((held.await.unwrap(), free), (200, 200));
         tests::eventually(Duration::from_secs(5), || active(0.0)).await;
-        counts.push(if let Some(p) = keep.downcast_ref::<Proxy>() {
+        counts.push(if let Some(p) = keep.isthmus() {
             [
                 p.metric("envoy_http_fault_delays_injected", "inbound_0.0.0.0_8080"),
                 p.metric("envoy_http_fault_faults_overflow", "inbound_0.0.0.0_8080"),
             ]
         } else {
-            let e = keep.downcast_ref::<Envoy>().unwrap();
+            let e = keep.envoy().unwrap();
             [
                 envoy_stat(e, "http.inbound_0.0.0.0_8080.fault.delays_injected"),
                 envoy_stat(e, "http.inbound_0.0.0.0_8080.fault.faults_overflow"),

@@ -1,11 +1,11 @@
-//! The fuzz corpora (`fuzz/corpus/<target>/`, grown by `scripts/fuzz.sh` on nightly) replayed
+//! Every fuzz corpus (`fuzz/corpus/<target>/`, grown by `scripts/fuzz.sh` on nightly) replayed
 //! on stable: every input the fuzzer kept, and every crash it found once fixed, stays a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::PathBuf;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus")).join(target);
+    let dir = tests::repo_root().join("fuzz/corpus").join(target);
     let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -28,6 +28,26 @@ fn replay(target: &str, f: fn(&[u8])) {
 }
 
 #[test]
+fn detect_corpus() {
+    replay("detect", proxy::fuzzing::detect_incremental);
+}
+
+#[test]
+fn config_yaml_corpus() {
+    replay("config_yaml", proxy::fuzzing::config_yaml);
+}
+
+#[test]
+fn config_proto_corpus() {
+    replay("config_proto", proxy::fuzzing::config_proto);
+}
+
+#[test]
 fn xds_response_corpus() {
     replay("xds_response", xds_client::fuzzing::response);
+}
+
+#[test]
+fn iptables_plan_corpus() {
+    replay("iptables_plan", iptables_init::fuzzing::plan);
 }
