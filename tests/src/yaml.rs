@@ -77,3 +77,21 @@ pub fn tcp_listener(name: &str, cluster: &str) -> String {
 pub fn route_to(cluster: &str, action_extra: &str) -> String {
     format!("              - match: {{prefix: \"/\"}}\n                route: {{cluster: {cluster}{action_extra}}}")
 }
+
+/// The static `xds-grpc` cluster (HTTP/2, one endpoint: the control plane on `cp_port`), as a
+/// `static_resources.clusters` item; `extra` is more cluster-level YAML (indented 4).
+pub fn xds_cluster(cp_port: u16, extra: &str) -> String {
+    format!(
+        r#"  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+{extra}    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {cp_port}}}}}}}}}]}}]
+"#
+    )
+}

@@ -31,18 +31,9 @@ dynamic_resources:
   lds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 0s}}
 static_resources:
   clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {cp_port}}}}}}}}}]}}]
-"#,
-        if delta { "DELTA_GRPC" } else { "GRPC" }
+{}"#,
+        if delta { "DELTA_GRPC" } else { "GRPC" },
+        tests::yaml::xds_cluster(cp_port, "")
     )
 }
 
