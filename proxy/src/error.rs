@@ -60,6 +60,11 @@ pub enum Flag {
     FaultInjected,
     /// A local rate limit refused the request (`RL`).
     RateLimited,
+    /// The upstream spoke broken HTTP: an unparsable response, or a body cut short of its
+    /// length (`UPE`).
+    UpstreamProtocolError,
+    /// The client's request body was malformed (a bad chunk) (`DPE`).
+    DownstreamProtocolError,
 }
 
 impl Flag {
@@ -79,6 +84,8 @@ impl Flag {
             Flag::DelayInjected => "DI",
             Flag::FaultInjected => "FI",
             Flag::RateLimited => "RL",
+            Flag::UpstreamProtocolError => "UPE",
+            Flag::DownstreamProtocolError => "DPE",
         }
     }
 
@@ -88,7 +95,7 @@ impl Flag {
             Flag::NoRoute | Flag::NoCluster | Flag::DelayInjected | Flag::FaultInjected | Flag::RateLimited => {
                 Side::Config
             }
-            Flag::DownstreamTerminated => Side::Downstream,
+            Flag::DownstreamTerminated | Flag::DownstreamProtocolError => Side::Downstream,
             _ => Side::Upstream,
         }
     }

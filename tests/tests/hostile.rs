@@ -338,9 +338,8 @@ async fn the_global_connection_limit_as_envoy() {
 /// upstream never sees the smuggled request. Where the two differ it is said here:
 /// Content-Length with chunked is refused by Envoy (`allow_chunked_length: false`) while
 /// hyper follows RFC 9112 §6.1 (chunked wins, Content-Length is dropped) and forwards one
-/// well-framed request; a bad chunk size is 400 from Envoy's codec before routing and 503
-/// from Isthmus, which finds it while streaming the body upstream; `gzip, chunked` is 501 in
-/// Envoy and 400 in hyper.
+/// well-framed request; a bad chunk size is 400 from both (Isthmus finds it while streaming
+/// the body and answers `400 DPE`); `gzip, chunked` is 501 in Envoy and 400 in hyper.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_smuggling_shapes_are_refused_as_envoy() {
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -661,4 +660,117 @@ async fn a_stuck_access_log_drops_lines_instead_of_stalling() {
     }
     let dropped = proxy.metric("isthmus_access_log_dropped_total", "fifo");
     assert!(dropped >= 400.0, "{dropped} lines dropped");
+}
+
+/// A raw upstream: reads a request head, then answers `reply` and closes (or, with `None`,
+/// reads until the client gives up and reports how many body bytes arrived).
+async fn raw_upstream(reply: Option<&'static [u8]>) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                // Bounded: the head plus at most 16 MiB, or 3 s.
+                let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        if reply.is_some() && got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                        if got.len() > 16 << 20 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                match reply {
+                    Some(r) => {
+                        let _ = s.write_all(r).await;
+                    }
+                    None => {
+                        let head = got.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+                        let _ = tx.send(got.len().saturating_sub(head));
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Broken upstreams and a vanishing client, side by side with Envoy: an upstream answering
+/// garbage, one resetting mid-body, and a client that sends part of its upload and leaves. Each
+/// is answered or cut as Envoy does (status and access-log flag), the upstream of the abandoned
+/// upload never sees a whole request, and the proxy serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_upstreams_and_a_vanishing_client_as_envoy() {
+    use std::io::Write;
+    let (garbage, _) = raw_upstream(Some(b"HTTP/1.1 abc def\r\n\r\n")).await;
+    let (short, _) =
+        raw_upstream(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nx-upstream: short\r\n\r\n0123456789")).await;
+    let (sink, mut received) = raw_upstream(None).await;
+    let fine = Upstream::start("fine", Behaviour::default()).await;
+    let routes = "              - match: {prefix: /garbage}\n                route: {cluster: garbage}\n              - match: {prefix: /short}\n                route: {cluster: short}\n              - match: {prefix: /upload}\n                route: {cluster: sink}\n              - match: {prefix: /}\n                route: {cluster: fine}";
+    let log_of = |dir: &std::path::Path| {
+        format!(
+            "          access_log: [{{name: f, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: \"{}\", log_format: {{text_format_source: {{inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\"}}}}}}}}]\n",
+            dir.join("access.log").display()
+        )
+    };
+    let mut seen = Vec::new();
+    for who in tests::side::BOTH {
+        let dir = tests::scratch(&format!("broken-{who}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = http_listener("web", routes, "").replace(
+            "          access_log:\n          - name: envoy.access_loggers.stdout\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}\n",
+            &log_of(&dir),
+        );
+        let yaml = bootstrap(
+            &[listener],
+            &[
+                cluster("garbage", &[garbage], ""),
+                cluster("short", &[short], ""),
+                cluster("sink", &[sink], ""),
+                cluster("fine", &[fine.addr], ""),
+            ],
+        );
+        let running = tests::side::Running::start(who, &yaml).await;
+        let addr = running.listener("web");
+        let statuses = tokio::task::spawn_blocking(move || {
+            let garbage = raw_status(addr, b"GET /garbage HTTP/1.1\r\nHost: x\r\n\r\n");
+            let short = raw_status(addr, b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n");
+            // Half of a 1 MiB upload, then gone.
+            let mut s = TcpStream::connect(addr).unwrap();
+            let _ = s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+            let _ = s.write_all(&vec![b'u'; 512 * 1024]);
+            drop(s);
+            (garbage, short)
+        })
+        .await
+        .unwrap();
+        // The abandoned upload's upstream never gets a whole request (Envoy was seen to forward
+        // none of the body, Isthmus part of it: both stop at the client's close).
+        let got = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.unwrap().unwrap();
+        assert!(got < 1 << 20, "{who}: the upstream got {got} body bytes");
+        let (s, _, _) = get(addr, "/", &[]).await.unwrap();
+        assert_eq!(s, 200, "{who} serves on");
+        let log = dir.join("access.log");
+        let lines = tests::eventually(Duration::from_secs(10), || {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            let mut l: Vec<String> = t.lines().filter(|l| !l.starts_with("/ ")).map(str::to_string).collect();
+            l.sort();
+            (l.len() >= 3).then_some(l)
+        })
+        .await;
+        seen.push((statuses, lines));
+    }
+    assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
 }

@@ -28,6 +28,8 @@ enum Outcome {
     ConnectFailure,
     Overflow,
     Reset,
+    /// The upstream's response could not be parsed.
+    ProtocolError,
     PerTryTimeout,
     RouteTimeout,
 }
@@ -104,13 +106,15 @@ pub async fn forward(
         let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol, tls);
         let started = now();
         let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
-        if let Some(o) = outlier_outcome(&outcome) {
+        // A try that failed because the client's body did says nothing about the host.
+        let client_left = rec.downstream_failed.load(std::sync::atomic::Ordering::Relaxed) != 0;
+        if let Some(o) = outlier_outcome(&outcome).filter(|_| !client_left) {
             cluster.record(&host, o);
         }
         if matches!(outcome, Outcome::Response(_) | Outcome::PerTryTimeout | Outcome::RouteTimeout) {
             host.ewma.observe(started.elapsed());
         }
-        let retriable = retriable(&policy, &outcome);
+        let retriable = !client_left && retriable(&policy, &outcome);
         let can_retry = retriable
             && attempt < policy.num_retries
             && replay.as_ref().is_some_and(|r| r.replay().is_some())
@@ -260,6 +264,8 @@ fn classify_h1(e: &hyper_util::client::legacy::Error) -> Outcome {
     }
     if e.is_connect() {
         Outcome::ConnectFailure
+    } else if super::record::hyper_error(e).is_some_and(|h| h.is_parse()) {
+        Outcome::ProtocolError
     } else {
         Outcome::Reset
     }
@@ -278,7 +284,7 @@ fn outlier_outcome(o: &Outcome) -> Option<crate::outlier::Outcome> {
             }
         }
         Outcome::ConnectFailure => O::ConnectFailure,
-        Outcome::Reset => O::Reset,
+        Outcome::Reset | Outcome::ProtocolError => O::Reset,
         Outcome::PerTryTimeout | Outcome::RouteTimeout => O::Timeout,
         Outcome::Overflow => return None,
     })
@@ -298,6 +304,8 @@ fn retriable(p: &RetryPolicy, o: &Outcome) -> bool {
         }
         Outcome::ConnectFailure => on.connect_failure || on.server_error || on.gateway_error,
         Outcome::Reset => on.reset || on.server_error || on.gateway_error,
+        // Answered as a 502.
+        Outcome::ProtocolError => on.server_error || on.gateway_error,
         Outcome::PerTryTimeout => on.server_error || on.gateway_error,
         Outcome::Overflow | Outcome::RouteTimeout => false,
     }
@@ -332,7 +340,15 @@ fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started:
         }
         Outcome::ConnectFailure => Flag::UpstreamConnectFailure,
         Outcome::Overflow => Flag::Overflow,
+        // The try failed because the client's body did: the client left, or sent a bad chunk.
+        _ if rec.downstream_failed.load(std::sync::atomic::Ordering::Relaxed) == super::record::MALFORMED => {
+            Flag::DownstreamProtocolError
+        }
+        _ if rec.downstream_failed.load(std::sync::atomic::Ordering::Relaxed) == super::record::GONE => {
+            Flag::DownstreamTerminated
+        }
         Outcome::Reset => Flag::UpstreamReset,
+        Outcome::ProtocolError => Flag::UpstreamProtocolError,
         Outcome::PerTryTimeout | Outcome::RouteTimeout => Flag::UpstreamTimeout,
     };
     fail(rec, flag)

@@ -41,6 +41,10 @@ pub struct Record {
     pub dest_locality: String,
     /// Request body bytes, shared with the request body wrapper.
     pub received: Arc<AtomicU64>,
+    /// Set by the request body wrapper when the client's body failed: a failed upstream try is
+    /// then the client's doing, not the host's — [`GONE`] (it went away mid-upload: `DC`) or
+    /// [`MALFORMED`] (a bad chunk: `400`, `DPE`).
+    pub downstream_failed: Arc<std::sync::atomic::AtomicU8>,
     /// The request's span, when the HCM traces.
     pub span: Option<Box<crate::telemetry::trace::Active>>,
     /// The fault filter's `active_faults` slot, released when the request ends.
@@ -68,6 +72,7 @@ impl Record {
             inbound: false,
             peer_principal: None,
             received: Arc::new(AtomicU64::new(0)),
+            downstream_failed: Arc::default(),
             span: None,
             active_fault: None,
             logs: if log { logs.clone() } else { Default::default() },
@@ -182,9 +187,13 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for Tracked<B> {
                     r.finish();
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
                 if let Some(mut r) = this.record.take() {
-                    r.flags.push(Flag::UpstreamReset);
+                    // A body cut short of its length is broken HTTP (`UPE`), as Envoy counts
+                    // it; any other failure is a reset (`UC`).
+                    let incomplete = hyper_error(e.as_ref()).is_some_and(|h| h.is_incomplete_message() || h.is_parse())
+                        || cut_short(e.as_ref());
+                    r.flags.push(if incomplete { Flag::UpstreamProtocolError } else { Flag::UpstreamReset });
                     r.finish();
                 }
             }
@@ -202,19 +211,64 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for Tracked<B> {
     }
 }
 
+/// `downstream_failed`: the client went away.
+pub const GONE: u8 = 1;
+/// `downstream_failed`: the client's body was malformed.
+pub const MALFORMED: u8 = 2;
+
+/// Whether `e` says a body ended before its length (hyper's `IncompleteBody`, an
+/// `UnexpectedEof` I/O error in the chain).
+fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof) {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// The kind of the first I/O error in `e`'s source chain.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// The `hyper::Error` somewhere in `e`'s source chain.
+pub fn hyper_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            return Some(h);
+        }
+        cur = c.source();
+    }
+    None
+}
+
 pin_project_lite::pin_project! {
-    /// The request body sent upstream: counts bytes received from downstream.
+    /// The request body sent upstream: counts bytes received from downstream and notes when
+    /// the client's body fails.
     pub struct Counting<B> {
         #[pin]
         inner: B,
         count: Arc<AtomicU64>,
+        failed: Arc<std::sync::atomic::AtomicU8>,
     }
 }
 
 impl<B> Counting<B> {
-    /// Counts `inner`'s data bytes into `count`.
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
-        Counting { inner, count }
+    /// Counts `inner`'s data bytes into the record's `received`, and its failure into
+    /// `downstream_failed`.
+    pub fn new(inner: B, rec: &Record) -> Self {
+        Counting { inner, count: rec.received.clone(), failed: rec.downstream_failed.clone() }
     }
 }
 
@@ -235,7 +289,13 @@ where
                 }
                 Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                let malformed = io_kind(e.as_ref())
+                    .is_some_and(|k| matches!(k, std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput));
+                this.failed.store(if malformed { MALFORMED } else { GONE }, Ordering::Relaxed);
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

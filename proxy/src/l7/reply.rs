@@ -29,6 +29,11 @@ impl Flag {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
             Flag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+            Flag::DownstreamProtocolError => (StatusCode::BAD_REQUEST, "Bad Request"),
+            Flag::UpstreamProtocolError => (
+                StatusCode::BAD_GATEWAY,
+                "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+            ),
             Flag::DownstreamTerminated | Flag::StreamIdleTimeout | Flag::DelayInjected => (StatusCode::OK, ""),
             Flag::FaultInjected => (StatusCode::SERVICE_UNAVAILABLE, "fault filter abort"),
             Flag::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "local_rate_limited"),

@@ -38,7 +38,8 @@ async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tra
         fill_entry(&mut rec, &ctx, &req, &host);
     }
     let resp = route_and_send(&ctx, req, &host, &mut rec).await;
-    rec.entry.response_code = resp.status().as_u16();
+    // A client gone before its response got none: Envoy logs code 0.
+    rec.entry.response_code = if rec.flags.contains(&Flag::DownstreamTerminated) { 0 } else { resp.status().as_u16() };
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Tracked::new(body, rec))
 }
@@ -99,7 +100,7 @@ async fn route_and_send(
             if upgrade {
                 upgrade::restore_headers(&mut parts.headers);
             }
-            let body = Counting::new(body, rec.received.clone()).boxed_unsync();
+            let body = Counting::new(body, rec).boxed_unsync();
             let retry = fwd.retry_policy.as_ref().or(vh.retry_policy.as_ref());
             let version = parts.version;
             let mut resp = forward::forward(ctx, parts, body, fwd, retry, rec).await;
