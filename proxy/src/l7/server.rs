@@ -108,11 +108,20 @@ where
     }
 }
 
-/// Requests in flight on one connection and when the last one ended.
-#[derive(Debug, Default)]
+/// Requests in flight on one connection and when the last one ended (lock-free: every
+/// request touches it).
+#[derive(Debug)]
 struct Activity {
     in_flight: std::sync::atomic::AtomicUsize,
-    last: std::sync::Mutex<Option<std::time::Instant>>,
+    opened: std::time::Instant,
+    /// Nanoseconds after `opened` at which the last request ended (0: none yet).
+    last_end: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { in_flight: Default::default(), opened: crate::clock::now(), last_end: Default::default() }
+    }
 }
 
 /// Marks a request in flight until dropped.
@@ -127,9 +136,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Ok(mut l) = self.0.last.lock() {
-            *l = Some(crate::clock::now());
-        }
+        let since = crate::clock::now().saturating_duration_since(self.0.opened);
+        self.0
+            .last_end
+            .store(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -137,10 +147,9 @@ impl Drop for InFlight {
 /// Resolves once the connection has had no request in flight for `limit` (never without one).
 async fn idle(a: &Activity, limit: Option<std::time::Duration>) {
     let Some(limit) = limit else { return std::future::pending().await };
-    let opened = crate::clock::now();
     loop {
         let busy = a.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        let since = a.last.lock().ok().and_then(|l| *l).unwrap_or(opened);
+        let since = a.opened + std::time::Duration::from_nanos(a.last_end.load(std::sync::atomic::Ordering::Relaxed));
         let quiet = crate::clock::now().saturating_duration_since(since);
         if !busy && quiet >= limit {
             return;

@@ -52,11 +52,11 @@ impl TokenBucket {
             s.tokens -= 1.0;
         }
         let missing = (1.0 - s.tokens).max(0.0);
-        let reset = Duration::from_secs_f64(missing / rate);
+        let reset = Duration::try_from_secs_f64(missing / rate).unwrap_or(Duration::MAX);
         Take {
             allowed,
             remaining: s.tokens.floor() as u32,
-            reset_secs: reset.as_secs() + u64::from(reset.subsec_nanos() > 0),
+            reset_secs: reset.as_secs().saturating_add(u64::from(reset.subsec_nanos() > 0)),
         }
     }
 

@@ -109,6 +109,22 @@ pub enum Principal {
     UrlPath(ValueMatch),
 }
 
+impl Rbac {
+    /// Whether a principal tests `remote_ip` (the address read from `x-forwarded-for`), so
+    /// the request path computes that address only for rules that need it.
+    pub fn reads_remote_ip(&self) -> bool {
+        fn p(x: &Principal) -> bool {
+            match x {
+                Principal::RemoteIp(_) => true,
+                Principal::And(v) | Principal::Or(v) => v.iter().any(p),
+                Principal::Not(i) => p(i),
+                _ => false,
+            }
+        }
+        self.policies.iter().any(|(_, pol)| pol.principals.iter().any(p))
+    }
+}
+
 /// `envoy.extensions.filters.http.rbac.v3.RBAC`.
 #[derive(Debug, Clone)]
 pub struct HttpRbac {
@@ -116,6 +132,8 @@ pub struct HttpRbac {
     pub rules: Option<Rbac>,
     /// `shadow_rules`: evaluated for stats only.
     pub shadow: Option<Rbac>,
+    /// Either rule set tests `remote_ip`.
+    pub reads_remote_ip: bool,
 }
 
 /// `envoy.extensions.filters.network.rbac.v3.RBAC`.

@@ -48,10 +48,10 @@ pub(in crate::config::convert) const AUTHENTICATED: FieldPolicy = FieldPolicy {
 /// Converts the HTTP filter's config.
 pub fn http_rbac(r: &http_proto::Rbac, path: &Path) -> Result<HttpRbac, ConfigError> {
     check(r, &HTTP_RBAC, path)?;
-    Ok(HttpRbac {
-        rules: r.rules.as_ref().map(|x| rbac(x, &path.field("rules"))).transpose()?,
-        shadow: r.shadow_rules.as_ref().map(|x| rbac(x, &path.field("shadow_rules"))).transpose()?,
-    })
+    let rules = r.rules.as_ref().map(|x| rbac(x, &path.field("rules"))).transpose()?;
+    let shadow = r.shadow_rules.as_ref().map(|x| rbac(x, &path.field("shadow_rules"))).transpose()?;
+    let reads_remote_ip = rules.iter().chain(shadow.iter()).any(Rbac::reads_remote_ip);
+    Ok(HttpRbac { rules, shadow, reads_remote_ip })
 }
 
 /// Converts the network filter's config.
