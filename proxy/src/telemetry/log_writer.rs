@@ -23,8 +23,33 @@ enum Msg {
 
 static WRITERS: OnceLock<Mutex<HashMap<Sink, SyncSender<Msg>>>> = OnceLock::new();
 
+thread_local! {
+    /// Each worker's copy of the senders it has used: the shared map (and its lock) is only
+    /// consulted the first time a thread logs to a destination.
+    static SENDERS: std::cell::RefCell<Vec<(Sink, SyncSender<Msg>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Queues `line` for `sink`, starting its writer on first use; drops it if the queue is full.
 pub fn send(sink: &Sink, line: Vec<u8>) {
+    let cached = SENDERS.with(|c| c.borrow().iter().find(|(s, _)| s == sink).map(|(_, tx)| tx.clone()));
+    let tx = match cached {
+        Some(tx) => tx,
+        None => {
+            let Some(tx) = shared_sender(sink) else { return };
+            SENDERS.with(|c| c.borrow_mut().push((sink.clone(), tx.clone())));
+            tx
+        }
+    };
+    match tx.try_send(Msg::Line(line)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            metrics::counter!("isthmus_access_log_dropped_total", "sink" => label(sink)).increment(1);
+        }
+    }
+}
+
+/// The sender of `sink`'s writer, started if this is the first line for it.
+fn shared_sender(sink: &Sink) -> Option<SyncSender<Msg>> {
     let map = WRITERS.get_or_init(|| Mutex::new(HashMap::new()));
     let tx = {
         let mut m = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -36,19 +61,14 @@ pub fn send(sink: &Sink, line: Vec<u8>) {
                 let spawned =
                     std::thread::Builder::new().name("isthmus-access-log".into()).spawn(move || write(&s, &rx));
                 if spawned.is_err() {
-                    return;
+                    return None;
                 }
                 m.insert(sink.clone(), tx.clone());
                 tx
             }
         }
     };
-    match tx.try_send(Msg::Line(line)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-            metrics::counter!("isthmus_access_log_dropped_total", "sink" => label(sink)).increment(1);
-        }
-    }
+    Some(tx)
 }
 
 /// Waits (up to `limit` in all) until every line queued so far is written and flushed: the
