@@ -107,6 +107,15 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
     for l in ready_listeners {
         listeners.upsert(l)?;
     }
+    if let Some(handle) = prometheus.clone() {
+        let (clusters, listeners) = (clusters.clone(), listeners.clone());
+        let live = move || crate::telemetry::series::Live {
+            clusters: clusters.all().iter().map(|c| c.config.name.clone()).collect(),
+            listeners: listeners.names(),
+            secrets: crate::tls::secrets::registry().all().iter().map(|s| s.name.clone()).collect(),
+        };
+        tokio::spawn(crate::telemetry::series::run(handle, Arc::new(live)));
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(DumpStore::default());
     let state = Arc::new(AdminState {

@@ -24,6 +24,10 @@ pub struct Cli {
     /// Seconds to let in-flight work finish on shutdown.
     #[arg(long = "drain-time-s", default_value_t = 5)]
     pub drain_time_s: u64,
+    /// Seconds a metric series may go without an update before it is forgotten when nothing
+    /// live owns it (a removed cluster's, an idle `istio_*` label set). Isthmus only.
+    #[arg(long = "stats-expiry-s", default_value_t = 3600)]
+    pub stats_expiry_s: u64,
     /// Log level: trace, debug, info, warning, error, critical, off.
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     pub log_level: String,

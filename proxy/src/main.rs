@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     }
     let Some(rt) = runtime(cli.concurrency) else { return ExitCode::FAILURE };
     proxy::l4::splice::set_enabled(!cli.l4_copy);
+    proxy::telemetry::series::set_expiry(Duration::from_secs(cli.stats_expiry_s));
     let opts = Options {
         drain_time: Duration::from_secs(cli.drain_time_s),
         readiness: cli.readiness_address,

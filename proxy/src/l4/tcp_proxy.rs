@@ -230,9 +230,10 @@ impl Drop for ConnRecord {
         if self.entry.response_flags.is_empty() {
             self.entry.response_flags = "-".into();
         }
-        self.metrics.received.increment(self.entry.bytes_received);
-        self.metrics.sent.increment(self.entry.bytes_sent);
-        self.metrics.closed.increment(1);
+        let metrics = self.metrics.at_close();
+        metrics.received.increment(self.entry.bytes_received);
+        metrics.sent.increment(self.entry.bytes_sent);
+        metrics.closed.increment(1);
         self.entry.duration = access_log::millis_since(self.start);
         if self.log.enabled() {
             access_log::emit(&self.log, &self.entry);

@@ -35,6 +35,14 @@ impl ListenerManager {
         ListenerManager { shared, running: Mutex::new(HashMap::new()) }
     }
 
+    /// The names of the listeners running now, bound or virtual (the owners of their series).
+    pub fn names(&self) -> std::collections::HashSet<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: std::collections::HashSet<String> = running.keys().cloned().collect();
+        names.extend(self.shared.virtuals.load().values().map(|v| v.name.clone()));
+        names
+    }
+
     /// Starts a listener or replaces its config; returns the bound address. A listener with
     /// `bind_to_port: false` binds nothing: it only receives connections handed off by a
     /// `use_original_dst` listener.

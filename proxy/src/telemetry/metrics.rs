@@ -9,11 +9,14 @@ use std::sync::OnceLock;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the global recorder once and returns the handle that renders `/stats/prometheus`.
-/// `None` when another recorder was installed first (tests in one process).
+/// `None` when another recorder was installed first (tests in one process). Series left idle
+/// for [`series::expiry`](super::series::expiry) are forgotten; [`super::series`] keeps the
+/// ones live objects own.
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
@@ -21,13 +24,15 @@ pub fn install() -> Option<PrometheusHandle> {
                 0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
             ];
             let sizes = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0];
-            let handle = PrometheusBuilder::new()
+            let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("istio_request_duration_milliseconds".into()), &buckets)
                 .ok()?
                 .set_buckets_for_metric(Matcher::Suffix("_bytes".into()), &sizes)
                 .ok()?
-                .install_recorder()
-                .ok()?;
+                .idle_timeout(MetricKindMask::ALL, Some(super::series::expiry()))
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(super::series::Bounded(recorder)).ok()?;
             describe();
             Some(handle)
         })

@@ -7,6 +7,7 @@ pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod request_metrics;
+pub mod series;
 pub mod server_stats;
 pub mod tcp_metrics;
 pub mod trace;

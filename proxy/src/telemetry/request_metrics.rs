@@ -33,6 +33,8 @@ pub struct Labels<'a> {
 
 struct Handles {
     key: OwnedLabels,
+    /// Last use: an entry unused for half the series expiry is registered again.
+    used: std::time::Instant,
     requests: Counter,
     duration: Histogram,
     request_bytes: Histogram,
@@ -100,6 +102,7 @@ fn register(l: &Labels<'_>) -> Handles {
     ]);
     Handles {
         key: OwnedLabels::of(l),
+        used: crate::clock::now(),
         requests: counter!("istio_requests_total", &labels),
         duration: histogram!("istio_request_duration_milliseconds", &labels),
         request_bytes: histogram!("istio_request_bytes", &labels),
@@ -118,14 +121,21 @@ pub fn record(l: &Labels<'_>, duration_ms: f64, request_bytes: u64, response_byt
             cache.clear();
         }
         let bucket = cache.entry(hash).or_default();
+        let now = crate::clock::now();
         let idx = match bucket.iter().position(|x| x.key.matches(l)) {
-            Some(i) => i,
+            Some(i) if super::series::fresh(bucket[i].used, now) => i,
+            Some(i) => {
+                // The exporter may have forgotten an idle label set's series: register again.
+                bucket[i] = register(l);
+                i
+            }
             None => {
                 bucket.push(register(l));
                 bucket.len() - 1
             }
         };
-        if let Some(x) = bucket.get(idx) {
+        if let Some(x) = bucket.get_mut(idx) {
+            x.used = now;
             x.requests.increment(1);
             x.duration.record(duration_ms);
             x.request_bytes.record(request_bytes as f64);

@@ -23,8 +23,9 @@ pub(super) const ROUTE_CONFIG: FieldPolicy = FieldPolicy {
         "response_headers_to_add",
         "response_headers_to_remove",
         "ignore_port_in_host_matching",
+        "validate_clusters",
     ],
-    ignored: &["validate_clusters", "most_specific_header_mutations_wins", "max_direct_response_body_size_bytes"],
+    ignored: &["most_specific_header_mutations_wins", "max_direct_response_body_size_bytes"],
 };
 
 pub(super) const VIRTUAL_HOST: FieldPolicy = FieldPolicy {
@@ -138,6 +139,10 @@ pub(super) const REDIRECT: FieldPolicy = FieldPolicy {
 /// Converts a route table.
 pub fn route_config(rc: &proto::RouteConfiguration, path: &Path, res: &Resources) -> Result<RouteConfig, ConfigError> {
     check(rc, &ROUTE_CONFIG, path)?;
+    // `validate_clusters: false`: routes may name clusters that arrive later over CDS (a
+    // missing one answers 503 NC at request time), as in Envoy.
+    let unchecked = Resources::lenient();
+    let res = if rc.validate_clusters.is_some_and(|v| !v.value) { &unchecked } else { res };
     let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         virtual_hosts.push(virtual_host(vh, &path.field("virtual_hosts").item(i, &vh.name), res)?);
