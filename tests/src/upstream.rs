@@ -2,7 +2,10 @@
 //!
 //! An upstream answers every request with its name in `x-upstream`, the request headers as
 //! JSON (`/headers`), the request body streamed back (`/echo`), or per-request behaviour from
-//! `x-test-status` / `x-test-delay-ms`; it can also be told to fail every request.
+//! `x-test-status` / `x-test-delay-ms`; it can also be told to fail every request. `/drip`
+//! sends its headers at once and then `x-test-drip-count` (default 5) one-byte chunks
+//! `x-test-drip-ms` (default 100) apart: a response whose body takes its time. `/sink` reads
+//! the whole request body before it answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -90,11 +93,28 @@ async fn handle(
     if req.uri().path() == "/ws" && hdr("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Ok(websocket_echo(req));
     }
+    if req.uri().path() == "/sink" {
+        // Reads the whole request body before answering with its length.
+        let n = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+        return Ok(Response::new(Full::new(Bytes::from(n.to_string())).map_err(|n| match n {}).boxed()));
+    }
     let failing = b.failing.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
     let status =
         if failing { 500 } else { hdr("x-test-status").and_then(|v| v.parse().ok()).or(b.status).unwrap_or(200) };
     let body: Body = match req.uri().path() {
         "/echo" => req.into_body().boxed(),
+        "/drip" => {
+            let every = Duration::from_millis(hdr("x-test-drip-ms").and_then(|v| v.parse().ok()).unwrap_or(100));
+            let count: usize = hdr("x-test-drip-count").and_then(|v| v.parse().ok()).unwrap_or(5);
+            let drip = futures_util::stream::unfold(0usize, move |i| async move {
+                if i >= count {
+                    return None;
+                }
+                tokio::time::sleep(every).await;
+                Some((Ok::<_, hyper::Error>(hyper::body::Frame::data(Bytes::from_static(b"x"))), i + 1))
+            });
+            http_body_util::StreamBody::new(drip).boxed()
+        }
         "/headers" => {
             let map: serde_json::Map<String, serde_json::Value> = req
                 .headers()

@@ -190,8 +190,14 @@ pub struct HttpConnectionManager {
     pub access_log: super::access_log::AccessLogs,
     /// Close idle keep-alive connections after this long (`common_http_protocol_options.idle_timeout`, default 1 h).
     pub idle_timeout: Option<Duration>,
-    /// Time allowed for a whole request stream (`stream_idle_timeout` is not modelled separately).
+    /// `request_timeout`: until the request is complete or the response starts (408).
     pub request_timeout: Option<Duration>,
+    /// `stream_idle_timeout` (default 5 min; `0s`: `None`): a stream with no frame either
+    /// way for this long ends (a route's `idle_timeout` replaces it).
+    pub stream_idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_stream_duration`: a stream's lifetime, unless its
+    /// route sets one.
+    pub max_stream_duration: Option<Duration>,
     /// Whether `Upgrade: websocket` is allowed through (`upgrade_configs`).
     pub websocket: bool,
     /// `forward_client_cert_details` + `set_current_client_cert_details`.

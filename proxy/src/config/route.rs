@@ -150,12 +150,34 @@ pub struct Forward {
     pub prefix_rewrite: Option<String>,
     /// Replace the `Host`/`:authority`.
     pub host_rewrite: Option<String>,
-    /// Whole-request timeout until the response headers (default 15 s; `0s` disables).
+    /// Route timeout, from the end of the request until the end of the response (default
+    /// 15 s; `0s` disables). Not used when `max_stream_duration` is set, as in Envoy.
     pub timeout: Option<Duration>,
+    /// `idle_timeout`: replaces the HCM's `stream_idle_timeout` on this route (`Some(None)`:
+    /// `0s`, disabled; `None`: unset).
+    pub idle_timeout: Option<Option<Duration>>,
+    /// `max_grpc_timeout` (legacy): a gRPC request's `grpc-timeout` becomes the route timeout,
+    /// capped by this (`ZERO`: uncapped).
+    pub max_grpc_timeout: Option<Duration>,
+    /// `max_stream_duration`: its presence switches the route to Envoy's "new timeouts" (the
+    /// route timeout and `max_grpc_timeout` are not used).
+    pub max_stream_duration: Option<StreamDuration>,
     /// Retries.
     pub retry_policy: Option<RetryPolicy>,
     /// How to hash the request for RING_HASH/MAGLEV clusters (`hash_policy`).
     pub hash_policy: Vec<HashPolicy>,
+}
+
+/// `RouteAction.max_stream_duration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamDuration {
+    /// `max_stream_duration` (`Some(ZERO)`: explicitly none; `None`: the HCM's applies).
+    pub max: Option<Duration>,
+    /// `grpc_timeout_header_max`: set, a `grpc-timeout` header is the stream's duration,
+    /// capped by this (`ZERO`: uncapped).
+    pub grpc_header_max: Option<Duration>,
+    /// `grpc_timeout_header_offset`: subtracted from the header's value.
+    pub grpc_header_offset: Option<Duration>,
 }
 
 /// One `hash_policy` entry.

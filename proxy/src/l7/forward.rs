@@ -73,7 +73,16 @@ pub async fn forward(
         cluster.stats.rq_pending_overflow.increment(1);
         return fail(rec, Flag::Overflow);
     };
-    let deadline = fwd.timeout.map(|t| now() + t);
+    let mut parts = parts;
+    let timeout = route_timeout(fwd, &parts.headers, rec.grpc);
+    let deadline = timeout.map(|t| now() + t);
+    if rec.grpc && fwd.max_stream_duration.is_none() && fwd.max_grpc_timeout.is_some() {
+        // As Envoy: under `max_grpc_timeout` the upstream learns the deadline it is given.
+        let expected = retry.and_then(|r| r.per_try_timeout).or(timeout);
+        if let Some(v) = expected.and_then(|t| HeaderValue::from_str(&grpc_timeout_value(t)).ok()) {
+            parts.headers.insert("grpc-timeout", v);
+        }
+    }
     let policy = retry.cloned().unwrap_or(RetryPolicy { num_retries: 0, ..RetryPolicy::default() });
     let (replay, mut body) =
         if policy.num_retries > 0 { (Some(ReplayBody::new(body)), None) } else { (None, Some(body)) };
@@ -107,7 +116,7 @@ pub async fn forward(
         let started = now();
         let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
         // A try that failed because the client's body did says nothing about the host.
-        let client_left = rec.downstream_failed.load(std::sync::atomic::Ordering::Relaxed) != 0;
+        let client_left = rec.downstream_failed() != 0;
         if let Some(o) = outlier_outcome(&outcome).filter(|_| !client_left) {
             cluster.record(&host, o);
         }
@@ -132,7 +141,43 @@ pub async fn forward(
         if retriable && attempt > 0 {
             rec.flags.push(Flag::RetryLimitExceeded);
         }
-        return finish(rec, &cluster, outcome, started);
+        return finish(rec, &cluster, outcome, started, deadline);
+    }
+}
+
+/// The router's timeout for a request, as Envoy's `finalTimeout` computes it: none on a route
+/// with `max_stream_duration` (Envoy's "new timeouts"); for a gRPC request under
+/// `max_grpc_timeout`, its `grpc-timeout` (none when absent) capped by that (`0s`: uncapped);
+/// otherwise the route's `timeout`.
+fn route_timeout(fwd: &Forward, headers: &http::HeaderMap, grpc: bool) -> Option<Duration> {
+    if fwd.max_stream_duration.is_some() {
+        return None;
+    }
+    match fwd.max_grpc_timeout {
+        Some(max) if grpc => {
+            let t = super::stream_limits::grpc_timeout(headers).unwrap_or(Duration::ZERO);
+            let t = if !max.is_zero() && (t.is_zero() || t > max) { max } else { t };
+            (!t.is_zero()).then_some(t)
+        }
+        _ => fwd.timeout,
+    }
+}
+
+/// A `grpc-timeout` value for `t`: milliseconds while they fit gRPC's eight digits, else
+/// seconds, minutes, hours.
+fn grpc_timeout_value(t: Duration) -> String {
+    const MAX: u128 = 99_999_999;
+    let ms = t.as_millis().max(1);
+    if ms <= MAX {
+        return format!("{ms}m");
+    }
+    let s = t.as_secs();
+    if u128::from(s) <= MAX {
+        format!("{s}S")
+    } else if u128::from(s / 60) <= MAX {
+        format!("{}M", s / 60)
+    } else {
+        format!("{}H", (s / 3600).min(99_999_999))
     }
 }
 
@@ -322,9 +367,17 @@ async fn backoff(p: &RetryPolicy, attempt: u32, deadline: Option<Instant>) {
     tokio::time::sleep(wait).await;
 }
 
-fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started: Instant) -> Response<ProxyBody> {
+fn finish(
+    rec: &mut Record,
+    cluster: &ClusterRuntime,
+    outcome: Outcome,
+    started: Instant,
+    deadline: Option<Instant>,
+) -> Response<ProxyBody> {
     let flag = match outcome {
         Outcome::Response(resp) => {
+            // The route timeout goes on over the body, as Envoy's does.
+            rec.limits.route = deadline;
             let (mut parts, body) = resp.into_parts();
             cluster.stats.response(parts.status.as_u16());
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -341,15 +394,18 @@ fn finish(rec: &mut Record, cluster: &ClusterRuntime, outcome: Outcome, started:
         Outcome::ConnectFailure => Flag::UpstreamConnectFailure,
         Outcome::Overflow => Flag::Overflow,
         // The try failed because the client's body did: the client left, or sent a bad chunk.
-        _ if rec.downstream_failed.load(std::sync::atomic::Ordering::Relaxed) == super::record::MALFORMED => {
-            Flag::DownstreamProtocolError
-        }
-        _ if rec.downstream_failed.load(std::sync::atomic::Ordering::Relaxed) == super::record::GONE => {
-            Flag::DownstreamTerminated
-        }
+        _ if rec.downstream_failed() == super::record::MALFORMED => Flag::DownstreamProtocolError,
+        _ if rec.downstream_failed() == super::record::GONE => Flag::DownstreamTerminated,
         Outcome::Reset => Flag::UpstreamReset,
         Outcome::ProtocolError => Flag::UpstreamProtocolError,
-        Outcome::PerTryTimeout | Outcome::RouteTimeout => Flag::UpstreamTimeout,
+        Outcome::PerTryTimeout => {
+            rec.entry.response_code_details = Some("upstream_per_try_timeout".into());
+            Flag::UpstreamTimeout
+        }
+        Outcome::RouteTimeout => {
+            rec.entry.response_code_details = Some("response_timeout".into());
+            Flag::UpstreamTimeout
+        }
     };
     fail(rec, flag)
 }

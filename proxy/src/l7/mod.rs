@@ -12,6 +12,7 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod service;
+pub mod stream_limits;
 pub mod upgrade;
 pub mod xfcc;
 

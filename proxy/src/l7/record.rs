@@ -2,7 +2,7 @@
 //! dropped), writes Istio metrics and the access log line exactly once.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
@@ -39,12 +39,10 @@ pub struct Record {
     pub peer_principal: Option<Arc<str>>,
     /// `region/zone` of the upstream host that answered (metric label).
     pub dest_locality: String,
-    /// Request body bytes, shared with the request body wrapper.
-    pub received: Arc<AtomicU64>,
-    /// Set by the request body wrapper when the client's body failed: a failed upstream try is
-    /// then the client's doing, not the host's — [`GONE`] (it went away mid-upload: `DC`) or
-    /// [`MALFORMED`] (a bad chunk: `400`, `DPE`).
-    pub downstream_failed: Arc<std::sync::atomic::AtomicU8>,
+    /// What the request body, the handler and the response body share (one allocation).
+    pub stream: Arc<StreamState>,
+    /// The stream's timers (set when the request is routed to a cluster).
+    pub limits: super::stream_limits::Limits,
     /// The request's span, when the HCM traces.
     pub span: Option<Box<crate::telemetry::trace::Active>>,
     /// The fault filter's `active_faults` slot, released when the request ends.
@@ -58,8 +56,9 @@ impl Record {
     /// A record for a request that just arrived.
     pub fn new(logs: &crate::config::access_log::AccessLogs, source: Arc<str>) -> Self {
         let log = logs.enabled();
+        let stream = Arc::new(StreamState::new());
         Record {
-            start: now(),
+            start: stream.start,
             entry: Entry {
                 start_time: if log { access_log::rfc3339(SystemTime::now()) } else { String::new() },
                 ..Entry::default()
@@ -71,8 +70,8 @@ impl Record {
             source,
             inbound: false,
             peer_principal: None,
-            received: Arc::new(AtomicU64::new(0)),
-            downstream_failed: Arc::default(),
+            stream,
+            limits: super::stream_limits::Limits::default(),
             span: None,
             active_fault: None,
             logs: if log { logs.clone() } else { Default::default() },
@@ -81,8 +80,13 @@ impl Record {
         }
     }
 
+    /// Whether the client's body failed (see [`StreamState::failed`]).
+    pub fn downstream_failed(&self) -> u8 {
+        self.stream.failed.load(Ordering::Relaxed)
+    }
+
     fn finish(&mut self) {
-        self.entry.bytes_received = self.received.load(Ordering::Relaxed);
+        self.entry.bytes_received = self.stream.received.load(Ordering::Relaxed);
         self.entry.bytes_sent = self.sent;
         self.entry.duration = access_log::millis_since(self.start);
         self.entry.response_flags = if self.flags.is_empty() {
@@ -123,6 +127,56 @@ impl Record {
     }
 }
 
+/// One stream's shared state: bytes received, how the client's body ended, and the activity
+/// the stream timers read.
+#[derive(Debug)]
+pub struct StreamState {
+    /// When the request arrived.
+    pub start: Instant,
+    /// Request body bytes.
+    pub received: AtomicU64,
+    /// Set by the request body wrapper when the client's body failed: a failed upstream try is
+    /// then the client's doing, not the host's — [`GONE`] (it went away mid-upload: `DC`) or
+    /// [`MALFORMED`] (a bad chunk: `400`, `DPE`).
+    pub failed: AtomicU8,
+    /// Nanoseconds after `start` of the last frame either way.
+    last_activity: AtomicU64,
+    request_done: AtomicBool,
+}
+
+impl StreamState {
+    fn new() -> Self {
+        StreamState {
+            start: now(),
+            received: AtomicU64::new(0),
+            failed: AtomicU8::new(0),
+            last_activity: AtomicU64::new(0),
+            request_done: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes a frame (either way) at `at`.
+    pub fn touch(&self, at: Instant) {
+        let ns = u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        self.last_activity.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// When the last frame went either way (the request's arrival before any).
+    pub fn last_activity(&self) -> Instant {
+        self.start + std::time::Duration::from_nanos(self.last_activity.load(Ordering::Relaxed))
+    }
+
+    /// Whether the whole request has been received.
+    pub fn request_done(&self) -> bool {
+        self.request_done.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the whole request has been received.
+    pub fn set_request_done(&self) {
+        self.request_done.store(true, Ordering::Relaxed);
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The response body sent downstream: counts bytes, notes gRPC trailers, and finishes the
     /// record when done or dropped (client went away: flag DC).
@@ -130,6 +184,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         record: Option<Record>,
+        // The stream's timers while the body is sent (none armed: `None`).
+        timer: Option<super::stream_limits::BodyTimer>,
     }
 
     impl<B: Body> PinnedDrop for Tracked<B> {
@@ -150,7 +206,8 @@ pin_project_lite::pin_project! {
 impl<B: Body> Tracked<B> {
     /// Wraps a response body; `record` is finished exactly once.
     pub fn new(inner: B, record: Record) -> Self {
-        Tracked { inner, record: Some(record) }
+        let timer = if inner.is_end_stream() { None } else { super::stream_limits::BodyTimer::new(record.limits) };
+        Tracked { inner, record: Some(record), timer }
     }
 }
 
@@ -164,6 +221,9 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for Tracked<B> {
         let res = inner.as_mut().poll_frame(cx);
         match &res {
             Poll::Ready(Some(Ok(f))) => {
+                if let (Some(_), Some(r)) = (this.timer.as_ref(), this.record.as_ref()) {
+                    r.stream.touch(now());
+                }
                 let mut done = inner.is_end_stream();
                 if let Some(r) = this.record.as_mut() {
                     if let Some(d) = f.data_ref() {
@@ -197,7 +257,19 @@ impl<B: Body<Data = Bytes, Error = BoxError>> Body for Tracked<B> {
                     r.finish();
                 }
             }
-            Poll::Pending => {}
+            Poll::Pending => {
+                if let (Some(t), Some(r)) = (this.timer.as_mut(), this.record.as_ref()) {
+                    if let Poll::Ready(why) = t.poll_expired(&r.stream, cx) {
+                        // Cut: hyper resets the stream (HTTP/2) or closes the connection.
+                        if let Some(mut r) = this.record.take() {
+                            r.entry.response_code_details = Some(why.details().into());
+                            r.flags.extend(why.flag());
+                            r.finish();
+                        }
+                        return Poll::Ready(Some(Err(Box::new(super::stream_limits::TimedOut(why)))));
+                    }
+                }
+            }
         }
         res
     }
@@ -259,16 +331,18 @@ pin_project_lite::pin_project! {
     pub struct Counting<B> {
         #[pin]
         inner: B,
-        count: Arc<AtomicU64>,
-        failed: Arc<std::sync::atomic::AtomicU8>,
+        stream: Arc<StreamState>,
     }
 }
 
-impl<B> Counting<B> {
-    /// Counts `inner`'s data bytes into the record's `received`, and its failure into
-    /// `downstream_failed`.
+impl<B: Body> Counting<B> {
+    /// Counts `inner`'s data bytes into the stream's `received`, its failure into `failed`,
+    /// and its frames and end as the stream's activity and completion.
     pub fn new(inner: B, rec: &Record) -> Self {
-        Counting { inner, count: rec.received.clone(), failed: rec.downstream_failed.clone() }
+        if inner.is_end_stream() {
+            rec.stream.set_request_done();
+        }
+        Counting { inner, stream: rec.stream.clone() }
     }
 }
 
@@ -282,10 +356,15 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let mut inner = this.inner;
+        match inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
-                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    this.stream.received.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                this.stream.touch(now());
+                if inner.is_end_stream() {
+                    this.stream.set_request_done();
                 }
                 Poll::Ready(Some(Ok(f)))
             }
@@ -293,10 +372,13 @@ where
                 let e: BoxError = e.into();
                 let malformed = io_kind(e.as_ref())
                     .is_some_and(|k| matches!(k, std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput));
-                this.failed.store(if malformed { MALFORMED } else { GONE }, Ordering::Relaxed);
+                this.stream.failed.store(if malformed { MALFORMED } else { GONE }, Ordering::Relaxed);
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.stream.set_request_done();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

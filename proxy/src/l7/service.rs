@@ -13,7 +13,7 @@ use super::headers::{append_forwarded_for, edit_request, edit_response, ensure_r
 use super::record::{Counting, Record, Tracked};
 use super::reply::{self, Flag};
 use super::ConnCtx;
-use super::{forward, router, upgrade};
+use super::{forward, router, stream_limits, upgrade};
 use crate::cluster::ProxyBody;
 use crate::config::route::{HeaderEdits, Redirect, RouteAction};
 
@@ -103,7 +103,23 @@ async fn route_and_send(
             let body = Counting::new(body, rec).boxed_unsync();
             let retry = fwd.retry_policy.as_ref().or(vh.retry_policy.as_ref());
             let version = parts.version;
-            let mut resp = forward::forward(ctx, parts, body, fwd, retry, rec).await;
+            rec.limits = stream_limits::Limits::for_route(&ctx.hcm, fwd, &parts.headers);
+            let (limits, stream) = (rec.limits, rec.stream.clone());
+            // The stream's own timers race the router (which enforces the route timeout
+            // itself until the response headers).
+            let raced = {
+                let upstream = forward::forward(ctx, parts, body, fwd, retry, rec);
+                tokio::pin!(upstream);
+                tokio::select! {
+                    biased;
+                    r = &mut upstream => Ok(r),
+                    why = stream_limits::before_response(limits, &stream) => Err(why),
+                }
+            };
+            let mut resp = match raced {
+                Ok(r) => r,
+                Err(why) => stream_limits::reply(why, rec),
+            };
             // The downstream protocol decides the response's version (an HTTP/1.0 upstream
             // answer goes back to an HTTP/1.1 client as HTTP/1.1, as Envoy does).
             *resp.version_mut() = version;

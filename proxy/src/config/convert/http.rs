@@ -39,12 +39,12 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "merge_slashes",
         "xff_num_trusted_hops",
         "request_headers_timeout",
+        "request_timeout",
+        "stream_idle_timeout",
     ],
     ignored: &[
         "server_name",
-        "request_timeout",
         "http_protocol_options",
-        "stream_idle_timeout",
         "drain_timeout",
         "delayed_close_timeout",
         "path_with_escaped_slashes_action",
@@ -193,6 +193,16 @@ pub fn connection_manager(
             &path.field("common_http_protocol_options").field("idle_timeout"),
         )?,
         request_timeout: timeout(h.request_timeout.as_ref(), None, &path.field("request_timeout"))?,
+        stream_idle_timeout: timeout(
+            h.stream_idle_timeout.as_ref(),
+            Some(Duration::from_secs(300)),
+            &path.field("stream_idle_timeout"),
+        )?,
+        max_stream_duration: timeout(
+            h.common_http_protocol_options.as_ref().and_then(|o| o.max_stream_duration.as_ref()),
+            None,
+            &path.field("common_http_protocol_options").field("max_stream_duration"),
+        )?,
         websocket,
         xfcc: xfcc(h, path)?,
         tracing: h.tracing.as_ref().map(|t| tracing(t, &path.field("tracing"))).transpose()?,
@@ -219,15 +229,8 @@ pub fn connection_manager(
 
 pub(super) const DOWNSTREAM_COMMON_OPTIONS: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.HttpProtocolOptions",
-    honoured: &["idle_timeout", "max_headers_count", "max_connection_duration"],
-    // Not enforced yet on downstream connections (the reliability issue's timeouts); listed
-    // so a reader sees they have no effect today.
-    ignored: &[
-        "max_stream_duration",
-        "headers_with_underscores_action",
-        "max_requests_per_connection",
-        "max_response_headers_kb",
-    ],
+    honoured: &["idle_timeout", "max_headers_count", "max_connection_duration", "max_stream_duration"],
+    ignored: &["headers_with_underscores_action", "max_requests_per_connection", "max_response_headers_kb"],
 };
 
 pub(super) const DOWNSTREAM_HTTP2: FieldPolicy = FieldPolicy {

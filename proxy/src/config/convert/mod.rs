@@ -400,6 +400,7 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &route::DECORATOR,
         &route::ROUTE_MATCH,
         &route::ROUTE_ACTION,
+        &route::MAX_STREAM_DURATION,
         &route::RETRY_POLICY,
         &route::CLUSTER_WEIGHT,
         &route::REDIRECT,

@@ -90,15 +90,11 @@ pub(super) const ROUTE_ACTION: FieldPolicy = FieldPolicy {
         "timeout",
         "retry_policy",
         "hash_policy",
-    ],
-    ignored: &[
         "idle_timeout",
         "max_stream_duration",
         "max_grpc_timeout",
-        "upgrade_configs",
-        "cluster_not_found_response_code",
-        "priority",
     ],
+    ignored: &["upgrade_configs", "cluster_not_found_response_code", "priority"],
 };
 
 pub(super) const RETRY_POLICY: FieldPolicy = FieldPolicy {
@@ -325,6 +321,24 @@ pub(super) fn header_test(h: &proto::HeaderMatcher, path: &Path) -> Result<(Valu
     Ok((test, h.invert_match))
 }
 
+pub(super) const MAX_STREAM_DURATION: FieldPolicy = FieldPolicy {
+    message: "envoy.config.route.v3.RouteAction.MaxStreamDuration",
+    honoured: &["max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"],
+    ignored: &[],
+};
+
+fn stream_duration(m: &proto::route_action::MaxStreamDuration, path: &Path) -> Result<StreamDuration, ConfigError> {
+    check(m, &MAX_STREAM_DURATION, path)?;
+    let d = |v: Option<&xds_client::protos::google::protobuf::Duration>, f: &str| {
+        v.map(|v| duration(v, &path.field(f))).transpose()
+    };
+    Ok(StreamDuration {
+        max: d(m.max_stream_duration.as_ref(), "max_stream_duration")?,
+        grpc_header_max: d(m.grpc_timeout_header_max.as_ref(), "grpc_timeout_header_max")?,
+        grpc_header_offset: d(m.grpc_timeout_header_offset.as_ref(), "grpc_timeout_header_offset")?,
+    })
+}
+
 fn forward(a: &proto::RouteAction, path: &Path, res: &Resources) -> Result<Forward, ConfigError> {
     use proto::route_action::{ClusterSpecifier as C, HostRewriteSpecifier as H};
     check(a, &ROUTE_ACTION, path)?;
@@ -360,6 +374,22 @@ fn forward(a: &proto::RouteAction, path: &Path, res: &Resources) -> Result<Forwa
         prefix_rewrite: (!a.prefix_rewrite.is_empty()).then(|| a.prefix_rewrite.clone()),
         host_rewrite,
         timeout: timeout(a.timeout.as_ref(), Some(Duration::from_secs(15)), &path.field("timeout"))?,
+        idle_timeout: a
+            .idle_timeout
+            .as_ref()
+            .map(|d| timeout(Some(d), None, &path.field("idle_timeout")))
+            .transpose()?,
+        #[allow(deprecated)]
+        max_grpc_timeout: a
+            .max_grpc_timeout
+            .as_ref()
+            .map(|d| duration(d, &path.field("max_grpc_timeout")))
+            .transpose()?,
+        max_stream_duration: a
+            .max_stream_duration
+            .as_ref()
+            .map(|m| stream_duration(m, &path.field("max_stream_duration")))
+            .transpose()?,
         retry_policy: a.retry_policy.as_ref().map(|r| retry_policy(r, &path.field("retry_policy"))).transpose()?,
         hash_policy: hash_policies(&a.hash_policy, &path.field("hash_policy"))?,
     })
