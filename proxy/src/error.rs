@@ -46,6 +46,8 @@ pub enum Flag {
     Overflow,
     /// Upstream reset/closed before responding.
     UpstreamReset,
+    /// The upstream reset the HTTP/2 stream (`UR`), e.g. `REFUSED_STREAM`.
+    UpstreamRemoteReset,
     /// Route timeout.
     UpstreamTimeout,
     /// Retries were exhausted and the last try failed.
@@ -77,6 +79,7 @@ impl Flag {
             Flag::UpstreamConnectFailure => "UF",
             Flag::Overflow => "UO",
             Flag::UpstreamReset => "UC",
+            Flag::UpstreamRemoteReset => "UR",
             Flag::UpstreamTimeout => "UT",
             Flag::RetryLimitExceeded => "URX",
             Flag::DownstreamTerminated => "DC",
@@ -105,7 +108,11 @@ impl Flag {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            Flag::NoHealthyUpstream | Flag::UpstreamConnectFailure | Flag::UpstreamReset | Flag::UpstreamTimeout
+            Flag::NoHealthyUpstream
+                | Flag::UpstreamConnectFailure
+                | Flag::UpstreamReset
+                | Flag::UpstreamRemoteReset
+                | Flag::UpstreamTimeout
         )
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -32,11 +34,24 @@ pub enum H2Error {
     Stream(hyper::Error),
 }
 
+/// A pooled connection and when a request last took it.
+struct Conn {
+    send: SendRequest<ProxyBody>,
+    id: u64,
+    used: Instant,
+}
+
+type Conns = Mutex<HashMap<(SocketAddr, bool), Conn>>;
+
 /// One cluster's HTTP/2 connections, by host address and TLS.
 pub struct H2Pool {
     connector: Connector,
     builder: Builder<TokioExecutor>,
-    conns: Mutex<HashMap<(SocketAddr, bool), SendRequest<ProxyBody>>>,
+    conns: Arc<Conns>,
+    /// `common_http_protocol_options.idle_timeout`: a connection no request has taken for this
+    /// long leaves the pool and closes once its streams are done.
+    idle: Option<Duration>,
+    ids: AtomicU64,
 }
 
 impl std::fmt::Debug for H2Pool {
@@ -47,13 +62,13 @@ impl std::fmt::Debug for H2Pool {
 
 impl H2Pool {
     /// A pool dialling through `connector` (its TLS contexts, limits and stats).
-    pub fn new(connector: Connector, keepalive: Option<H2Keepalive>) -> H2Pool {
+    pub fn new(connector: Connector, keepalive: Option<H2Keepalive>, idle: Option<Duration>) -> H2Pool {
         let mut builder = Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
         if let Some(k) = keepalive {
             builder.keep_alive_interval(k.interval).keep_alive_timeout(k.timeout).keep_alive_while_idle(true);
         }
-        H2Pool { connector, builder, conns: Mutex::new(HashMap::new()) }
+        H2Pool { connector, builder, conns: Arc::default(), idle, ids: AtomicU64::new(0) }
     }
 
     /// Sends `req` (whose URI carries the authority to send) to `addr`.
@@ -63,7 +78,11 @@ impl H2Pool {
         tls: bool,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, H2Error> {
-        let cached = self.conns.lock().ok().and_then(|m| m.get(&(addr, tls)).cloned());
+        let cached = self.conns.lock().ok().and_then(|mut m| {
+            let c = m.get_mut(&(addr, tls))?;
+            c.used = crate::clock::now();
+            Some(c.send.clone())
+        });
         let mut send = match cached {
             Some(mut s) => match s.ready().await {
                 Ok(()) => s,
@@ -86,10 +105,36 @@ impl H2Pool {
             }
         });
         send.ready().await.map_err(H2Error::Handshake)?;
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.conns.lock() {
-            m.retain(|_, s| !s.is_closed());
-            m.insert((addr, tls), send.clone());
+            m.retain(|_, c| !c.send.is_closed());
+            m.insert((addr, tls), Conn { send: send.clone(), id, used: crate::clock::now() });
+        }
+        if let Some(idle) = self.idle {
+            tokio::spawn(evict_when_idle(Arc::downgrade(&self.conns), (addr, tls), id, idle));
         }
         Ok(send)
+    }
+}
+
+/// Removes connection `id` from the pool once no request has taken it for `idle` (dropping the
+/// pool's handle: hyper then closes it when its streams finish); ends early when the pool or
+/// the connection is gone.
+async fn evict_when_idle(conns: Weak<Conns>, key: (SocketAddr, bool), id: u64, idle: Duration) {
+    loop {
+        let Some(pool) = conns.upgrade() else { return };
+        let wait = {
+            let mut m = pool.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(c) = m.get(&key).filter(|c| c.id == id) else { return };
+            let left = (c.used + idle).saturating_duration_since(crate::clock::now());
+            if left.is_zero() {
+                m.remove(&key);
+                tracing::debug!(upstream = %key.0, "idle HTTP/2 upstream connection closed");
+                return;
+            }
+            left
+        };
+        drop(pool);
+        tokio::time::sleep(wait).await;
     }
 }

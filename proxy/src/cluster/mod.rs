@@ -115,6 +115,7 @@ impl ClusterRuntime {
         let h2 = h2pool::H2Pool::new(
             Connector { purpose: crate::tls::context::Purpose::Http2, ..connector },
             config.h2_keepalive,
+            config.idle_timeout,
         );
         let hosts = static_hosts(&config, &node);
         let (tx, rx) = match &config.outlier {

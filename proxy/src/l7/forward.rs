@@ -30,6 +30,8 @@ enum Outcome {
     Reset,
     /// The upstream's response could not be parsed.
     ProtocolError,
+    /// An HTTP/2 upstream refused the stream (`REFUSED_STREAM`): it never saw the request.
+    RefusedStream,
     PerTryTimeout,
     RouteTimeout,
 }
@@ -292,8 +294,21 @@ fn classify(f: &Failure) -> Outcome {
         Failure::H1(e) => classify_h1(e),
         Failure::H2(H2Error::Connect(ConnectError::Overflow)) => Outcome::Overflow,
         Failure::H2(H2Error::Connect(_) | H2Error::Handshake(_)) => Outcome::ConnectFailure,
+        Failure::H2(H2Error::Stream(e)) if refused(e) => Outcome::RefusedStream,
         Failure::H2(H2Error::Stream(_)) => Outcome::Reset,
     }
+}
+
+/// Whether an HTTP/2 stream error is the peer's `REFUSED_STREAM`.
+fn refused(e: &hyper::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(h) = s.downcast_ref::<h2::Error>() {
+            return h.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        src = s.source();
+    }
+    false
 }
 
 fn classify_h1(e: &hyper_util::client::legacy::Error) -> Outcome {
@@ -329,7 +344,7 @@ fn outlier_outcome(o: &Outcome) -> Option<crate::outlier::Outcome> {
             }
         }
         Outcome::ConnectFailure => O::ConnectFailure,
-        Outcome::Reset | Outcome::ProtocolError => O::Reset,
+        Outcome::Reset | Outcome::ProtocolError | Outcome::RefusedStream => O::Reset,
         Outcome::PerTryTimeout | Outcome::RouteTimeout => O::Timeout,
         Outcome::Overflow => return None,
     })
@@ -349,6 +364,7 @@ fn retriable(p: &RetryPolicy, o: &Outcome) -> bool {
         }
         Outcome::ConnectFailure => on.connect_failure || on.server_error || on.gateway_error,
         Outcome::Reset => on.reset || on.server_error || on.gateway_error,
+        Outcome::RefusedStream => on.refused_stream || on.reset || on.server_error || on.gateway_error,
         // Answered as a 502.
         Outcome::ProtocolError => on.server_error || on.gateway_error,
         Outcome::PerTryTimeout => on.server_error || on.gateway_error,
@@ -397,6 +413,7 @@ fn finish(
         _ if rec.downstream_failed() == super::record::MALFORMED => Flag::DownstreamProtocolError,
         _ if rec.downstream_failed() == super::record::GONE => Flag::DownstreamTerminated,
         Outcome::Reset => Flag::UpstreamReset,
+        Outcome::RefusedStream => Flag::UpstreamRemoteReset,
         Outcome::ProtocolError => Flag::UpstreamProtocolError,
         Outcome::PerTryTimeout => {
             rec.entry.response_code_details = Some("upstream_per_try_timeout".into());

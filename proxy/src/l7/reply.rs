@@ -28,6 +28,10 @@ impl Flag {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
+            Flag::UpstreamRemoteReset => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
+            ),
             Flag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
             Flag::DownstreamProtocolError => (StatusCode::BAD_REQUEST, "Bad Request"),
             Flag::UpstreamProtocolError => (
