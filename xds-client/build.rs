@@ -39,6 +39,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/grpc_web/v3/grpc_web.proto",
     "envoy/extensions/filters/http/rbac/v3/rbac.proto",
     "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/network/connection_limit/v3/connection_limit.proto",
     // Both local_rate_limit.proto copies name `common.ratelimit.v3.*`, which protox (one pool
     // for every file) resolves against `envoy.extensions.filters.common` first; the vendored
     // copies spell the full name `.envoy.extensions.common.ratelimit.v3.*` instead (the only

@@ -274,55 +274,62 @@ async fn oversized_and_too_many_headers_as_envoy() {
     assert_eq!(seen[1], [too_large, too_large, "HTTP/1.1 200 OK", "000", "000", "200"]);
 }
 
+/// Writes `ping` and reads until 4 bytes came back or the peer closed.
+fn ping(s: &mut TcpStream) -> Vec<u8> {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"ping");
+    let mut got = vec![0u8; 4];
+    let mut n = 0;
+    while n < 4 {
+        match s.read(&mut got[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    got.truncate(n);
+    got
+}
+
+/// Against a TCP echo behind a limit of `limit` connections: `limit` connections held open
+/// each echo, one more is closed unanswered, and once one closes a new one is served. Returns
+/// what each exchange got back.
+async fn connection_limit_sequence(addr: std::net::SocketAddr, limit: usize) -> Vec<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let mut open: Vec<TcpStream> = (0..limit).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let mut out: Vec<Vec<u8>> = open.iter_mut().map(ping).collect();
+        let mut over = TcpStream::connect(addr).unwrap();
+        out.push(ping(&mut over));
+        drop(open.pop());
+        // The freed slot is taken by the next connection once the proxy saw the close.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut again = Vec::new();
+        while std::time::Instant::now() < deadline {
+            again = ping(&mut TcpStream::connect(addr).unwrap());
+            if !again.is_empty() {
+                break;
+            }
+        }
+        out.push(again);
+        out
+    })
+    .await
+    .unwrap()
+}
+
 /// The overload manager's `global_downstream_max_connections`, side by side with Envoy: with
 /// three connections open a fourth is closed at once; when one closes, a new one is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_connection_limit_as_envoy() {
-    use std::io::{Read, Write};
     let echo = tests::upstream::tcp_echo().await;
     let yaml = format!(
         "{}overload_manager:\n  resource_monitors:\n  - name: envoy.resource_monitors.global_downstream_max_connections\n    typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig, max_active_downstream_connections: 3}}\n",
         bootstrap(&[tests::yaml::tcp_listener("tcp", "echo")], &[cluster("echo", &[echo], "")])
     );
-    // Writes `ping` and reads until 4 bytes came back or the peer closed.
-    fn ping(s: &mut TcpStream) -> Vec<u8> {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = s.write_all(b"ping");
-        let mut got = vec![0u8; 4];
-        let mut n = 0;
-        while n < 4 {
-            match s.read(&mut got[n..]) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k,
-            }
-        }
-        got.truncate(n);
-        got
-    }
     let mut seen = Vec::new();
     for who in ["envoy", "isthmus"] {
         let keep = tests::side::Running::start(who, &yaml).await;
-        let addr = keep.listener("tcp");
-        let got = tokio::task::spawn_blocking(move || {
-            let mut open: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
-            let mut out: Vec<Vec<u8>> = open.iter_mut().map(ping).collect();
-            let mut fourth = TcpStream::connect(addr).unwrap();
-            out.push(ping(&mut fourth));
-            drop(open.pop());
-            // The freed slot is taken by the next connection once the proxy saw the close.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            let mut again = Vec::new();
-            while std::time::Instant::now() < deadline {
-                again = ping(&mut TcpStream::connect(addr).unwrap());
-                if !again.is_empty() {
-                    break;
-                }
-            }
-            out.push(again);
-            out
-        })
-        .await
-        .unwrap();
+        let got = connection_limit_sequence(keep.listener("tcp"), 3).await;
         if let Some(p) = keep.isthmus() {
             assert!(p.metric("isthmus_downstream_global_cx_overflow", "tcp") >= 1.0);
         }
@@ -331,6 +338,33 @@ async fn the_global_connection_limit_as_envoy() {
     assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
     let p = b"ping".to_vec();
     assert_eq!(seen[1], [p.clone(), p.clone(), p.clone(), vec![], p]);
+}
+
+/// A listener's own limit (`envoy.filters.network.connection_limit` before `tcp_proxy`),
+/// side by side with Envoy: two connections open, a third is held for the filter's `delay` and
+/// closed unanswered; a freed slot serves the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listeners_connection_limit_as_envoy() {
+    let echo = tests::upstream::tcp_echo().await;
+    let limit = "      - name: envoy.filters.network.connection_limit\n        typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit, stat_prefix: tcp_limit, max_connections: 2, delay: 0.2s}\n";
+    let listener =
+        tests::yaml::tcp_listener("tcp", "echo").replace("    - filters:\n", &format!("    - filters:\n{limit}"));
+    let yaml = bootstrap(&[listener], &[cluster("echo", &[echo], "")]);
+    let mut seen = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let keep = tests::side::Running::start(who, &yaml).await;
+        let t = std::time::Instant::now();
+        let got = connection_limit_sequence(keep.listener("tcp"), 2).await;
+        // The refused connection was held for the delay before it closed.
+        assert!(t.elapsed() >= Duration::from_millis(200), "{who}: {:?}", t.elapsed());
+        if let Some(p) = keep.isthmus() {
+            assert!(p.metric("envoy_connection_limit_limited_connections", "tcp_limit") >= 1.0);
+        }
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1], "Envoy and Isthmus differ");
+    let p = b"ping".to_vec();
+    assert_eq!(seen[1], [p.clone(), p.clone(), vec![], p]);
 }
 
 /// Request-smuggling shapes over HTTP/1.1, side by side with Envoy 1.40: Content-Length with

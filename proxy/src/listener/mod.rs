@@ -312,9 +312,16 @@ async fn connection(v: Arc<Version>, mut stream: TcpStream, peer: SocketAddr, sh
     // the other chains' connections alone); a handed-off connection drains with its capture
     // listener.
     let drain = if Arc::ptr_eq(&l, &v.listener) { v.drain_of(chain) } else { v.drain.clone() };
-    if !crate::l4::policy::admit(&chain.policies) {
-        return;
-    }
+    // Held for the connection's life: a connection limit's slots.
+    let _admitted = match crate::l4::policy::admit(&chain.policies) {
+        crate::l4::policy::Admission::Admitted(slots) => slots,
+        crate::l4::policy::Admission::Refused { delay } => {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            return;
+        }
+    };
     let prefix = prefix.freeze();
     let io = Prefixed::new(prefix, stream);
     let (down, tls) = match &chain.server_tls {

@@ -440,6 +440,7 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &filters::cors::CORS_POLICY,
         &filters::rate_limit::HTTP_LOCAL_RATE_LIMIT,
         &filters::rate_limit::NETWORK_LOCAL_RATE_LIMIT,
+        &filters::connection_limit::CONNECTION_LIMIT,
         &filters::rate_limit::TOKEN_BUCKET,
         &filters::rbac::HTTP_RBAC,
         &filters::rbac::NETWORK_RBAC,

@@ -4,6 +4,7 @@
 //! `l7::filters` and `l4::policy`; run-time state (token buckets, the active-fault gauge)
 //! starts empty here and fills on first use, so conversion stays free of clocks and I/O.
 
+pub mod connection_limit;
 pub mod cors;
 pub mod fault;
 pub mod rate_limit;
@@ -122,4 +123,6 @@ pub enum NetworkPolicy {
     Rbac(Arc<rbac::NetworkRbac>),
     /// `envoy.filters.network.local_ratelimit`.
     LocalRateLimit(Arc<rate_limit::NetworkLocalRateLimit>),
+    /// `envoy.filters.network.connection_limit`.
+    ConnectionLimit(Arc<connection_limit::ConnectionLimit>),
 }

@@ -2,6 +2,7 @@
 //! network filters before a chain's terminal filter. Each filter type is recognised by its
 //! type URL (sent directly or in a TypedStruct) and converted by its own module.
 
+pub mod connection_limit;
 pub mod cors;
 pub mod fault;
 pub mod rate_limit;
@@ -25,6 +26,8 @@ const HTTP_LOCAL_RATE_LIMIT: &str =
 const NETWORK_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
 const NETWORK_LOCAL_RATE_LIMIT: &str =
     "type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit";
+const CONNECTION_LIMIT: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit";
 const FILTER_CONFIG: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
 
 /// An HCM HTTP filter Isthmus runs, or `None` when `any` is not one of them.
@@ -53,6 +56,10 @@ pub fn network_filter(any: &Any, path: &Path) -> Result<Option<NetworkPolicy>, C
     Ok(Some(match effective_type(any).as_str() {
         NETWORK_RBAC => NetworkPolicy::Rbac(Arc::new(rbac::network_rbac(&unpack_typed(any, path)?, path)?)),
         NETWORK_LOCAL_RATE_LIMIT => NetworkPolicy::LocalRateLimit(Arc::new(rate_limit::network_local_rate_limit(
+            &unpack_typed(any, path)?,
+            path,
+        )?)),
+        CONNECTION_LIMIT => NetworkPolicy::ConnectionLimit(Arc::new(connection_limit::connection_limit(
             &unpack_typed(any, path)?,
             path,
         )?)),
