@@ -86,6 +86,84 @@ async fn sigterm_drains_50_in_flight_requests_refuses_new_connections_and_exits_
     assert_eq!(status.code(), Some(0));
 }
 
+/// What one load client saw: requests answered 200, failures (with the first error), and
+/// whether it stopped on a refused connection (the proxy's listener closed).
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+    first_failure: Option<String>,
+    refused: bool,
+}
+
+/// Loops requests through one keep-alive client (HTTP/2 with prior knowledge when `h2`) until a
+/// new connection is refused, `deadline` passes or 20,000 requests were sent.
+async fn load_client(addr: std::net::SocketAddr, h2: bool, deadline: std::time::Instant) -> Tally {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let mut t = Tally::default();
+    for _ in 0..20_000 {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        let req = http::Request::get(format!("http://{addr}/")).body(http_body_util::Empty::new()).unwrap();
+        let outcome = match client.request(req).await {
+            Ok(resp) if resp.status() == 200 => match resp.into_body().collect().await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("body: {e:?}")),
+            },
+            Ok(resp) => Err(format!("status {}", resp.status())),
+            // The listener is closed: a new connection was refused. Not a failed request.
+            Err(e) if e.is_connect() => {
+                t.refused = true;
+                break;
+            }
+            Err(e) => Err(format!("{e:?}")),
+        };
+        match outcome {
+            Ok(()) => t.ok += 1,
+            Err(e) => {
+                t.failed += 1;
+                t.first_failure.get_or_insert(e);
+            }
+        }
+    }
+    t
+}
+
+/// SIGTERM under load (the adversarial suite's last case): 12 keep-alive HTTP/1.1 clients and
+/// 4 HTTP/2 clients loop requests; after SIGTERM no request that reached the proxy fails —
+/// HTTP/1 clients learn of the drain from `Connection: close` on their next response, HTTP/2
+/// ones from GOAWAY — each client ends on a refused new connection, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_fails_no_request() {
+    let up = Upstream::start("up", Behaviour { delay: Some(Duration::from_millis(5)), ..Default::default() }).await;
+    let mut proxy = Proxy::start_with(
+        &bootstrap(&[http_listener("ingress", &route_to("web", ""), "")], &[cluster("web", &[up.addr], "")]),
+        &["--drain-time-s", "10"],
+    );
+    let addr = proxy.listener("ingress");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let clients: Vec<_> =
+        (0..16).map(|i| tokio::spawn(async move { load_client(addr, i >= 12, deadline).await })).collect();
+    // Under load (every client has had answers) before the signal.
+    tests::eventually(Duration::from_secs(10), || (up.hits() >= 400).then_some(())).await;
+    let before = up.hits();
+    proxy.sigterm();
+    let mut tallies = Vec::new();
+    for c in clients {
+        tallies.push(c.await.unwrap());
+    }
+    let failed: u64 = tallies.iter().map(|t| t.failed).sum();
+    let ok: u64 = tallies.iter().map(|t| t.ok).sum();
+    assert_eq!(failed, 0, "failed requests after SIGTERM: {tallies:?}");
+    assert!(tallies.iter().all(|t| t.refused), "every client ends on a refused connection: {tallies:?}");
+    assert!(ok >= before.saturating_sub(16) && ok >= 400, "{ok} answered, {before} upstream hits at the signal");
+    let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(15))).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// A TCP connection still open at shutdown is closed when the drain time runs out and is
 /// accounted end to end: its access-log line carries the bytes it moved. (The drop-time record
 /// itself — a task dropped mid-transfer — is tested in `proxy/src/l4/tcp_proxy.rs`.)

@@ -192,6 +192,9 @@ pub struct HttpConnectionManager {
     pub idle_timeout: Option<Duration>,
     /// `request_timeout`: until the request is complete or the response starts (408).
     pub request_timeout: Option<Duration>,
+    /// `drain_timeout` (default 5 s): how long a draining HTTP/1 connection stays open,
+    /// answering `Connection: close`, before it is closed once idle.
+    pub drain_timeout: Duration,
     /// `stream_idle_timeout` (default 5 min; `0s`: `None`): a stream with no frame either
     /// way for this long ends (a route's `idle_timeout` replaces it).
     pub stream_idle_timeout: Option<Duration>,

@@ -1,5 +1,6 @@
 //! Serving one downstream connection with hyper: HTTP/1.1 and HTTP/2 prior knowledge (auto),
-//! upgrades, and graceful shutdown on drain.
+//! upgrades, and Envoy's drain sequence: HTTP/2 gets GOAWAY at once; HTTP/1 answers
+//! `Connection: close` from then on and is closed after the HCM's `drain_timeout`.
 
 use std::sync::Arc;
 
@@ -26,14 +27,24 @@ async fn one(
     activity: Arc<Activity>,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<super::record::Tracked<crate::cluster::ProxyBody>>, TooManyHeaders> {
-    let _in_flight = InFlight::new(activity);
-    if req.version() == http::Version::HTTP_2 && req.headers().len() > max_headers {
+    let h2 = req.version() == http::Version::HTTP_2;
+    if h2 {
+        activity.h2.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let in_flight = InFlight::new(activity);
+    if h2 && req.headers().len() > max_headers {
         return Err(TooManyHeaders(req.headers().len()));
     }
-    match handle(ctx, req).await {
-        Ok(r) => Ok(r),
+    let mut resp = match handle(ctx, req).await {
+        Ok(r) => r,
         Err(never) => match never {},
+    };
+    if !h2 && in_flight.0.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        // Draining HTTP/1: this response closes the connection (Envoy's drain sequence), so
+        // a client sending its next request learns it cleanly instead of racing a close.
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    Ok(resp)
 }
 
 /// Serves HTTP on `io` until the client closes or, after `drain` fires, the in-flight
@@ -92,6 +103,16 @@ where
             }
         }
         _ = drain.cancelled() => {
+            activity.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            if !activity.h2.load(std::sync::atomic::Ordering::Relaxed) {
+                // HTTP/1 (or nothing yet): each response from now on closes the connection;
+                // what is still open after `drain_timeout` is closed once its request is done.
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::sleep(ctx.hcm.drain_timeout) => {}
+                }
+            }
+            // HTTP/2: GOAWAY now; streams in flight finish.
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -116,11 +137,21 @@ struct Activity {
     opened: std::time::Instant,
     /// Nanoseconds after `opened` at which the last request ended (0: none yet).
     last_end: std::sync::atomic::AtomicU64,
+    /// The connection carries HTTP/2.
+    h2: std::sync::atomic::AtomicBool,
+    /// The listener is draining it.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { in_flight: Default::default(), opened: crate::clock::now(), last_end: Default::default() }
+        Activity {
+            in_flight: Default::default(),
+            opened: crate::clock::now(),
+            last_end: Default::default(),
+            h2: Default::default(),
+            draining: Default::default(),
+        }
     }
 }
 

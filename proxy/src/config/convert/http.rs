@@ -41,11 +41,11 @@ pub(super) const HCM: FieldPolicy = FieldPolicy {
         "request_headers_timeout",
         "request_timeout",
         "stream_idle_timeout",
+        "drain_timeout",
     ],
     ignored: &[
         "server_name",
         "http_protocol_options",
-        "drain_timeout",
         "delayed_close_timeout",
         "path_with_escaped_slashes_action",
         "skip_xff_append",
@@ -193,6 +193,10 @@ pub fn connection_manager(
             &path.field("common_http_protocol_options").field("idle_timeout"),
         )?,
         request_timeout: timeout(h.request_timeout.as_ref(), None, &path.field("request_timeout"))?,
+        drain_timeout: match &h.drain_timeout {
+            Some(d) => super::common::duration(d, &path.field("drain_timeout"))?,
+            None => Duration::from_secs(5),
+        },
         stream_idle_timeout: timeout(
             h.stream_idle_timeout.as_ref(),
             Some(Duration::from_secs(300)),
