@@ -15,7 +15,7 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(detect config_yaml config_proto xds_response iptables_plan)
+    TARGETS=(detect config_yaml config_proto xds_response iptables_plan http_request)
 fi
 
 cargo +nightly fuzz build

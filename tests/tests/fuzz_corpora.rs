@@ -51,3 +51,8 @@ fn xds_response_corpus() {
 fn iptables_plan_corpus() {
     replay("iptables_plan", iptables_init::fuzzing::plan);
 }
+
+#[test]
+fn http_request_corpus() {
+    replay("http_request", proxy::fuzzing::http_request);
+}

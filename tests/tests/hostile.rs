@@ -448,6 +448,84 @@ async fn http2_rapid_reset_is_cut_off() {
     assert!(up.hits() < 1_000, "{} cancelled streams reached the upstream", up.hits());
 }
 
+/// An HTTP/2 frame header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// One HPACK literal header field without indexing, new name, a 1,000-byte value.
+fn hpack_literal(i: usize) -> Vec<u8> {
+    let name = format!("x-flood-{i:06}");
+    let mut b = vec![0x00, u8::try_from(name.len()).unwrap()];
+    b.extend_from_slice(name.as_bytes());
+    // 1,000 in HPACK's 7-bit prefix integer: 127, then 873 = 0b110_1101001 → 0xE9 0x06.
+    b.extend_from_slice(&[0x7f, 0xe9, 0x06]);
+    b.extend_from_slice(&[b'a'; 1000]);
+    b
+}
+
+/// HTTP/2 CONTINUATION flood (the 2024 class of CVEs): one HEADERS frame without END_HEADERS,
+/// then CONTINUATION frames of 1 KB headers, never ending the block. Both proxies close the
+/// connection within the header-size bound instead of buffering without end (Envoy side by
+/// side), and an ordinary client is served afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_continuation_flood_is_cut_off_as_envoy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let yaml = bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[cluster("c", &[up.addr], "")]);
+    for who in ["envoy", "isthmus"] {
+        let running = tests::side::Running::start(who, &yaml).await;
+        let addr = running.listener("web");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(h2_frame(4, 0, 0, &[]));
+        // HEADERS on stream 1: END_STREAM, no END_HEADERS; a valid start of a request.
+        let mut block = vec![0x82, 0x86, 0x84, 0x41, 0x01, b'x']; // :method GET, :scheme http, :path /, :authority x
+        block.extend(hpack_literal(0));
+        hello.extend(h2_frame(1, 0x1, 1, &block));
+        s.write_all(&hello).await.unwrap();
+        // Up to 10 MB of CONTINUATION (bounded), reading whatever the proxy answers meanwhile.
+        let mut sent = 0usize;
+        let mut closed = false;
+        let mut buf = vec![0u8; 65536];
+        for i in 1..10_000 {
+            if s.write_all(&h2_frame(9, 0, 1, &hpack_literal(i))).await.is_err() {
+                closed = true;
+                break;
+            }
+            sent += 1;
+            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_micros(50), s.read(&mut buf)).await {
+                closed = true;
+                break;
+            }
+        }
+        if !closed {
+            // Whatever is in flight: the proxy must end the connection soon.
+            closed = matches!(
+                tokio::time::timeout(Duration::from_secs(5), async {
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+                .await,
+                Ok(())
+            );
+        }
+        assert!(closed, "{who}: the flooding connection was never closed ({sent} CONTINUATION frames sent)");
+        assert!(sent < 2_000, "{who}: {sent} KB of headers accepted before the cut");
+        let (status, _, _) = get(addr, "/", &[]).await.unwrap();
+        assert_eq!(status, 200, "{who}: an ordinary client is served afterwards");
+    }
+    assert_eq!(up.hits(), 2, "the flooded request never reached the upstream");
+}
+
 /// One keep-alive HTTP/1.1 request on `s`; the status line, or `None` if the proxy closed.
 fn keepalive_get(s: &mut TcpStream) -> Option<String> {
     use std::io::{BufRead, BufReader, Read, Write};
