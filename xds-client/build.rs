@@ -47,6 +47,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
     "envoy/extensions/filters/network/local_ratelimit/v3/local_rate_limit.proto",
     "envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto",
+    "envoy/extensions/resource_monitors/fixed_heap/v3/fixed_heap.proto",
     "envoy/config/trace/v3/zipkin.proto",
     "envoy/config/trace/v3/opentelemetry.proto",
     "envoy/extensions/matching/common_inputs/network/v3/network_inputs.proto",

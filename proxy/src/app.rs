@@ -101,7 +101,9 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
         tracker: tracker.clone(),
         source: Arc::from(bootstrap.node.cluster.as_str()),
         virtuals: Arc::default(),
-        connections: Arc::new(crate::listener::accept::ConnectionLimit::new(bootstrap.max_downstream_connections)),
+        connections: Arc::new(crate::listener::accept::ConnectionLimit::new(
+            bootstrap.overload.max_downstream_connections,
+        )),
     };
     let listeners = Arc::new(ListenerManager::new(shared));
     for l in ready_listeners {
@@ -115,6 +117,9 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
             secrets: crate::tls::secrets::registry().all().iter().map(|s| s.name.clone()).collect(),
         };
         tokio::spawn(crate::telemetry::series::run(handle, Arc::new(live)));
+    }
+    if let Some(heap) = bootstrap.overload.heap.clone() {
+        tokio::spawn(crate::overload::run(heap));
     }
     let ready = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(DumpStore::default());

@@ -48,6 +48,8 @@ pub enum Flag {
     UpstreamReset,
     /// The upstream reset the HTTP/2 stream (`UR`), e.g. `REFUSED_STREAM`.
     UpstreamRemoteReset,
+    /// The overload manager refused the request (`OL`).
+    Overloaded,
     /// Route timeout.
     UpstreamTimeout,
     /// Retries were exhausted and the last try failed.
@@ -80,6 +82,7 @@ impl Flag {
             Flag::Overflow => "UO",
             Flag::UpstreamReset => "UC",
             Flag::UpstreamRemoteReset => "UR",
+            Flag::Overloaded => "OL",
             Flag::UpstreamTimeout => "UT",
             Flag::RetryLimitExceeded => "URX",
             Flag::DownstreamTerminated => "DC",

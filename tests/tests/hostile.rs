@@ -367,6 +367,55 @@ async fn a_listeners_connection_limit_as_envoy() {
     assert_eq!(seen[1], [p.clone(), p.clone(), vec![], p]);
 }
 
+/// The overload manager's heap monitor, side by side with Envoy: with `max_heap_size_bytes`
+/// far below what either process holds, `stop_accepting_requests` (threshold 0.95) turns on
+/// within a refresh and requests get `503 envoy overloaded`; with a bound far above, they are
+/// served. (Envoy measures tcmalloc's heap, Isthmus glibc's `mallinfo2`; both are megabytes,
+/// so the two bounds decide the same way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heap_overload_stops_requests_as_envoy() {
+    let up = Upstream::start("up", Behaviour::default()).await;
+    let overload = |max: u64| {
+        format!(
+            "overload_manager:\n  refresh_interval: 0.1s\n  resource_monitors:\n  - name: envoy.resource_monitors.fixed_heap\n    typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig, max_heap_size_bytes: {max}}}\n  actions:\n  - name: envoy.overload_actions.stop_accepting_requests\n    triggers: [{{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.95}}}}]\n  - name: envoy.overload_actions.shrink_heap\n    triggers: [{{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.9}}}}]\n"
+        )
+    };
+    let mut seen = Vec::new();
+    for who in ["envoy", "isthmus"] {
+        let mut mine = Vec::new();
+        for max in [1_048_576u64, 1 << 40] {
+            let yaml = format!(
+                "{}{}",
+                bootstrap(&[http_listener("web", &route_to("c", ""), "")], &[cluster("c", &[up.addr], "")]),
+                overload(max)
+            );
+            let running = tests::side::Running::start(who, &yaml).await;
+            let addr = running.listener("web");
+            let ask = || async move {
+                let (status, _, body) = get(addr, "/", &[]).await.unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            };
+            if max < 1 << 30 {
+                // The action turns on at the first refresh: await the refusal (10 s at most).
+                let end = std::time::Instant::now() + Duration::from_secs(10);
+                let mut got = ask().await;
+                while got.0 != 503 && std::time::Instant::now() < end {
+                    got = ask().await;
+                }
+                mine.push(got);
+            } else {
+                // An action that must stay off has no event to await: ask after five refreshes.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                mine.push(ask().await);
+            }
+        }
+        seen.push(mine);
+    }
+    assert_eq!(seen[0], seen[1], "Envoy, then Isthmus");
+    assert_eq!(seen[1][0], (503, "envoy overloaded".to_string()));
+    assert_eq!(seen[1][1].0, 200);
+}
+
 /// Request-smuggling shapes over HTTP/1.1, side by side with Envoy 1.40: Content-Length with
 /// chunked, two differing Content-Lengths, a bad chunk size, stacked transfer codings. The
 /// upstream never sees the smuggled request. Where the two differ it is said here:

@@ -74,10 +74,9 @@ pub struct Bootstrap {
     pub dynamic: Option<Dynamic>,
     /// `tracing.http`: the tracer of HCMs whose `tracing` names none.
     pub tracer: Option<Arc<super::listener::Tracer>>,
-    /// `overload_manager`'s `envoy.resource_monitors.global_downstream_max_connections`:
-    /// connections past this many open downstream ones, over all listeners, are closed at
-    /// accept.
-    pub max_downstream_connections: Option<u64>,
+    /// `overload_manager`: the global connection limit (connections past it, over all
+    /// listeners, are closed at accept) and the heap monitor's actions.
+    pub overload: super::overload::Overload,
     /// The node as configured, sent to the control plane (metadata included).
     pub node_proto: xds_client::protos::envoy::config::core::v3::Node,
     /// The document as loaded, for `/config_dump`.

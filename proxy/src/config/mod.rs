@@ -15,6 +15,7 @@ pub mod listener;
 pub mod load;
 pub mod matcher;
 pub mod node_env;
+pub mod overload;
 pub mod route;
 pub mod tls;
 

@@ -32,6 +32,7 @@ impl Flag {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
             ),
+            Flag::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "envoy overloaded"),
             Flag::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
             Flag::DownstreamProtocolError => (StatusCode::BAD_REQUEST, "Bad Request"),
             Flag::UpstreamProtocolError => (

@@ -39,9 +39,13 @@ async fn one(
         Ok(r) => r,
         Err(never) => match never {},
     };
-    if !h2 && in_flight.0.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        // Draining HTTP/1: this response closes the connection (Envoy's drain sequence), so
-        // a client sending its next request learns it cleanly instead of racing a close.
+    if !h2
+        && (in_flight.0.draining.load(std::sync::atomic::Ordering::Relaxed)
+            || crate::overload::active(crate::config::overload::Action::DisableHttpKeepalive))
+    {
+        // Draining HTTP/1 (or the overload manager's `disable_http_keepalive`): this response
+        // closes the connection (Envoy's drain sequence), so a client sending its next request
+        // learns it cleanly instead of racing a close.
         resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     Ok(resp)

@@ -37,7 +37,14 @@ async fn handle_inner(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Tra
         // Only the access log reads these; formatting them costs every request otherwise.
         fill_entry(&mut rec, &ctx, &req, &host);
     }
-    let resp = route_and_send(&ctx, req, &host, &mut rec).await;
+    let resp = if crate::overload::active(crate::config::overload::Action::StopAcceptingRequests) {
+        // Envoy's HCM answers before any filter runs.
+        rec.entry.response_code_details = Some("overload".into());
+        rec.flags.push(Flag::Overloaded);
+        reply::local(Flag::Overloaded, rec.grpc)
+    } else {
+        route_and_send(&ctx, req, &host, &mut rec).await
+    };
     // A client gone before its response got none: Envoy logs code 0.
     rec.entry.response_code = if rec.flags.contains(&Flag::DownstreamTerminated) { 0 } else { resp.status().as_u16() };
     let (parts, body) = resp.into_parts();

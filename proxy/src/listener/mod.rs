@@ -224,9 +224,21 @@ pub async fn serve(
         let (stream, peer) = tokio::select! {
             _ = shared.drain.cancelled() => break,
             _ = stop.cancelled() => break,
-            c = acceptor.accept(&socket) => c,
+            c = async {
+                // The overload manager's `stop_accepting_connections`: leave them in the
+                // backlog (admin keeps accepting: it has its own loop).
+                while crate::overload::active(crate::config::overload::Action::StopAcceptingConnections) {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                acceptor.accept(&socket).await
+            } => c,
         };
         accepted.increment(1);
+        if crate::overload::active(crate::config::overload::Action::RejectIncomingConnections) {
+            counter!("isthmus_downstream_cx_overload_reject", "listener" => name.clone()).increment(1);
+            debug!(listener = %name, "overloaded: connection rejected");
+            continue;
+        }
         let Some(slot) = shared.connections.admit() else {
             counter!("isthmus_downstream_global_cx_overflow", "listener" => name.clone()).increment(1);
             debug!(listener = %name, "global downstream connection limit reached; closing");

@@ -13,6 +13,7 @@ mod health;
 mod http;
 mod listener;
 mod outlier;
+mod overload;
 mod route;
 mod tcp;
 #[cfg(test)]
@@ -135,51 +136,6 @@ const API_CONFIG_SOURCE: FieldPolicy = FieldPolicy {
     honoured: &["api_type", "grpc_services", "transport_api_version"],
     ignored: &["set_node_on_first_message_only", "refresh_delay", "request_timeout", "rate_limit_settings"],
 };
-
-const OVERLOAD: FieldPolicy = FieldPolicy {
-    message: "envoy.config.overload.v3.OverloadManager",
-    honoured: &["resource_monitors"],
-    // The connection monitor is exact and checked at every accept, never sampled.
-    ignored: &["refresh_interval"],
-};
-
-const DOWNSTREAM_CONNECTIONS: &str =
-    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
-
-/// `overload_manager`: the global downstream connection limit. Other monitors (heap, CPU,
-/// cgroup memory) and overload actions are refused: a monitor with no action, or an action
-/// with no monitor, would be a protection that silently is not there.
-fn overload(
-    o: &xds_client::protos::envoy::config::overload::v3::OverloadManager,
-    path: &Path,
-) -> Result<Option<u64>, ConfigError> {
-    use xds_client::protos::envoy::config::overload::v3::resource_monitor::ConfigType;
-    use xds_client::protos::envoy::extensions::resource_monitors::downstream_connections::v3::DownstreamConnectionsConfig;
-    check(o, &OVERLOAD, path)?;
-    let mut max = None;
-    for (i, m) in o.resource_monitors.iter().enumerate() {
-        let mp = path.field("resource_monitors").item(i, &m.name);
-        match &m.config_type {
-            Some(ConfigType::TypedConfig(any)) if any.type_url == DOWNSTREAM_CONNECTIONS => {
-                let c: DownstreamConnectionsConfig = xds_client::json::unpack(any)
-                    .map_err(|e| mp.err_at("typed_config", format!("cannot decode: {e}")))?;
-                if c.max_active_downstream_connections <= 0 {
-                    return Err(mp
-                        .field("typed_config")
-                        .err_at("max_active_downstream_connections", "must be greater than 0"));
-                }
-                max = Some(c.max_active_downstream_connections as u64);
-            }
-            _ => {
-                return Err(mp.err(
-                    "only envoy.resource_monitors.global_downstream_max_connections \
-                     (DownstreamConnectionsConfig) is supported",
-                ))
-            }
-        }
-    }
-    Ok(max)
-}
 
 const ENVOY_GRPC: FieldPolicy = FieldPolicy {
     message: "envoy.config.core.v3.GrpcService.EnvoyGrpc",
@@ -348,7 +304,7 @@ pub fn bootstrap(b: &proto::Bootstrap, source: serde_json::Value) -> Result<Boot
         out.tracer = Some(Arc::new(http::tracer(t, &root.field("tracing").field("http"))?));
     }
     if let Some(o) = &b.overload_manager {
-        out.max_downstream_connections = overload(o, &root.field("overload_manager"))?;
+        out.overload = overload::overload(o, &root.field("overload_manager"))?;
     }
     out.node_proto = b.node.clone().unwrap_or_default();
     if let Some(cm) = &b.cluster_manager {
@@ -377,7 +333,8 @@ pub fn policies() -> Vec<&'static FieldPolicy> {
         &DYNAMIC,
         &API_CONFIG_SOURCE,
         &ENVOY_GRPC,
-        &OVERLOAD,
+        &overload::OVERLOAD,
+        &overload::OVERLOAD_ACTION,
         &listener::LISTENER,
         &listener::FILTER_CHAIN,
         &listener::CHAIN_MATCH,

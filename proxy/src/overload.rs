@@ -1,0 +1,103 @@
+//! The overload manager at run time: samples the heap every `refresh_interval`, turns the
+//! configured actions on and off at their thresholds, and answers the request path's one
+//! question — is this action on? — with an atomic load.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::config::overload::{Action, HeapOverload};
+
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether `action` is on now.
+pub fn active(action: Action) -> bool {
+    ACTIVE.load(Ordering::Relaxed) & action.bit() != 0
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: arena and mmap'd
+/// chunks in use), the counterpart of Envoy's tcmalloc heap size less its free pages.
+#[cfg(target_env = "gnu")]
+pub fn heap_in_use() -> u64 {
+    // SAFETY: `mallinfo2` reads allocator statistics; it has no preconditions.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks as u64).saturating_add(m.hblkhd as u64)
+}
+
+/// Without glibc: the resident set, read from `/proc/self/statm`.
+#[cfg(not(target_env = "gnu"))]
+pub fn heap_in_use() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// The set of actions on at `pressure`.
+fn actions_at(cfg: &HeapOverload, pressure: f64) -> u8 {
+    cfg.actions.iter().filter(|(_, threshold)| pressure >= *threshold).fold(0, |bits, (a, _)| bits | a.bit())
+}
+
+/// Runs the heap monitor for the life of the process.
+pub async fn run(cfg: HeapOverload) {
+    let mut tick = tokio::time::interval(cfg.refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pressure_gauge = metrics::gauge!("envoy_overload_pressure", "resource" => "envoy.resource_monitors.fixed_heap");
+    let mut last_trim: Option<std::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        let pressure = heap_in_use() as f64 / cfg.max_bytes as f64;
+        pressure_gauge.set(pressure);
+        let bits = actions_at(&cfg, pressure);
+        let before = ACTIVE.swap(bits, Ordering::Relaxed);
+        for (a, _) in &cfg.actions {
+            let on = bits & a.bit() != 0;
+            metrics::gauge!("envoy_overload_action_active", "action" => a.name()).set(if on { 1.0 } else { 0.0 });
+            if on != (before & a.bit() != 0) {
+                tracing::warn!(action = a.name(), on, pressure, "overload action changed");
+            }
+        }
+        if bits & Action::ShrinkHeap.bit() != 0 {
+            // As Envoy's: at most every 10 s while on.
+            let now = crate::clock::now();
+            if last_trim.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(10)) {
+                trim();
+                last_trim = Some(now);
+            }
+        }
+    }
+}
+
+#[cfg(target_env = "gnu")]
+fn trim() {
+    // SAFETY: `malloc_trim` returns free memory at the top of the heap to the system; it has
+    // no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_turn_on_at_their_thresholds() {
+        let cfg = HeapOverload {
+            max_bytes: 100,
+            refresh: Duration::from_secs(1),
+            actions: vec![(Action::ShrinkHeap, 0.9), (Action::StopAcceptingRequests, 0.95)],
+        };
+        assert_eq!(actions_at(&cfg, 0.5), 0);
+        assert_eq!(actions_at(&cfg, 0.9), Action::ShrinkHeap.bit());
+        assert_eq!(actions_at(&cfg, 1.2), Action::ShrinkHeap.bit() | Action::StopAcceptingRequests.bit());
+    }
+
+    #[test]
+    fn the_heap_in_use_grows_with_an_allocation() {
+        let before = heap_in_use();
+        let v = vec![1u8; 8 << 20];
+        assert!(heap_in_use() >= before + (8 << 20) - 4096, "{before} → {}", heap_in_use());
+        drop(v);
+    }
+}
