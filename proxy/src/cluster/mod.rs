@@ -3,6 +3,7 @@
 
 pub mod connector;
 mod dns;
+pub mod h1pool;
 pub mod h2pool;
 mod health_checks;
 pub mod host;
@@ -12,6 +13,7 @@ mod manager;
 mod original_dst;
 mod outlier_detection;
 pub mod stats;
+pub mod upstream_body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +21,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use self::connector::Connector;
 use self::host::Host;
@@ -36,8 +36,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type sent upstream and returned downstream.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A pooled upstream HTTP client.
-pub type HttpClient = Client<Connector, ProxyBody>;
-
 /// A cluster config with its TLS contexts built (`tls::build::cluster`): what a runtime is
 /// made from. Building is where files are read and certificates checked, so a bad one is
 /// refused before the config is accepted.
@@ -57,8 +55,8 @@ pub struct ClusterRuntime {
     /// Metric handles.
     pub stats: Arc<ClusterStats>,
     hosts: ArcSwap<HostSet>,
-    /// HTTP/1.1 pool.
-    pub h1: HttpClient,
+    /// HTTP/1.1 connections, pooled per worker.
+    pub h1: h1pool::H1Pool,
     /// HTTP/2 (h2c) pool.
     pub h2: h2pool::H2Pool,
     /// Requests in flight (`max_requests`).
@@ -103,13 +101,9 @@ impl ClusterRuntime {
             default_tls: transport.for_endpoint(&Default::default()).cloned(),
             tcp_keepalive: config.tcp_keepalive,
         };
-        let mut b = Client::builder(TokioExecutor::new());
-        b.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout);
-        if config.max_requests_per_connection == Some(1) {
-            // One request per connection: nothing goes back to the pool.
-            b.pool_max_idle_per_host(0);
-        }
-        let h1 = b.build(connector.clone());
+        // `max_requests_per_connection: 1`: nothing goes back to the pool.
+        let h1 =
+            h1pool::H1Pool::new(connector.clone(), config.idle_timeout, config.max_requests_per_connection == Some(1));
         // PING idle HTTP/2 connections when asked: a dead upstream is found before a request
         // lands on it (`http2_protocol_options.connection_keepalive`).
         let h2 = h2pool::H2Pool::new(

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use http::{request, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use rand::Rng;
 use tracing::debug;
 
@@ -17,14 +16,18 @@ use super::reply::{self, Flag};
 use crate::clock::now;
 use crate::cluster::connector::ConnectError;
 use crate::cluster::host::Host;
+use crate::cluster::upstream_body::UpstreamBody;
 use crate::cluster::{ClusterRuntime, ProxyBody};
 use crate::config::cluster::ClusterTarget;
 use crate::config::cluster::UpstreamProtocol;
 use crate::config::route::{Forward, RetryPolicy};
 
 /// The result of one try.
+// The response is the common case: boxing it to shrink the rare ones would cost every request
+// an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
-    Response(Response<Incoming>),
+    Response(Response<UpstreamBody>),
     ConnectFailure,
     Overflow,
     Reset,
@@ -116,7 +119,7 @@ pub async fn forward(
         let tls = cluster.upstream_tls(&host).is_some();
         let req = upstream_request(&parts, this_body, host.addr, cluster.config.upstream_protocol, tls);
         let started = now();
-        let outcome = try_once(&cluster, &host, req, policy.per_try_timeout, deadline).await;
+        let outcome = try_once(&cluster, &host, (req, tls), policy.per_try_timeout, deadline).await;
         // A try that failed because the client's body did says nothing about the host.
         let client_left = rec.downstream_failed() != 0;
         if let Some(o) = outlier_outcome(&outcome).filter(|_| !client_left) {
@@ -210,10 +213,14 @@ fn upstream_request(
         (true, Some(h)) => h.to_string(),
         _ => addr.to_string(),
     };
-    let uri: Uri = format!("{scheme}://{authority}{pq}")
-        .parse()
-        .or_else(|_| format!("{scheme}://{addr}{pq}").parse())
-        .unwrap_or_else(|_| Uri::from_static("/"));
+    // HTTP/1.1 sends the origin form (the connection already goes to `addr`); HTTP/2's URI
+    // carries `:scheme` and `:authority`.
+    let uri: Uri = if h2 {
+        format!("{scheme}://{authority}{pq}").parse().or_else(|_| format!("{scheme}://{addr}{pq}").parse())
+    } else {
+        pq.parse()
+    }
+    .unwrap_or_else(|_| Uri::from_static("/"));
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
@@ -222,6 +229,10 @@ fn upstream_request(
     if h2 {
         // :authority comes from the URI; a Host header beside it would be a second source.
         req.headers_mut().remove(http::header::HOST);
+    } else if !req.headers().contains_key(http::header::HOST) {
+        if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
     }
     req
 }
@@ -229,7 +240,7 @@ fn upstream_request(
 async fn try_once(
     cluster: &ClusterRuntime,
     host: &Arc<Host>,
-    req: Request<ProxyBody>,
+    (req, tls): (Request<ProxyBody>, bool),
     per_try: Option<Duration>,
     deadline: Option<Instant>,
 ) -> Outcome {
@@ -240,12 +251,13 @@ async fn try_once(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let tls = req.uri().scheme_str() == Some("https");
     let fut = async {
         if req.version() == Version::HTTP_2 {
-            cluster.h2.request(host.addr, tls, req).await.map_err(Failure::H2)
+            let r = cluster.h2.request(host.addr, tls, req).await.map_err(Failure::H2)?;
+            Ok(r.map(|body| UpstreamBody::H2 { body }))
         } else {
-            cluster.h1.request(req).await.map_err(Failure::H1)
+            let r = cluster.h1.request(host.addr, tls, req).await.map_err(Failure::H1)?;
+            Ok(r.map(|body| UpstreamBody::H1 { body }))
         }
     };
     let res = match limit {
@@ -283,7 +295,7 @@ async fn try_once(
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error(transparent)]
-    H1(hyper_util::client::legacy::Error),
+    H1(crate::cluster::h1pool::H1Error),
     #[error(transparent)]
     H2(crate::cluster::h2pool::H2Error),
 }
@@ -311,23 +323,13 @@ fn refused(e: &hyper::Error) -> bool {
     false
 }
 
-fn classify_h1(e: &hyper_util::client::legacy::Error) -> Outcome {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(c) = s.downcast_ref::<ConnectError>() {
-            return match c {
-                ConnectError::Overflow => Outcome::Overflow,
-                _ => Outcome::ConnectFailure,
-            };
-        }
-        src = s.source();
-    }
-    if e.is_connect() {
-        Outcome::ConnectFailure
-    } else if super::record::hyper_error(e).is_some_and(|h| h.is_parse()) {
-        Outcome::ProtocolError
-    } else {
-        Outcome::Reset
+fn classify_h1(e: &crate::cluster::h1pool::H1Error) -> Outcome {
+    use crate::cluster::h1pool::H1Error;
+    match e {
+        H1Error::Connect(ConnectError::Overflow) => Outcome::Overflow,
+        H1Error::Connect(_) | H1Error::Handshake(_) => Outcome::ConnectFailure,
+        H1Error::Request(h) if h.is_parse() => Outcome::ProtocolError,
+        H1Error::Request(_) => Outcome::Reset,
     }
 }
 

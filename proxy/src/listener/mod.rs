@@ -220,6 +220,30 @@ pub async fn serve(
     let name = current.load().listener.name.clone();
     let accepted = counter!("isthmus_downstream_cx_total", "listener" => name.clone());
     let mut acceptor = accept::Acceptor::new(name.clone());
+    let spawn = |stream: TcpStream, peer: SocketAddr| {
+        accepted.increment(1);
+        if crate::overload::active(crate::config::overload::Action::RejectIncomingConnections) {
+            counter!("isthmus_downstream_cx_overload_reject", "listener" => name.clone()).increment(1);
+            debug!(listener = %name, "overloaded: connection rejected");
+            return;
+        }
+        let Some(slot) = shared.connections.admit() else {
+            counter!("isthmus_downstream_global_cx_overflow", "listener" => name.clone()).increment(1);
+            debug!(listener = %name, "global downstream connection limit reached; closing");
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let v = current.load_full();
+        let sh = shared.clone();
+        let span = tracing::debug_span!("conn", listener = %name, client.addr = %peer);
+        shared.tracker.spawn(
+            async move {
+                connection(v, stream, peer, sh).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = shared.drain.cancelled() => break,
@@ -233,28 +257,16 @@ pub async fn serve(
                 acceptor.accept(&socket).await
             } => c,
         };
-        accepted.increment(1);
-        if crate::overload::active(crate::config::overload::Action::RejectIncomingConnections) {
-            counter!("isthmus_downstream_cx_overload_reject", "listener" => name.clone()).increment(1);
-            debug!(listener = %name, "overloaded: connection rejected");
-            continue;
-        }
-        let Some(slot) = shared.connections.admit() else {
-            counter!("isthmus_downstream_global_cx_overflow", "listener" => name.clone()).increment(1);
-            debug!(listener = %name, "global downstream connection limit reached; closing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let v = current.load_full();
-        let sh = shared.clone();
-        let span = tracing::debug_span!("conn", listener = %name, client.addr = %peer);
-        shared.tracker.spawn(
-            async move {
-                connection(v, stream, peer, sh).await;
-                drop(slot);
+        spawn(stream, peer);
+    }
+    // Connections the kernel completed before the socket closes would be reset with their
+    // requests unread: take what is queued and serve it (draining: `Connection: close`).
+    if let Ok(std) = socket.into_std() {
+        while let Ok((s, peer)) = std.accept() {
+            if let Ok(stream) = s.set_nonblocking(true).and_then(|()| TcpStream::from_std(s)) {
+                spawn(stream, peer);
             }
-            .instrument(span),
-        );
+        }
     }
     debug!(listener = %name, "stopped accepting");
 }

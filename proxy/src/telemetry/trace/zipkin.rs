@@ -94,12 +94,14 @@ async fn post(z: &Zipkin, clusters: &ClusterManager, batch: Vec<Value>) -> Resul
     let cluster = clusters.get(&z.collector_cluster).ok_or("no such cluster")?;
     let host = cluster.pick(None, &|_| false, 1).ok_or("no healthy host")?;
     let body = serde_json::to_vec(&Value::Array(batch)).map_err(|e| e.to_string())?;
-    let req = http::Request::post(format!("http://{}{}", host.addr, z.collector_endpoint))
+    // Origin form: the pool dials the host; the URI is what goes on the request line.
+    let req = http::Request::post(z.collector_endpoint.as_str())
         .header(http::header::HOST, &z.collector_hostname)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync())
         .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), cluster.h1.request(req))
+    let tls = cluster.upstream_tls(&host).is_some();
+    let resp = tokio::time::timeout(Duration::from_secs(5), cluster.h1.request(host.addr, tls, req))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
