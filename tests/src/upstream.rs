@@ -4,7 +4,8 @@
 //! JSON (`/headers`), the request body streamed back (`/echo`), or per-request behaviour from
 //! `x-test-status` / `x-test-delay-ms`; it can also be told to fail every request. `/drip`
 //! sends its headers at once and then `x-test-drip-count` (default 5) one-byte chunks
-//! `x-test-drip-ms` (default 100) apart: a response whose body takes its time. `/sink` reads
+//! `x-test-drip-ms` (default 100) apart: a response whose body takes its time. `/big` sends
+//! `x-test-bytes` (default 16 MiB) as fast as it is taken. `/sink` reads
 //! the whole request body before it answers.
 
 use std::convert::Infallible;
@@ -103,6 +104,16 @@ async fn handle(
         if failing { 500 } else { hdr("x-test-status").and_then(|v| v.parse().ok()).or(b.status).unwrap_or(200) };
     let body: Body = match req.uri().path() {
         "/echo" => req.into_body().boxed(),
+        "/big" => {
+            // `x-test-bytes` (default 16 MiB) as fast as the connection takes them.
+            let total: usize = hdr("x-test-bytes").and_then(|v| v.parse().ok()).unwrap_or(16 << 20);
+            let chunk = Bytes::from(vec![b'b'; 64 << 10]);
+            let chunks = futures_util::stream::iter((0..total.div_ceil(chunk.len())).map(move |i| {
+                let n = chunk.len().min(total - i * chunk.len());
+                Ok::<_, hyper::Error>(hyper::body::Frame::data(chunk.slice(..n)))
+            }));
+            http_body_util::StreamBody::new(chunks).boxed()
+        }
         "/drip" => {
             let every = Duration::from_millis(hdr("x-test-drip-ms").and_then(|v| v.parse().ok()).unwrap_or(100));
             let count: usize = hdr("x-test-drip-count").and_then(|v| v.parse().ok()).unwrap_or(5);

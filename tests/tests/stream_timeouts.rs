@@ -182,3 +182,35 @@ async fn stream_timeouts_match_envoy() {
     assert_eq!(i[13].grpc_status.as_deref(), Some("14"));
     assert!(uploads[1].contains("408"), "{}", uploads[1]);
 }
+
+/// A client that stops reading a large response: hyper stops polling the body once the socket
+/// is full, so the stream's idle timer is enforced by the connection's watchdog. Both proxies
+/// cut the response (the client gets far less than the 16 MiB) and log `SI`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_by_the_idle_timer_as_envoy() {
+    let up = Upstream::start("backend", Behaviour::default()).await;
+    let mut seen = Vec::new();
+    for who in tests::side::BOTH {
+        let log = tests::scratch(&format!("stalled-{who}.log"));
+        let yaml = tests::yaml::bootstrap(&[listener(&log)], &[tests::yaml::cluster("backend", &[up.addr], "")]);
+        let running = tests::side::Running::start(who, &yaml).await;
+        let mut s = tokio::net::TcpStream::connect(running.listener("http")).await.unwrap();
+        s.write_all(b"GET /idle/big HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        // Read nothing until the proxy has given up (0.7 s idle; the watchdog's own lateness
+        // aside), then take what was buffered.
+        let lines = tests::eventually(Duration::from_secs(10), || log_lines(&log, 1)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => got += n,
+                Err(_) => panic!("{who}: the connection stayed open after {got} bytes"),
+            }
+        }
+        assert!(got < 16 << 20, "{who}: the whole body arrived ({got} bytes)");
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], seen[1], "access log: Envoy, then Isthmus");
+    assert_eq!(seen[1], ["200 SI stream_idle_timeout"]);
+}

@@ -86,6 +86,7 @@ impl Record {
     }
 
     fn finish(&mut self) {
+        self.stream.response_done.store(true, Ordering::Relaxed);
         self.entry.bytes_received = self.stream.received.load(Ordering::Relaxed);
         self.entry.bytes_sent = self.sent;
         self.entry.duration = access_log::millis_since(self.start);
@@ -142,6 +143,10 @@ pub struct StreamState {
     /// Nanoseconds after `start` of the last frame either way.
     last_activity: AtomicU64,
     request_done: AtomicBool,
+    /// Set when the response ended (either way): a watchdog leaves the stream alone then.
+    response_done: AtomicBool,
+    /// Which timer a watchdog cut the stream for (`stream_limits::Expiry` as a number + 1).
+    expired: AtomicU8,
 }
 
 impl StreamState {
@@ -152,6 +157,8 @@ impl StreamState {
             failed: AtomicU8::new(0),
             last_activity: AtomicU64::new(0),
             request_done: AtomicBool::new(false),
+            response_done: AtomicBool::new(false),
+            expired: AtomicU8::new(0),
         }
     }
 
@@ -175,6 +182,21 @@ impl StreamState {
     pub fn set_request_done(&self) {
         self.request_done.store(true, Ordering::Relaxed);
     }
+
+    /// Whether the response has ended (completed, failed or dropped).
+    pub fn response_done(&self) -> bool {
+        self.response_done.load(Ordering::Relaxed)
+    }
+
+    /// Records that a watchdog cuts the stream for `why` (before it drops the connection).
+    pub fn set_expired(&self, why: super::stream_limits::Expiry) {
+        self.expired.store(why as u8 + 1, Ordering::Relaxed);
+    }
+
+    /// The timer a watchdog cut the stream for, if any.
+    pub fn expired(&self) -> Option<super::stream_limits::Expiry> {
+        super::stream_limits::Expiry::from_index(self.expired.load(Ordering::Relaxed).checked_sub(1)?)
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -192,9 +214,13 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(mut r) = this.record.take() {
-                // hyper does not poll a body that is already complete (empty replies, HEAD);
-                // only an unfinished body dropped early means the client went away.
-                if !this.inner.is_end_stream() {
+                if let Some(why) = r.stream.expired() {
+                    // Cut by the connection's watchdog (a client that stopped reading).
+                    r.entry.response_code_details = Some(why.details().into());
+                    r.flags.extend(why.flag());
+                } else if !this.inner.is_end_stream() {
+                    // hyper does not poll a body that is already complete (empty replies,
+                    // HEAD); only an unfinished body dropped early means the client went away.
                     r.flags.push(Flag::DownstreamTerminated);
                 }
                 r.finish();
@@ -204,6 +230,15 @@ pin_project_lite::pin_project! {
 }
 
 impl<B: Body> Tracked<B> {
+    /// The stream and timers a watchdog must enforce while hyper is not polling this body
+    /// (a client that stopped reading leaves no room to write), or `None` when none is armed
+    /// or the body is already complete.
+    pub fn watch(&self) -> Option<(Arc<StreamState>, super::stream_limits::Limits)> {
+        let r = self.record.as_ref()?;
+        self.timer.as_ref()?;
+        Some((r.stream.clone(), r.limits))
+    }
+
     /// Wraps a response body; `record` is finished exactly once.
     pub fn new(inner: B, record: Record) -> Self {
         let timer = if inner.is_end_stream() { None } else { super::stream_limits::BodyTimer::new(record.limits) };

@@ -39,7 +39,9 @@ async fn one(
         Ok(r) => r,
         Err(never) => match never {},
     };
+    // A 101 keeps its `Connection: upgrade`: the tunnel is not a keep-alive connection.
     if !h2
+        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
         && (in_flight.0.draining.load(std::sync::atomic::Ordering::Relaxed)
             || crate::overload::active(crate::config::overload::Action::DisableHttpKeepalive))
     {
@@ -47,6 +49,12 @@ async fn one(
         // closes the connection (Envoy's drain sequence), so a client sending its next request
         // learns it cleanly instead of racing a close.
         resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    if !h2 {
+        // HTTP/1: one response at a time; the connection's watchdog enforces its timers.
+        if let Some(w) = resp.body().watch() {
+            in_flight.0.watch(w);
+        }
     }
     Ok(resp)
 }
@@ -108,7 +116,8 @@ where
         }
         _ = drain.cancelled() => {
             activity.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-            if !activity.h2.load(std::sync::atomic::Ordering::Relaxed) {
+            let h2 = activity.h2.load(std::sync::atomic::Ordering::Relaxed) || ctx.hcm.codec == CodecType::Http2;
+            if !h2 {
                 // HTTP/1 (or nothing yet): each response from now on closes the connection;
                 // what is still open after `drain_timeout` is closed once its request is done.
                 tokio::select! {
@@ -130,6 +139,29 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        // HTTP/1: a response whose timer fired while hyper was not polling its body (the
+        // client stopped reading) ends with its connection; its record names the timer.
+        () = stalled(&activity) => {}
+    }
+}
+
+/// Resolves when the HTTP/1 response being sent outlives one of its timers.
+async fn stalled(a: &Activity) {
+    loop {
+        let current = a.watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match current {
+            Some((stream, limits)) => {
+                tokio::select! {
+                    why = super::stream_limits::after_response(limits, &stream) => {
+                        stream.set_expired(why);
+                        tracing::debug!(?why, "response cut by its timer while the client was not reading");
+                        return;
+                    }
+                    () = a.watch_changed.notified() => {}
+                }
+            }
+            None => a.watch_changed.notified().await,
+        }
     }
 }
 
@@ -145,6 +177,18 @@ struct Activity {
     h2: std::sync::atomic::AtomicBool,
     /// The listener is draining it.
     draining: std::sync::atomic::AtomicBool,
+    /// HTTP/1: the response being sent, for the watchdog.
+    watched: std::sync::Mutex<Option<Watched>>,
+    watch_changed: tokio::sync::Notify,
+}
+
+type Watched = (Arc<super::record::StreamState>, super::stream_limits::Limits);
+
+impl Activity {
+    fn watch(&self, w: Watched) {
+        *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+        self.watch_changed.notify_one();
+    }
 }
 
 impl Default for Activity {
@@ -155,6 +199,8 @@ impl Default for Activity {
             last_end: Default::default(),
             h2: Default::default(),
             draining: Default::default(),
+            watched: Default::default(),
+            watch_changed: Default::default(),
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum Expiry {
 }
 
 impl Expiry {
+    /// The expiry stored as `self as u8`.
+    pub fn from_index(i: u8) -> Option<Expiry> {
+        [Expiry::Idle, Expiry::Request, Expiry::Duration, Expiry::Route].get(usize::from(i)).copied()
+    }
+
     /// Envoy's `%RESPONSE_CODE_DETAILS%` for it.
     pub fn details(self) -> &'static str {
         match self {
@@ -88,8 +93,9 @@ impl Limits {
                 if !max.is_zero() && t > max {
                     t = max;
                 }
-                if let Some(o) = msd.grpc_header_offset.filter(|o| *o < t) {
-                    t -= o;
+                // As Envoy: an offset that eats the whole timeout leaves none (it fires now).
+                if let Some(o) = msd.grpc_header_offset.filter(|_| !t.is_zero()) {
+                    t = t.saturating_sub(o);
                 }
                 Some(t)
             }
@@ -127,6 +133,27 @@ pub async fn before_response(limits: Limits, s: &StreamState) -> Expiry {
         tokio::time::sleep_until(at.into()).await;
         // Activity, or the request completing, may have moved the deadline since it was set.
         if let Some((at, why)) = limits.next(s, false) {
+            if at <= now() {
+                return why;
+            }
+        }
+    }
+}
+
+/// Resolves when a timer fires on a response being sent; used by an HTTP/1 connection's
+/// watchdog, which must act even when hyper is not polling the body (no room to write). Never
+/// resolves once the response is done.
+pub async fn after_response(limits: Limits, s: &StreamState) -> Expiry {
+    loop {
+        if s.response_done() {
+            return std::future::pending().await;
+        }
+        let Some((at, _)) = limits.next(s, true) else { return std::future::pending().await };
+        tokio::time::sleep_until(at.into()).await;
+        if s.response_done() {
+            return std::future::pending().await;
+        }
+        if let Some((at, why)) = limits.next(s, true) {
             if at <= now() {
                 return why;
             }

@@ -341,7 +341,11 @@ async fn connection(v: Arc<Version>, mut stream: TcpStream, peer: SocketAddr, sh
         crate::l4::policy::Admission::Admitted(slots) => slots,
         crate::l4::policy::Admission::Refused { delay } => {
             if let Some(d) = delay {
-                tokio::time::sleep(d).await;
+                // Held for the delay, but never past a drain.
+                tokio::select! {
+                    () = tokio::time::sleep(d) => {}
+                    () = drain.cancelled() => {}
+                }
             }
             return;
         }

@@ -113,8 +113,20 @@ fn kept() -> &'static KeptMap {
     KEPT.get_or_init(Default::default)
 }
 
+thread_local! {
+    /// Process-owned keys this thread has already handed to [`kept`]: their handles never
+    /// change (they never expire), so later registrations skip the shared lock.
+    static SEEN: std::cell::RefCell<std::collections::HashSet<u64>> = Default::default();
+}
+
 fn keep(key: &Key, handle: Handle) {
-    if owner(key) == Owner::Traffic {
+    let owner = owner(key);
+    if owner == Owner::Traffic {
+        return;
+    }
+    // The per-connection registrations (`isthmus_tls_handshakes_total`, …) are process-owned.
+    let process = owner == Owner::Process;
+    if process && SEEN.with(|s| s.borrow().contains(&key.get_hash())) {
         return;
     }
     let mut m = kept().lock().unwrap_or_else(|p| p.into_inner());
@@ -124,6 +136,10 @@ fn keep(key: &Key, handle: Handle) {
         None => {
             m.insert(key.clone(), Kept { handle, orphaned: None });
         }
+    }
+    drop(m);
+    if process {
+        SEEN.with(|s| s.borrow_mut().insert(key.get_hash()));
     }
 }
 
