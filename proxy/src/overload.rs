@@ -8,10 +8,26 @@ use std::time::Duration;
 use crate::config::overload::{Action, HeapOverload};
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
+/// Woken whenever the set of active actions changes.
+static CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Whether `action` is on now.
 pub fn active(action: Action) -> bool {
     ACTIVE.load(Ordering::Relaxed) & action.bit() != 0
+}
+
+/// Returns once `action` is off (at once when it is).
+pub async fn until_off(action: Action) {
+    loop {
+        let changed = CHANGED.notified();
+        tokio::pin!(changed);
+        // Registered before the check, so a change between the two is not missed.
+        changed.as_mut().enable();
+        if !active(action) {
+            return;
+        }
+        changed.await;
+    }
 }
 
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: arena and mmap'd
@@ -49,6 +65,9 @@ pub async fn run(cfg: HeapOverload) {
         pressure_gauge.set(pressure);
         let bits = actions_at(&cfg, pressure);
         let before = ACTIVE.swap(bits, Ordering::Relaxed);
+        if before != bits {
+            CHANGED.notify_waiters();
+        }
         for (a, _) in &cfg.actions {
             let on = bits & a.bit() != 0;
             metrics::gauge!("envoy_overload_action_active", "action" => a.name()).set(if on { 1.0 } else { 0.0 });

@@ -200,7 +200,7 @@ impl H1Pool {
         let (parts, inner) = resp.into_parts();
         let back = keep.then_some(idle);
         let mut body = PooledBody { inner, back: None, key };
-        if inner_done(&body.inner) {
+        if body.inner.is_end_stream() {
             if let Some(idle) = back {
                 give_back(key, idle);
             }
@@ -218,10 +218,6 @@ fn closes(resp: &Response<Incoming>) -> bool {
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))))
         || resp.version() == http::Version::HTTP_10
-}
-
-fn inner_done(b: &Incoming) -> bool {
-    b.is_end_stream()
 }
 
 fn give_back(key: Key, idle: Idle) {

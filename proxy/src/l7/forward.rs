@@ -313,14 +313,7 @@ fn classify(f: &Failure) -> Outcome {
 
 /// Whether an HTTP/2 stream error is the peer's `REFUSED_STREAM`.
 fn refused(e: &hyper::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(h) = s.downcast_ref::<h2::Error>() {
-            return h.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        src = s.source();
-    }
-    false
+    super::record::find_source::<h2::Error>(e).is_some_and(|h| h.reason() == Some(h2::Reason::REFUSED_STREAM))
 }
 
 fn classify_h1(e: &crate::cluster::h1pool::H1Error) -> Outcome {

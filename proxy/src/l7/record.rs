@@ -323,41 +323,31 @@ pub const GONE: u8 = 1;
 /// `downstream_failed`: the client's body was malformed.
 pub const MALFORMED: u8 = 2;
 
-/// Whether `e` says a body ended before its length (hyper's `IncompleteBody`, an
-/// `UnexpectedEof` I/O error in the chain).
-fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The first error of type `T` in `e`'s source chain, `e` itself included.
+pub fn find_source<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
-        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof) {
-            return true;
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
         }
         cur = c.source();
     }
-    false
+    None
+}
+
+/// Whether `e` says a body ended before its length (an `UnexpectedEof` I/O error in the chain).
+fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
+    io_kind(e) == Some(std::io::ErrorKind::UnexpectedEof)
 }
 
 /// The kind of the first I/O error in `e`'s source chain.
 fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        cur = c.source();
-    }
-    None
+    find_source::<std::io::Error>(e).map(std::io::Error::kind)
 }
 
 /// The `hyper::Error` somewhere in `e`'s source chain.
 pub fn hyper_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(h) = c.downcast_ref::<hyper::Error>() {
-            return Some(h);
-        }
-        cur = c.source();
-    }
-    None
+    find_source(e)
 }
 
 pin_project_lite::pin_project! {

@@ -251,9 +251,7 @@ pub async fn serve(
             c = async {
                 // The overload manager's `stop_accepting_connections`: leave them in the
                 // backlog (admin keeps accepting: it has its own loop).
-                while crate::overload::active(crate::config::overload::Action::StopAcceptingConnections) {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
+                crate::overload::until_off(crate::config::overload::Action::StopAcceptingConnections).await;
                 acceptor.accept(&socket).await
             } => c,
         };
