@@ -2,8 +2,9 @@
 //! Isthmus, so behaviour can be compared side by side.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running Envoy; killed on drop.
 pub struct Envoy {
@@ -20,6 +21,7 @@ impl Envoy {
         let cfg = crate::scratch("envoy.yaml");
         std::fs::write(&cfg, yaml).expect("write envoy config");
         let admin_file = crate::scratch("envoy-admin");
+        let log = crate::scratch("envoy.log");
         let child = Command::new(bin)
             .arg("-c")
             .arg(&cfg)
@@ -27,22 +29,38 @@ impl Envoy {
             .arg(&admin_file)
             // Access logs reach their file within 100 ms (Envoy's default is 10 s), so tests
             // that read them wait for the event, not for the flush timer.
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "error", "--file-flush-interval-msec", "100"])
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info", "--file-flush-interval-msec", "100"])
+            .arg("--log-path")
+            .arg(&log)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn envoy");
         let mut envoy = Envoy { child, admin: "127.0.0.1:1".parse().expect("placeholder") };
-        envoy.admin = crate::eventually(Duration::from_secs(30), || {
-            std::fs::read_to_string(&admin_file).ok().and_then(|s| s.trim().parse().ok())
-        })
-        .await;
-        let admin = envoy.admin;
-        crate::eventually(Duration::from_secs(30), || {
-            crate::proxy::http_get_blocking(admin, "/ready").filter(|(s, _)| *s == 200).map(|_| ())
-        })
-        .await;
-        envoy
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                panic!("envoy exited ({status}) before it was ready:\n{}", tail(&log));
+            }
+            if envoy.admin.port() == 1 {
+                if let Some(a) = std::fs::read_to_string(&admin_file).ok().and_then(|s| s.trim().parse().ok()) {
+                    envoy.admin = a;
+                }
+            } else {
+                last = crate::proxy::http_get_blocking(envoy.admin, "/ready");
+                if matches!(last, Some((200, _))) {
+                    return envoy;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "envoy not ready within 30 s (admin {}, last /ready {last:?}):\n{}",
+                envoy.admin,
+                tail(&log)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A listener's bound address, from `/listeners?format=json`.
@@ -56,6 +74,13 @@ impl Envoy {
         let sa = &l["local_address"]["socket_address"];
         format!("{}:{}", sa["address"].as_str().expect("address"), sa["port_value"]).parse().expect("listener addr")
     }
+}
+
+/// The last lines of Envoy's log, for a failure message.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 impl Drop for Envoy {

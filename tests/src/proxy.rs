@@ -216,6 +216,8 @@ pub fn run(args: &[&str]) -> std::process::Output {
 pub fn http_get_blocking(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
+    // A peer that accepts and never answers fails this poll instead of hanging the test.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
