@@ -65,7 +65,12 @@ const ROOTS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(ROOTS, ["proto"]).expect("vendored Envoy protos compile");
+    let mut fds = protox::compile(ROOTS, ["proto"]).expect("vendored Envoy protos compile");
+    // Comments and source locations are read by nothing at run time, and decoded they were
+    // the largest part of the resident descriptor pool (~9 MB of the proxy's idle heap).
+    for file in &mut fds.file {
+        file.source_code_info = None;
+    }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("envoy_descriptors.bin"), fds.encode_to_vec()).expect("write descriptor set to OUT_DIR");
 }

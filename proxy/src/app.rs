@@ -151,6 +151,7 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
     let xds = dynamic::start(&bootstrap, xds_tls.as_ref(), targets)?;
     tokio::spawn(crate::dynamic::sds::follow(xds.clone(), bootstrap.clone(), drain.clone()));
     tokio::spawn(crate::tls::files::watch(drain.clone()));
+    crate::overload::trim();
     if xds.is_none() {
         ready.store(true, Ordering::Release);
         crate::telemetry::server_stats::stats().set_workers_started();
