@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running Envoy; killed on drop.
 pub struct Envoy {
@@ -22,7 +22,7 @@ impl Envoy {
         std::fs::write(&cfg, yaml).expect("write envoy config");
         let admin_file = crate::scratch("envoy-admin");
         let log = crate::scratch("envoy.log");
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg("-c")
             .arg(&cfg)
             .arg("--admin-address-path")
@@ -36,31 +36,34 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn envoy");
-        let mut envoy = Envoy { child, admin: "127.0.0.1:1".parse().expect("placeholder") };
-        let started = Instant::now();
-        let mut last = None;
-        loop {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
+        let exited = |child: &mut Child| {
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!("envoy exited ({status}) before it was ready:\n{}", tail(&log));
             }
-            if envoy.admin.port() == 1 {
-                if let Some(a) = std::fs::read_to_string(&admin_file).ok().and_then(|s| s.trim().parse().ok()) {
-                    envoy.admin = a;
-                }
-            } else {
-                last = crate::proxy::http_get_blocking(envoy.admin, "/ready");
-                if matches!(last, Some((200, _))) {
-                    return envoy;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "envoy not ready within 30 s (admin {}, last /ready {last:?}):\n{}",
-                envoy.admin,
-                tail(&log)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
+        let admin = crate::eventually_or(
+            Duration::from_secs(30),
+            || {
+                exited(&mut child);
+                std::fs::read_to_string(&admin_file).ok().and_then(|s| s.trim().parse().ok())
+            },
+            || format!("envoy wrote no admin address:\n{}", tail(&log)),
+        )
+        .await;
+        let last = std::cell::RefCell::new(None);
+        crate::eventually_or(
+            Duration::from_secs(30),
+            || {
+                exited(&mut child);
+                let answer = crate::proxy::http_get_blocking(admin, "/ready");
+                let ready = matches!(answer, Some((200, _)));
+                *last.borrow_mut() = answer;
+                ready.then_some(())
+            },
+            || format!("envoy not ready (admin {admin}, last /ready {:?}):\n{}", last.borrow(), tail(&log)),
+        )
+        .await;
+        Envoy { child, admin }
     }
 
     /// A listener's bound address, from `/listeners?format=json`.

@@ -53,13 +53,21 @@ pub fn tool(name: &str) -> PathBuf {
 
 /// Polls `f` until it returns Some or the deadline passes (for events with no notification,
 /// such as a port closing).
-pub async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    eventually_or(limit, f, String::new).await
+}
+
+/// [`eventually`], with `why()` (the state that explains a timeout, such as a child's log)
+/// added to the failure message.
+pub async fn eventually_or<T>(limit: Duration, mut f: impl FnMut() -> Option<T>, why: impl FnOnce() -> String) -> T {
     let end = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "condition not met within {limit:?}");
+        if Instant::now() >= end {
+            panic!("condition not met within {limit:?}\n{}", why());
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
