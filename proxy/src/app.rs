@@ -65,6 +65,36 @@ pub struct Running {
     drain_time: Duration,
 }
 
+/// SIGTERM and SIGINT, caught from the moment this is made. Made before [`start`], so that a
+/// signal sent as soon as the proxy reports ready (an agent stopping a pod that just started)
+/// drains it and exits 0 instead of killing it by the default action before a handler exists.
+pub struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers; must run inside the runtime. A handler that cannot be installed
+    /// leaves that signal's default action (logged).
+    pub fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let catch = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| tracing::warn!(signal = name, error = %e, "cannot catch the signal")).ok()
+        };
+        Signals { term: catch(SignalKind::terminate(), "SIGTERM"), int: catch(SignalKind::interrupt(), "SIGINT") }
+    }
+
+    /// Resolves on the next delivery; never, if the handler is missing.
+    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Binds static listeners (failing fast on a busy port), starts admin, resolves DNS
 /// clusters, starts xDS if configured, then serves. Readiness turns true at once for a static
 /// config and after the first full xDS config otherwise.
@@ -176,19 +206,12 @@ impl Running {
         self.listener_manager.addresses().into_iter().find(|(n, _)| n == name).map(|(_, a)| a)
     }
 
-    /// Waits for SIGTERM/SIGINT or `/quitquitquit`, then drains.
-    pub async fn run_until_signal(self) {
-        let sigterm = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
+    /// Waits for SIGTERM/SIGINT (caught by `signals` since before start-up) or
+    /// `/quitquitquit`, then drains.
+    pub async fn run_until_signal(self, mut signals: Signals) {
         tokio::select! {
-            _ = sigterm => info!("SIGTERM: draining"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: draining"),
+            _ = Signals::recv(&mut signals.term) => info!("SIGTERM: draining"),
+            _ = Signals::recv(&mut signals.int) => info!("SIGINT: draining"),
             _ = self.shutdown.cancelled() => info!("shutdown requested: draining"),
         }
         self.drain().await;

@@ -40,10 +40,11 @@ fn main() -> ExitCode {
         readiness: cli.readiness_address,
         command_line: cli.options_json(),
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
+        let signals = app::Signals::install();
         match app::start(snapshot, opts).await {
             Ok(running) => {
-                running.run_until_signal().await;
+                running.run_until_signal(signals).await;
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -51,7 +52,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Connections still open when the drain time ran out are cut here, when the runtime drops
+    // their tasks; each one's drop-time access-log line is queued only then, after the drain's
+    // own flush, so flush once more or the process would exit with those lines unwritten.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    proxy::telemetry::log_writer::flush(Duration::from_secs(2));
+    code
 }
 
 fn load_config(cli: &Cli) -> Result<Bootstrap, proxy::config::ConfigError> {

@@ -17,6 +17,9 @@ pub struct Proxy {
     pub stderr: Arc<Mutex<Vec<String>>>,
     /// Everything written to stdout (access logs).
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// One message from each pipe reader when it has read its pipe to the end, so that
+    /// [`Proxy::wait_exit`] returns only once `stdout` and `stderr` hold everything written.
+    pipes_drained: std::sync::mpsc::Receiver<()>,
 }
 
 impl Proxy {
@@ -74,13 +77,16 @@ impl Proxy {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (drained_tx, pipes_drained) = std::sync::mpsc::channel::<()>();
         let err_pipe = child.stderr.take().expect("stderr");
         let err_lines = stderr.clone();
+        let err_drained = drained_tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
                 err_lines.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
+            let _ = err_drained.send(());
         });
         let out_pipe = child.stdout.take().expect("stdout");
         let out_lines = stdout.clone();
@@ -88,6 +94,7 @@ impl Proxy {
             for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
                 out_lines.lock().unwrap().push(line);
             }
+            let _ = drained_tx.send(());
         });
         let mut listeners = HashMap::new();
         let mut admin = None;
@@ -111,7 +118,7 @@ impl Proxy {
                 break;
             }
         }
-        Proxy { child, listeners, admin: admin.expect("admin addr"), stderr, stdout }
+        Proxy { child, listeners, admin: admin.expect("admin addr"), stderr, stdout, pipes_drained }
     }
 
     /// A listener's bound address.
@@ -141,11 +148,19 @@ impl Proxy {
         assert!(ok.success());
     }
 
-    /// Waits for exit, up to `limit`.
+    /// Waits for exit, up to `limit`, and then for the pipe readers to reach the end of
+    /// stdout and stderr: a process that has exited may still have lines in its pipes that
+    /// the reader threads have not pushed yet (CI once saw an empty access log this way).
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let end = Instant::now() + limit;
         loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
+                for _pipe in 0..2 {
+                    let left = end.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+                    self.pipes_drained.recv_timeout(left).unwrap_or_else(|e| {
+                        panic!("isthmus exited but its stdout/stderr were not read to the end: {e}")
+                    });
+                }
                 return s;
             }
             assert!(Instant::now() < end, "isthmus did not exit within {limit:?}");
