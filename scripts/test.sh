@@ -22,4 +22,7 @@ fi
 
 # Build the binaries first: integration tests launch them as subprocesses.
 cargo build --workspace --bins
+# Each test process keeps its files (bootstraps, logs) in a fresh isthmus-tests-* directory;
+# the previous run's are removed here, this run's stay for a failure's post-mortem.
+rm -rf "${TMPDIR:-/tmp}"/isthmus-tests-*
 exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -73,10 +73,26 @@ pub async fn eventually_or<T>(limit: Duration, mut f: impl FnMut() -> Option<T>,
 }
 
 /// A unique scratch file path for this process.
+///
+/// The directory is new for each test process, not just named after its pid: pids are reused
+/// within one run (pid_max is 32768 here, and Envoy alone starts dozens of threads), and a
+/// reused directory held the previous process's files. CI saw exactly that: a test read the
+/// stale `envoy-admin` file of an earlier Envoy before its own Envoy wrote it, then polled a
+/// dead admin port for 30 s.
 pub fn scratch(name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("isthmus-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (0u32..)
+            .map(|k| std::env::temp_dir().join(format!("isthmus-tests-{}-{stamp}-{k}", std::process::id())))
+            .find(|d| match std::fs::create_dir(d) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => panic!("scratch dir {}: {e}", d.display()),
+            })
+            .expect("a fresh scratch dir")
+    });
     dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
 }
