@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A running Envoy; killed on drop.
 pub struct Envoy {
-    child: Child,
+    _child: crate::child::KillOnDrop,
     /// Admin address.
     pub admin: SocketAddr,
 }
@@ -35,8 +35,9 @@ impl Envoy {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(crate::child::KillOnDrop)
             .expect("spawn envoy");
-        let exited = |child: &mut Child| {
+        let exited = |child: &mut crate::child::KillOnDrop| {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("envoy exited ({status}) before it was ready:\n{}", tail(&log));
             }
@@ -63,7 +64,7 @@ impl Envoy {
             || format!("envoy not ready (admin {admin}, last /ready {:?}):\n{}", last.borrow(), tail(&log)),
         )
         .await;
-        Envoy { child, admin }
+        Envoy { _child: child, admin }
     }
 
     /// A listener's bound address, from `/listeners?format=json`.
@@ -84,11 +85,4 @@ fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

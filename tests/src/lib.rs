@@ -4,6 +4,7 @@
 //! parallel without port races.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod child;
 pub mod envoy;
 pub mod istio;
 pub mod netns;

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running proxy; killed on drop.
 pub struct Proxy {
-    child: Child,
+    child: crate::child::KillOnDrop,
     listeners: HashMap<String, SocketAddr>,
     /// Admin address.
     pub admin: SocketAddr,
@@ -73,6 +73,7 @@ impl Proxy {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
+            .map(crate::child::KillOnDrop)
             .expect("spawn isthmus");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -187,13 +188,6 @@ impl Proxy {
     /// The sum of Prometheus samples named `name` whose line contains `label_part`.
     pub fn metric(&self, name: &str, label_part: &str) -> f64 {
         self.metric_with(name, &[label_part])
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
