@@ -82,8 +82,30 @@ impl OwnedLabels {
 /// Label sets per thread before the cache starts over (bounds memory if codes or clusters churn).
 const MAX_ENTRIES: usize = 4096;
 
+/// The cache's keys are already hashes of the labels: the map uses them as they are instead
+/// of hashing them a second time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the key is a `u64`); fold anything else in anyway.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Cache = HashMap<u64, Vec<Handles>, std::hash::BuildHasherDefault<PreHashed>>;
+
 thread_local! {
-    static CACHE: RefCell<HashMap<u64, Vec<Handles>>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
 fn register(l: &Labels<'_>) -> Handles {
