@@ -131,7 +131,9 @@ impl H1Pool {
             },
             None => req,
         };
-        let mut idle = self.connect(addr, tls).await?;
+        // Boxed: connecting (TCP, TLS, the handshake) is the cold path and its future is the
+        // largest part of a request's; inline, every request's future carried its size.
+        let mut idle = Box::pin(self.connect(addr, tls)).await?;
         let resp = idle.send.send_request(req).await.map_err(H1Error::Request)?;
         idle.used.store(self.stamp(), Ordering::Relaxed);
         Ok(self.pooled(resp, key, idle))

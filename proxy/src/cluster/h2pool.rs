@@ -87,9 +87,11 @@ impl H2Pool {
             Some(mut s) => match s.ready().await {
                 Ok(()) => s,
                 // Closed (GOAWAY, reset, idle close): a new connection.
-                Err(_) => self.connect(addr, tls).await?,
+                Err(_) => Box::pin(self.connect(addr, tls)).await?,
             },
-            None => self.connect(addr, tls).await?,
+            // Boxed, as in the HTTP/1 pool: the cold path's future is the largest part of a
+            // request's, and inline every request would carry it.
+            None => Box::pin(self.connect(addr, tls)).await?,
         };
         send.send_request(req).await.map_err(H2Error::Stream)
     }

@@ -35,7 +35,10 @@ async fn one(
     if h2 && req.headers().len() > max_headers {
         return Err(TooManyHeaders(req.headers().len()));
     }
-    let mut resp = match handle(ctx, req).await {
+    // Boxed: the request's future is several KiB (routing, filters, the upstream exchange),
+    // and hyper moves the HTTP/2 stream future that holds it into a task of its own; behind a
+    // box each move copies a pointer (memcpy was 17 % of an h2c request's instructions).
+    let mut resp = match Box::pin(handle(ctx, req)).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
