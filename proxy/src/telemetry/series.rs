@@ -196,19 +196,30 @@ pub fn maintain(live: &Live, now: Instant) -> usize {
     m.len()
 }
 
-/// Runs the maintenance for the life of the process: histogram upkeep (the exporter's own
-/// thread is not started), touches a quarter expiry apart, and a render each expiry so idle
-/// series are freed even when nobody scrapes.
+/// Runs the maintenance for the life of the process: histogram upkeep every second (the
+/// exporter's own thread is not started), touches a quarter expiry apart, and a render each
+/// expiry so idle series are freed even when nobody scrapes.
 pub async fn run(handle: PrometheusHandle, live: Arc<dyn Fn() -> Live + Send + Sync>) {
-    let step = (expiry() / 4).min(Duration::from_secs(5));
-    let mut tick = tokio::time::interval(step);
+    // Upkeep drains the histograms' raw samples (three per request) into their buckets, and
+    // until then they are heap, ~8 bytes each in the exporter's atomic blocks: at 55k req/s,
+    // 5 s of them is ~7 MB, 1 s ~1.4 MB.
+    // The touches walk every kept series under a lock, so they keep their slower pace.
+    let touch_every = (expiry() / 4).min(Duration::from_secs(5));
+    let period = touch_every.min(Duration::from_secs(1));
+    // Whole ticks per touch, counted rather than timed so jitter never skips one.
+    let ticks_per_touch = (touch_every.as_millis() / period.as_millis().max(1)).max(1);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u128 = 0;
     let mut last_render = crate::clock::now();
     loop {
         tick.tick().await;
         handle.run_upkeep();
         let now = crate::clock::now();
-        maintain(&live(), now);
+        if ticks.is_multiple_of(ticks_per_touch) {
+            maintain(&live(), now);
+        }
+        ticks += 1;
         if now.saturating_duration_since(last_render) >= expiry() {
             drop(handle.render());
             last_render = now;
