@@ -151,6 +151,7 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
     if let Some(heap) = bootstrap.overload.heap.clone() {
         tokio::spawn(crate::overload::run(heap));
     }
+    tokio::spawn(crate::overload::release_free_heap());
     let ready = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(DumpStore::default());
     let state = Arc::new(AdminState {
