@@ -182,6 +182,9 @@ pub async fn start(snapshot: Snapshot, opts: Options) -> Result<Running, StartEr
     let xds = dynamic::start(&bootstrap, xds_tls.as_ref(), targets)?;
     tokio::spawn(crate::dynamic::sds::follow(xds.clone(), bootstrap.clone(), drain.clone()));
     tokio::spawn(crate::tls::files::watch(drain.clone()));
+    // The start-up config is converted: the descriptor pool is rebuilt by the first push or
+    // config dump that needs it, and until then its ~4.5 MB go back with the parse trees'.
+    xds_client::json::release_pool(Duration::ZERO);
     crate::overload::trim();
     if xds.is_none() {
         ready.store(true, Ordering::Release);

@@ -7,7 +7,8 @@
 //! → the typed struct. The error names the field path, which is what an operator needs to fix
 //! a file.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
@@ -42,12 +43,42 @@ pub enum JsonError {
     Descriptors(String),
 }
 
-/// The descriptor pool for every vendored Envoy type, built once.
-pub fn pool() -> Result<&'static DescriptorPool, JsonError> {
-    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| JsonError::Descriptors(e.clone()))
+/// The pool while it is in use, and when it was last asked for.
+struct Cached {
+    pool: DescriptorPool,
+    last_use: Instant,
+}
+
+static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
+
+/// The descriptor pool for every vendored Envoy type: built on first use and kept until
+/// [`release_pool`] finds it idle. It is ~4.5 MB of heap that only config conversion and
+/// config dumps read, so a sidecar between pushes need not keep it resident.
+pub fn pool() -> Result<DescriptorPool, JsonError> {
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    if let Some(c) = cache.as_mut() {
+        c.last_use = now;
+        return Ok(c.pool.clone());
+    }
+    // Built under the lock: concurrent first users wait for one build instead of racing.
+    let pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| JsonError::Descriptors(e.to_string()))?;
+    *cache = Some(Cached { pool: pool.clone(), last_use: now });
+    Ok(pool)
+}
+
+/// Drops the cached pool if nobody has asked for it for `idle` (`Duration::ZERO`: at once);
+/// the next [`pool`] call builds it again. Returns whether it was dropped. Its memory is freed
+/// once the last clone handed out is gone.
+pub fn release_pool(idle: Duration) -> bool {
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    match cache.as_ref() {
+        Some(c) if c.last_use.elapsed() >= idle => {
+            *cache = None;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Decodes canonical proto3 JSON into the typed Envoy message `T`; unknown fields are errors.
@@ -93,7 +124,7 @@ pub fn to_json(type_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonE
     let desc = pool.get_message_by_name(type_name).ok_or_else(|| JsonError::UnknownType(type_name.to_string()))?;
     let mut msg = DynamicMessage::decode(desc, bytes)
         .map_err(|source| JsonError::Decode { type_name: type_name.to_string(), source })?;
-    wrap_unknown_any(&mut msg, pool);
+    wrap_unknown_any(&mut msg, &pool);
     let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
     let mut out = msg
         .serialize_with_options(serde_json::value::Serializer, &options)
@@ -249,5 +280,17 @@ mod tests {
         );
         assert_eq!(filters[0]["typed_config"]["value"]["isthmus_undecoded_base64"], "CgVpc3Rpbw==");
         assert_eq!(filters[1]["typed_config"]["stat_prefix"], "s");
+    }
+
+    #[test]
+    fn the_pool_is_kept_while_used_and_rebuilt_after_release() {
+        let a = pool().unwrap();
+        assert!(!release_pool(Duration::from_secs(3600)), "just used: kept");
+        assert_eq!(pool().unwrap(), a, "the same pool while cached");
+        assert!(release_pool(Duration::ZERO));
+        let b = pool().unwrap();
+        assert_ne!(b, a, "a fresh pool after release");
+        let v = serde_json::json!({"static_resources": {"clusters": [{"name": "a"}]}});
+        let _: Bootstrap = from_json(v).unwrap();
     }
 }
