@@ -30,22 +30,32 @@ pub async fn until_off(action: Action) {
     }
 }
 
+/// glibc's allocator statistics, the one place they are read.
+#[cfg(target_env = "gnu")]
+fn mallinfo() -> libc::mallinfo2 {
+    // SAFETY: `mallinfo2` reads allocator statistics; it has no preconditions.
+    unsafe { libc::mallinfo2() }
+}
+
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: arena and mmap'd
 /// chunks in use), the counterpart of Envoy's tcmalloc heap size less its free pages.
 #[cfg(target_env = "gnu")]
 pub fn heap_in_use() -> u64 {
-    // SAFETY: `mallinfo2` reads allocator statistics; it has no preconditions.
-    let m = unsafe { libc::mallinfo2() };
+    let m = mallinfo();
     (m.uordblks as u64).saturating_add(m.hblkhd as u64)
 }
 
-/// Without glibc: the resident set, read from `/proc/self/statm`.
+/// Without glibc: the resident set.
 #[cfg(not(target_env = "gnu"))]
 pub fn heap_in_use() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
+    resident_bytes().unwrap_or(0)
+}
+
+/// The process's resident set in bytes, from `/proc/self/statm` (`None` where it is not there).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages = statm.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(pages * 4096)
 }
 
 /// The set of actions on at `pressure`.
@@ -113,9 +123,7 @@ pub async fn release_free_heap() {
 /// Bytes the allocator holds free in its arenas (glibc's `mallinfo2().fordblks`).
 #[cfg(target_env = "gnu")]
 pub fn heap_free() -> u64 {
-    // SAFETY: `mallinfo2` reads allocator statistics; it has no preconditions.
-    let m = unsafe { libc::mallinfo2() };
-    m.fordblks as u64
+    mallinfo().fordblks as u64
 }
 
 /// Nothing is known to be free outside glibc.
@@ -161,10 +169,8 @@ mod tests {
         drop(v);
     }
 
-    /// The resident set, in bytes.
     fn rss() -> u64 {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+        resident_bytes().expect("/proc/self/statm")
     }
 
     #[cfg(target_env = "gnu")]
